@@ -1,0 +1,132 @@
+"""The ``distilens`` command. It parses, calls the library, and maps errors to exit codes:
+0 done, 2 the user's input is wrong (one line on stderr), 1 a bug (with its traceback).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .errors import DistilensError
+
+app = typer.Typer(
+    name="distilens",
+    help="Distil a large classifier into a small one, and show with explanations that the small "
+    "one still looks where the large one looks.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+_LISTABLE = ("datasets", "models", "losses", "explainers")
+
+
+@app.command("run")
+def run_cmd(
+    config: Optional[Path] = typer.Argument(None, help="YAML run config; omitted: the built-in digits demo."),
+    set_: Optional[list[str]] = typer.Option(
+        None, "--set", metavar="KEY=VALUE", help="Override a config key, e.g. --set distill.epochs=5 (repeatable)."
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<name>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in the same folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder (only once the new run succeeds)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars; still prints the summary."),
+) -> None:
+    """Train the teacher, distil the student, evaluate, explain and write the report."""
+    from .config import load_config
+    from .pipeline import run
+
+    cfg = load_config(config, set_ or [])
+    err = Console(stderr=True, quiet=quiet)
+    result = run(cfg, out=out, overwrite=overwrite, resume=resume, console=err, command=_command_line())
+    _print_summary(result.metrics, result.path)
+
+
+@app.command("list")
+def list_cmd(what: str = typer.Argument(..., help="datasets | models | losses | explainers")) -> None:
+    """List the registered datasets, models, losses or explainers."""
+    from .data import DATASETS
+    from .distill import LOSSES
+    from .explain import EXPLAINERS
+    from .models import MODELS
+
+    registries: dict[str, Any] = {"datasets": DATASETS, "models": MODELS, "losses": LOSSES, "explainers": EXPLAINERS}
+    if what not in registries:
+        raise DistilensError(f"cannot list '{what}'; choose one of: {', '.join(_LISTABLE)}")
+    registry = registries[what]
+    for name in registry.names():
+        doc = (registry.get(name).__doc__ or "").strip().splitlines()
+        typer.echo(f"{name:<22}{doc[0] if doc else ''}")
+
+
+def _command_line() -> str:
+    return shlex.join(["distilens", *sys.argv[1:]])
+
+
+def _fmt_pct(v: Any) -> str:
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
+def _print_summary(metrics: dict[str, Any], path: Path) -> None:
+    console = Console()
+    table = Table(title=f"distilens · {metrics['dataset']['name']}", title_justify="left")
+    for col in ("model", "accuracy", "agreement", "params", "ms @1", "ms @64"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for role in ("teacher", "student", "baseline"):
+        m = metrics.get(role)
+        if m:
+            lat = m["latency_ms"]
+            table.add_row(
+                role, _fmt_pct(m["accuracy"]), _fmt_pct(m.get("agreement")), f"{m['params']:,}",
+                f"{lat['batch1']:.2f}", f"{lat['batch64']:.2f}",
+            )
+    console.print(table)
+    c = metrics["compression"]
+    console.print(f"compression: {c['params_ratio']}× fewer parameters, {c['flops_ratio']}× fewer FLOPs, "
+                  f"{c['speedup_batch1']}× faster at batch 1")
+    for block in metrics.get("explanations", {}).get("methods", []):
+        a = block["agreement"]
+        parts = ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} –" for k, v in a.items())
+        console.print(f"explanations ({block['method']}, {block['n_samples']} test inputs): {parts}")
+    console.print(f"time: {metrics['timing_s']['total']:.1f} s")
+    console.print(f"report: {path / 'report.html'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning :class:`DistilensError` into one line and exit code 2."""
+    try:
+        app(args=argv, prog_name="distilens", standalone_mode=False)
+    except DistilensError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; run the same command with --resume to continue", file=sys.stderr)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - click's own usage errors
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `distilens`: the help was shown
+            sys.exit(0)
+        click_error = _click_exception(exc)
+        if click_error is None:
+            raise
+        print(f"error: {click_error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _click_exception(exc: Exception) -> str | None:
+    """Message of a command-line usage error (unknown option, missing argument), else None."""
+    name = type(exc).__name__
+    if name in {"UsageError", "BadParameter", "NoSuchOption", "MissingParameter", "BadOptionUsage", "BadArgumentUsage"}:
+        return " ".join(str(getattr(exc, "message", exc) or exc).split())
+    return None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,118 @@
+"""Containers for data: what one input looks like (:class:`InputSpec`), a split, a bundle."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterator, Literal
+
+import torch
+from torch import Tensor
+
+__all__ = ["InputSpec", "Split", "DataBundle", "iterate_batches"]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model of this data takes and predicts.
+
+    Attributes:
+        kind: ``"image"`` (inputs (C, H, W)) or ``"table"`` (inputs (F,)).
+        shape: Shape of one input, without the batch dimension.
+        class_names: One name per class; ``len(class_names)`` is the number of classes.
+        feature_names: Column names for tables, else ``None``.
+        mean: Normalisation subtracted from raw inputs (per channel or per feature).
+        std: Normalisation divisor (per channel or per feature).
+    """
+
+    kind: Literal["image", "table"]
+    shape: tuple[int, ...]
+    class_names: tuple[str, ...]
+    feature_names: tuple[str, ...] | None = None
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "InputSpec":
+        return cls(
+            kind=d["kind"],
+            shape=tuple(int(s) for s in d["shape"]),
+            class_names=tuple(str(c) for c in d["class_names"]),
+            feature_names=tuple(d["feature_names"]) if d.get("feature_names") else None,
+            mean=tuple(float(m) for m in d.get("mean", ())),
+            std=tuple(float(s) for s in d.get("std", ())),
+        )
+
+
+@dataclass
+class Split:
+    """One split held in memory.
+
+    Attributes:
+        inputs: (N, *spec.shape) float32, already normalised.
+        targets: (N,) int64 class indices.
+        masks: (N, H, W) bool ground-truth relevance masks, where the data has them.
+    """
+
+    inputs: Tensor
+    targets: Tensor
+    masks: Tensor | None = None
+    _fingerprint: str | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.inputs.shape[0] != self.targets.shape[0]:
+            raise ValueError("inputs and targets differ in length")
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the inputs and targets (bytes, shapes, dtypes): the data part of cache keys."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            for t in (self.inputs, self.targets):
+                t = t.detach().cpu().contiguous()
+                h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                h.update(t.numpy().tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def subset(self, index: Tensor) -> "Split":
+        masks = self.masks[index] if self.masks is not None else None
+        return Split(self.inputs[index], self.targets[index], masks)
+
+
+@dataclass
+class DataBundle:
+    """Train/val/test splits of one data set and its :class:`InputSpec`."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    spec: InputSpec
+
+    def sizes(self) -> dict[str, int]:
+        return {"n_train": len(self.train), "n_val": len(self.val), "n_test": len(self.test)}
+
+
+def iterate_batches(
+    split: Split, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """Yield ``(inputs, targets, indices)`` batches; ``indices`` address the split (and caches).
+
+    Shuffling draws from ``generator`` only, so one seed fixes the order.
+    """
+    n = len(split)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        yield split.inputs[idx], split.targets[idx], idx

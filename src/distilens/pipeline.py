@@ -1,0 +1,370 @@
+"""One run, stage by stage: data → teacher → soft labels → student (+ baseline) → evaluate →
+explain → report, written into a run folder (see DESIGN.md, "Run folder").
+
+Example:
+    >>> from distilens.config import load_config
+    >>> result = run(load_config(None, ["distill.epochs=5"]), out="runs/quick")
+    >>> result.metrics["student"]["accuracy"]
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from torch import nn
+
+from ._version import __version__
+from .config import RunConfig, dump_config
+from .data import DataBundle, load_dataset
+from .distill import SoftLabelCache, build_objectives, fit
+from .errors import ConfigError, DistilensError, ModelError
+from .evaluate import cost_metrics, predict_logits, prediction_metrics
+from .explain import EXPLAINERS
+from .explain.compare import Comparison, compare
+from .explain.faithfulness import deletion_insertion
+from .io import atomic_write_json, atomic_write_text
+from .models import build_model, last_spatial_layer, load_model, save_model
+from .report import feature_importance_bars, heatmap_grid, render_report, training_curves, write_report
+from .runfolder import RunFolder
+from .runtime import resolve_device, seed_everything
+
+__all__ = ["run", "RunResult"]
+
+
+@dataclass
+class RunResult:
+    """The finished run: its folder and its metrics (the content of metrics.json)."""
+
+    path: Path
+    metrics: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def run(
+    cfg: RunConfig,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    console: Console | None = None,
+    command: str | None = None,
+) -> RunResult:
+    """Run the whole job of ``cfg`` into ``out`` (default ``runs/<cfg.name>``).
+
+    Everything the user could get wrong is checked before the first file is written. The
+    run is written into a staging folder and moved into place at the end, so an existing
+    run folder is untouched if this run fails.
+
+    Raises:
+        DistilensError: bad config, data, model or run folder (nothing is left behind).
+    """
+    console = console or Console(stderr=True, quiet=True)
+    config_yaml = dump_config(cfg)
+    folder = RunFolder.prepare(out or Path("runs") / cfg.name, overwrite=overwrite, resume=resume, config_yaml=config_yaml)
+    device = resolve_device(cfg.runtime.device)
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+
+    with _timed(timings, "data"):
+        bundle = load_dataset(
+            cfg.data.source, seed=cfg.seed, val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction
+        )
+    objectives = build_objectives([{"name": l.name, "weight": l.weight, **l.options()} for l in cfg.distill.losses])
+    student = _build(cfg.student.arch, cfg.student.args, bundle, cfg.seed + 1, "student")
+    if cfg.teacher.weights:
+        teacher, teacher_arch = _load_teacher(cfg.teacher.weights, bundle)
+    else:
+        teacher = _build(cfg.teacher.arch, cfg.teacher.args, bundle, cfg.seed, "teacher")
+        teacher_arch = {"arch": cfg.teacher.arch, "args": cfg.teacher.args}
+    methods = _explain_methods(cfg, bundle, teacher, student)
+
+    staging = folder.open(resume=resume)
+    try:
+        atomic_write_text(staging / "config.yaml", config_yaml)
+        history: list[dict[str, Any]] = []
+        fit_args = {"device": device, "precision": cfg.runtime.precision}
+        with _progress(console) as bar:
+            with _timed(timings, "teacher"):
+                teacher = _stage_teacher(cfg, bundle, teacher, teacher_arch, staging, history, bar, fit_args)
+            with _timed(timings, "cache"):
+                dirs = [staging / "cache", folder.final / "cache"] + ([Path(cfg.distill.cache_dir)] if cfg.distill.cache_dir else [])
+                cache, hit = SoftLabelCache.load_or_build(teacher, bundle.train, directories=dirs, save_to=staging / "cache")
+                if cfg.distill.cache_dir:
+                    cache.save(cfg.distill.cache_dir)
+                console.print(f"soft labels: {'read from cache' if hit else 'computed'} ({cache.key[:12]})")
+            with _timed(timings, "distill"):
+                _train_student(cfg, bundle, student, "student", objectives, cache, staging, history, bar, fit_args)
+            baseline = None
+            if cfg.distill.baseline:
+                with _timed(timings, "baseline"):
+                    baseline = _build(cfg.student.arch, cfg.student.args, bundle, cfg.seed + 1, "student")
+                    _train_student(cfg, bundle, baseline, "baseline", None, None, staging, history, bar, fit_args)
+        _write_history(staging / "history.csv", history)
+
+        with _timed(timings, "evaluate"):
+            metrics = _evaluate(bundle, teacher, student, baseline)
+        comparisons: list[Comparison] = []
+        with _timed(timings, "explain"):
+            if methods:
+                comparisons, metrics["explanations"] = _explain(cfg, bundle, teacher, student, methods)
+        with _timed(timings, "report"):
+            timings["total"] = time.perf_counter() - t_start
+            metrics["timing_s"] = {k: round(v, 3) for k, v in timings.items()}
+            metrics["environment"] = _environment(device)
+            atomic_write_json(staging / "metrics.json", metrics)
+            _write_report(staging / "report.html", cfg, metrics, history, comparisons, bundle, config_yaml, command)
+        timings["total"] = time.perf_counter() - t_start
+        metrics["timing_s"] = {k: round(v, 3) for k, v in timings.items()}
+        atomic_write_json(staging / "metrics.json", metrics)
+    except DistilensError:
+        folder.discard()
+        raise
+    path = folder.commit()
+    return RunResult(path, metrics, timings)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
+
+
+@contextmanager
+def _progress(console: Console) -> Iterator[Progress]:
+    bar = Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=console.quiet,
+    )
+    with bar:
+        yield bar
+
+
+def _epoch_callback(bar: Progress, label: str, epochs: int) -> Callable[[dict[str, float]], None]:
+    task = bar.add_task(label, total=epochs, status="")
+
+    def on_epoch(row: dict[str, float]) -> None:
+        bar.update(task, advance=1, status=f"loss {row['loss']:.3f}  val acc {100 * row['val_accuracy']:.1f}%")
+
+    return on_epoch
+
+
+def _build(arch: str, args: dict[str, Any], bundle: DataBundle, seed: int, role: str) -> nn.Module:
+    seed_everything(seed)  # weights are a function of the seed alone
+    try:
+        return build_model(arch, bundle.spec, **args)
+    except DistilensError as exc:
+        raise ModelError(f"{role}.arch/args: {exc}") from None
+
+
+def _load_teacher(weights: str, bundle: DataBundle) -> tuple[nn.Module, dict[str, Any]]:
+    path = Path(weights)
+    if path.suffix != ".safetensors":
+        raise ModelError(
+            f"teacher.weights '{weights}': only distilens .safetensors files (with their .json) are "
+            "supported here; save your model's state dict with safetensors"
+        )
+    model, meta = load_model(path)
+    spec = meta["input_spec"]
+    if tuple(spec["shape"]) != bundle.spec.shape:
+        raise ModelError(
+            f"teacher.weights: the teacher takes inputs of shape {tuple(spec['shape'])}, the data has {bundle.spec.shape}"
+        )
+    if len(spec["class_names"]) != bundle.spec.num_classes:
+        raise ModelError(
+            f"teacher.weights: the teacher predicts {len(spec['class_names'])} classes, the data has {bundle.spec.num_classes}"
+        )
+    return model, {"arch": meta["arch"], "args": meta.get("args", {})}
+
+
+def _explain_methods(cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module) -> list[str]:
+    """Explainers to run; gradcam needs spatial layers in both models.
+
+    Methods named explicitly in the config must apply; from the default list, those that
+    do not apply to this data or these models are left out.
+    """
+    explicit = "methods" in cfg.explain.model_fields_set
+    methods = []
+    for m in cfg.explain.methods:
+        try:
+            EXPLAINERS.get(m)
+        except DistilensError as exc:
+            raise ConfigError(f"explain.methods: {exc}") from None
+        if m == "gradcam":
+            problem = None
+            if bundle.spec.kind != "image":
+                problem = "needs image data"
+            else:
+                example = bundle.train.inputs[:1]
+                for role, model in (("teacher", teacher), ("student", student)):
+                    try:
+                        last_spatial_layer(model, example)
+                    except ModelError:
+                        problem = f"needs a {role} with convolutional layers"
+            if problem:
+                if explicit:
+                    raise ConfigError(f"explain.methods: gradcam {problem}; use integrated_gradients or saliency")
+                continue
+        methods.append(m)
+    return methods
+
+
+def _stage_teacher(
+    cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, arch: dict[str, Any], staging: Path,
+    history: list, bar: Progress, fit_args: dict,
+) -> nn.Module:
+    path = staging / "teacher.safetensors"
+    if cfg.teacher.weights:
+        save_model(teacher, path, arch=arch["arch"], args=arch["args"], spec=bundle.spec)
+        return teacher.to(fit_args["device"])
+    if path.is_file():  # resuming: the teacher was finished before
+        history.extend(_previous_history(staging, "teacher"))
+        return load_model(path)[0].to(fit_args["device"])
+    tc = cfg.teacher.train
+    result = fit(
+        teacher, bundle, epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr, weight_decay=tc.weight_decay,
+        seed=cfg.seed, on_epoch=_epoch_callback(bar, "teacher", tc.epochs), **fit_args,
+    )
+    history.extend({"model": "teacher", **row} for row in result.history)
+    save_model(teacher, path, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=bundle.spec)
+    return teacher
+
+
+def _previous_history(staging: Path, role: str) -> list[dict[str, Any]]:
+    """History rows of ``role`` from an earlier (resumed) run, numbers parsed back."""
+    path = staging / "history.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("model") == role]
+    return [{k: (v if k == "model" else float(v)) for k, v in r.items() if v != ""} for r in rows]
+
+
+def _train_student(
+    cfg: RunConfig, bundle: DataBundle, model: nn.Module, role: str, objectives: list | None,
+    cache: SoftLabelCache | None, staging: Path, history: list, bar: Progress, fit_args: dict,
+) -> None:
+    path = staging / f"{role}.safetensors"
+    if path.is_file():  # resuming: this model was finished before
+        model.load_state_dict(load_model(path)[0].state_dict())
+        model.to(fit_args["device"]).eval()
+        history.extend(_previous_history(staging, role))
+        return
+    d = cfg.distill
+    opt = d.optimizer
+    result = fit(
+        model, bundle, objectives=objectives, teacher_cache=cache, epochs=d.epochs, batch_size=d.batch_size,
+        optimizer=opt.name, lr=opt.lr, weight_decay=opt.weight_decay, momentum=opt.momentum,
+        seed=cfg.seed + 1, on_epoch=_epoch_callback(bar, role, d.epochs), **fit_args,
+    )
+    history.extend({"model": role, **row} for row in result.history)
+    save_model(model, path, arch=cfg.student.arch, args=cfg.student.args, spec=bundle.spec)
+
+
+def _evaluate(bundle: DataBundle, teacher: nn.Module, student: nn.Module, baseline: nn.Module | None) -> dict[str, Any]:
+    y = bundle.test.targets
+    t_logits = predict_logits(teacher, bundle.test)
+    metrics: dict[str, Any] = {
+        "dataset": {"name": bundle.name, "num_classes": bundle.spec.num_classes, **bundle.sizes()},
+        "teacher": {**prediction_metrics(t_logits, y), **cost_metrics(teacher, bundle.spec)},
+    }
+    for role, model in (("student", student), ("baseline", baseline)):
+        if model is not None:
+            logits = predict_logits(model, bundle.test)
+            metrics[role] = {**prediction_metrics(logits, y, t_logits), **cost_metrics(model, bundle.spec)}
+    t, s = metrics["teacher"], metrics["student"]
+    metrics["compression"] = {
+        "params_ratio": round(t["params"] / s["params"], 2),
+        "flops_ratio": round(t["flops"] / max(1, s["flops"]), 2),
+        "speedup_batch1": round(t["latency_ms"]["batch1"] / s["latency_ms"]["batch1"], 2),
+        "speedup_batch64": round(t["latency_ms"]["batch64"] / s["latency_ms"]["batch64"], 2),
+    }
+    return metrics
+
+
+def _explain(
+    cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module, methods: list[str]
+) -> tuple[list[Comparison], dict[str, Any]]:
+    inputs = bundle.test.inputs[: cfg.explain.n_samples]
+    comparisons, blocks = [], []
+    for method in methods:
+        cmp = compare(teacher, student, inputs, method=method)
+        faith = {}
+        for role, model, maps in (("teacher", teacher, cmp.teacher_maps), ("student", student, cmp.student_maps)):
+            curves = deletion_insertion(model, cmp.inputs, maps, cmp.targets)
+            faith[role] = {"deletion_auc": float(curves["deletion_auc"].mean()), "insertion_auc": float(curves["insertion_auc"].mean())}
+        summary = cmp.summary()
+        blocks.append({**summary, "faithfulness": faith})
+        comparisons.append(cmp)
+    first = blocks[0]
+    return comparisons, {
+        "method": first["method"],
+        "n_samples": first["n_samples"],
+        "agreement": first["agreement"],
+        "faithfulness": first["faithfulness"],
+        "methods": blocks,
+    }
+
+
+def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write_text(path, buf.getvalue())
+
+
+def _environment(device: torch.device) -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "distilens": __version__,
+        "device": str(device),
+        "platform": platform.platform(),
+    }
+
+
+def _write_report(
+    path: Path, cfg: RunConfig, metrics: dict[str, Any], history: list[dict[str, Any]],
+    comparisons: list[Comparison], bundle: DataBundle, config_yaml: str, command: str | None,
+) -> None:
+    figures: dict[str, bytes] = {}
+    if history:
+        figures["training"] = training_curves(history)
+    for cmp in comparisons:
+        if bundle.spec.kind == "image":
+            figures[cmp.method] = heatmap_grid(cmp, bundle.spec.class_names)
+        else:
+            figures[cmp.method] = feature_importance_bars(cmp, bundle.spec.feature_names or [])
+    env = metrics["environment"]
+    repro = [
+        ("seed", str(cfg.seed)),
+        ("python / torch / distilens", f"{env['python']} / {env['torch']} / {env['distilens']}"),
+        ("device", env["device"]),
+        ("stage times (s)", ", ".join(f"{k} {v:.1f}" for k, v in metrics["timing_s"].items())),
+        ("command", command or "distilens run config.yaml --resume  (config.yaml of this run folder)"),
+    ]
+    write_report(path, render_report(metrics, name=cfg.name, config_yaml=config_yaml, figures=figures, repro=repro))

@@ -1,0 +1,106 @@
+"""Figures for the report, rendered with matplotlib's Agg backend to PNG bytes."""
+
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from ..explain.compare import Comparison  # noqa: E402
+
+__all__ = ["png_bytes", "heatmap_grid", "feature_importance_bars", "training_curves"]
+
+# Colour-blind-safe choices: a sequential map for non-negative maps, a diverging one for signed.
+_SEQUENTIAL = "viridis"
+_DIVERGING = "PuOr_r"
+_MODEL_COLOURS = {"teacher": "#0072B2", "student": "#D55E00", "baseline": "#009E73"}
+
+
+def png_bytes(fig: plt.Figure) -> bytes:
+    """Render and close ``fig``."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
+def _image(x: torch.Tensor) -> np.ndarray:
+    """(C, H, W) normalised input → (H, W) or (H, W, 3) in [0, 1] for display."""
+    a = x.detach().float().cpu()
+    a = (a - a.min()) / (a.max() - a.min() + 1e-12)
+    return a[0].numpy() if a.shape[0] == 1 else a[:3].permute(1, 2, 0).numpy()
+
+
+def heatmap_grid(
+    cmp: Comparison, class_names: Sequence[str], n: int = 8, order: Sequence[int] | None = None
+) -> bytes:
+    """Rows of input | teacher map | student map, one shared colour scale per row.
+
+    Titles give the explained class, each model's prediction, and the row's Spearman ρ.
+    """
+    idx = list(order if order is not None else range(min(n, cmp.inputs.shape[0])))[:n]
+    t_maps = cmp.teacher_maps.sum(1) if cmp.teacher_maps.dim() == 4 else cmp.teacher_maps
+    s_maps = cmp.student_maps.sum(1) if cmp.student_maps.dim() == 4 else cmp.student_maps
+    signed = bool((t_maps < 0).any() or (s_maps < 0).any())
+    fig, axes = plt.subplots(len(idx), 3, figsize=(6.0, 2.0 * len(idx)), squeeze=False)
+    for row, i in enumerate(idx):
+        t, s = t_maps[i].cpu().numpy(), s_maps[i].cpu().numpy()
+        vmax = float(max(np.abs(t).max(), np.abs(s).max(), 1e-12))
+        vmin = -vmax if signed else 0.0
+        cmap = _DIVERGING if signed else _SEQUENTIAL
+        target = class_names[int(cmp.targets[i])]
+        rho = float(cmp.scores["spearman"][i])
+        axes[row, 0].imshow(_image(cmp.inputs[i]), cmap="gray")
+        axes[row, 0].set_title(f"explained: {target}", fontsize=8)
+        axes[row, 1].imshow(t, cmap=cmap, vmin=vmin, vmax=vmax)
+        axes[row, 1].set_title(f"teacher → {class_names[int(cmp.teacher_pred[i])]}", fontsize=8)
+        im = axes[row, 2].imshow(s, cmap=cmap, vmin=vmin, vmax=vmax)
+        axes[row, 2].set_title(f"student → {class_names[int(cmp.student_pred[i])]}  ρ={rho:.2f}", fontsize=8)
+        fig.colorbar(im, ax=axes[row, 1:].tolist(), shrink=0.8, label="attribution")
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"{cmp.method}: input | teacher | student (same colour scale per row)", fontsize=9)
+    return png_bytes(fig)
+
+
+def feature_importance_bars(cmp: Comparison, feature_names: Sequence[str], top: int = 15) -> bytes:
+    """Mean |attribution| per feature for teacher and student, the teacher's top features."""
+    t = cmp.teacher_maps.abs().mean(0).cpu().numpy()
+    s = cmp.student_maps.abs().mean(0).cpu().numpy()
+    order = np.argsort(-t)[:top][::-1]
+    y = np.arange(len(order))
+    fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(order) + 1.2))
+    ax.barh(y + 0.2, t[order], height=0.4, color=_MODEL_COLOURS["teacher"], label="teacher")
+    ax.barh(y - 0.2, s[order], height=0.4, color=_MODEL_COLOURS["student"], label="student")
+    ax.set_yticks(y, [str(feature_names[i]) for i in order], fontsize=8)
+    ax.set_xlabel(f"mean |{cmp.method}| attribution")
+    ax.legend(loc="lower right")
+    return png_bytes(fig)
+
+
+def training_curves(history: list[dict[str, float | str]]) -> bytes:
+    """Validation accuracy per epoch for every trained model; the best epoch marked."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    models = sorted({str(r["model"]) for r in history})
+    for m in models:
+        rows = [r for r in history if r["model"] == m]
+        epochs = [int(r["epoch"]) for r in rows]
+        acc = [100.0 * float(r["val_accuracy"]) for r in rows]
+        colour = _MODEL_COLOURS.get(m)
+        ax.plot(epochs, acc, label=m, color=colour)
+        best = int(np.argmax(acc))
+        ax.plot([epochs[best]], [acc[best]], marker="o", color=colour)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return png_bytes(fig)
