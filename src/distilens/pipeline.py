@@ -243,7 +243,7 @@ def _stage_teacher(
     tc = cfg.teacher.train
     result = fit(
         teacher, bundle, epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr, weight_decay=tc.weight_decay,
-        seed=cfg.seed, on_epoch=_epoch_callback(bar, "teacher", tc.epochs), **fit_args,
+        warmup_epochs=tc.warmup_epochs, seed=cfg.seed, on_epoch=_epoch_callback(bar, "teacher", tc.epochs), **fit_args,
     )
     history.extend({"model": "teacher", **row} for row in result.history)
     save_model(teacher, path, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=bundle.spec)
@@ -275,7 +275,7 @@ def _train_student(
     result = fit(
         model, bundle, objectives=objectives, teacher_cache=cache, epochs=d.epochs, batch_size=d.batch_size,
         optimizer=opt.name, lr=opt.lr, weight_decay=opt.weight_decay, momentum=opt.momentum,
-        seed=cfg.seed + 1, on_epoch=_epoch_callback(bar, role, d.epochs), **fit_args,
+        warmup_epochs=opt.warmup_epochs, seed=cfg.seed + 1, on_epoch=_epoch_callback(bar, role, d.epochs), **fit_args,
     )
     history.extend({"model": role, **row} for row in result.history)
     save_model(model, path, arch=cfg.student.arch, args=cfg.student.args, spec=bundle.spec)
