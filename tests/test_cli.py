@@ -139,3 +139,17 @@ def test_list_and_help(tmp_path) -> None:
         proc = distilens(*cmd, "--help", cwd=tmp_path)
         assert proc.returncode == 0 and "Usage" in proc.stdout
     assert distilens("list", "things", cwd=tmp_path).returncode == 2
+
+
+def test_resume_reuses_finished_stages_and_refuses_a_changed_config(tiny_run) -> None:
+    work, _ = tiny_run
+    run = work / "runs" / "tiny"
+    before = snapshot(run)
+    proc = distilens("run", "tiny.yaml", "--resume", "--quiet", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    after = snapshot(run)
+    for name in ("teacher.safetensors", "student.safetensors", "baseline.safetensors", "history.csv"):
+        assert after[name] == before[name], name
+    proc = distilens("run", "tiny.yaml", "--resume", "--set", "distill.epochs=3", cwd=work)
+    assert proc.returncode == 2 and "config differs" in proc.stderr
+    assert snapshot(run) == after

@@ -132,6 +132,9 @@ class ExplainConfig(_Strict):
 class RuntimeConfig(_Strict):
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    # CPU threads for torch (null: torch's default, one per core). Set 1 when several
+    # jobs share the cores: oversubscribed threads make small models many times slower.
+    threads: int | None = Field(None, ge=1)
 
     @field_validator("device")
     @classmethod

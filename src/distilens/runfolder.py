@@ -26,6 +26,7 @@ class RunFolder:
 
     final: Path
     staging: Path
+    continued: bool = False  # the staging folder holds an earlier interrupted run's work
 
     @classmethod
     def prepare(
@@ -64,6 +65,7 @@ class RunFolder:
 
     def open(self, *, resume: bool) -> Path:
         """Create the staging folder (continuing an earlier one when resuming)."""
+        self.continued = resume and self.staging.is_dir()
         if resume and not self.staging.is_dir() and self.final.is_dir():
             shutil.copytree(self.final, self.staging)
         elif not resume and self.staging.exists():
@@ -72,8 +74,11 @@ class RunFolder:
         return self.staging
 
     def discard(self) -> None:
-        """Remove the staging folder (after a user error: no partial output is left)."""
-        if self.staging.exists():
+        """Remove the staging folder after a user error, so no partial output is left.
+
+        An interrupted run's staging folder that this run continued is kept for --resume.
+        """
+        if self.staging.exists() and not self.continued:
             shutil.rmtree(self.staging)
 
     def commit(self) -> Path:
