@@ -50,13 +50,11 @@ def to_common_grid(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 
 def _average_ranks(x: Tensor) -> Tensor:
     """(B, D) → (B, D) ranks 1..D, ties given their average rank (as in scipy.stats.rankdata)."""
-    ranks = torch.empty_like(x, dtype=torch.float64)
-    for i, row in enumerate(x):
-        _, inverse, counts = torch.unique(row, sorted=True, return_inverse=True, return_counts=True)
-        ends = counts.cumsum(0).double()
-        avg = ends - (counts.double() - 1) / 2  # mean of ranks start+1 .. end
-        ranks[i] = avg[inverse]
-    return ranks
+    x = x.double()
+    ordered = x.sort(dim=1).values
+    below = torch.searchsorted(ordered, x, side="left")  # values strictly smaller
+    upto = torch.searchsorted(ordered, x, side="right")  # values smaller or equal
+    return (below + upto + 1).double() / 2  # mean of ranks below+1 .. upto
 
 
 def _pearson(a: Tensor, b: Tensor) -> Tensor:
