@@ -65,7 +65,7 @@ def test_run_writes_the_contract(tiny_run) -> None:
     assert set(m["compression"]) >= {"params_ratio", "flops_ratio", "speedup_batch1"}
     e = m["explanations"]
     assert e["method"] == "gradcam" and e["n_samples"] == 16
-    assert set(e["agreement"]) == {"spearman", "topk_iou", "cosine"}
+    assert set(e["agreement"]) >= {"spearman", "topk_iou", "cosine"}
     assert set(e["faithfulness"]["teacher"]) == {"deletion_auc", "insertion_auc"}
     assert [b["method"] for b in e["methods"]] == ["gradcam", "integrated_gradients"]
     assert set(m["timing_s"]) >= {"teacher", "cache", "distill", "baseline", "explain", "report", "total"}

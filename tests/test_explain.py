@@ -1,9 +1,22 @@
 import pytest
 import torch
 
+from distilens.errors import DistilensError
 from distilens.explain import EXPLAINERS, attribute, compare
-from distilens.explain.faithfulness import deletion_insertion
-from distilens.testing import LinearModel, assert_no_hooks
+from distilens.explain.faithfulness import deletion_insertion, removal_baseline
+from distilens.models import build_model
+from distilens.testing import LinearModel, assert_no_hooks, tiny_bundle
+
+# Methods that need images (spatial layers); the others must work on tables too.
+IMAGE_ONLY = {"gradcam", "attention"}
+# Fast options so that the conformance tests stay quick.
+FAST = {
+    "kernel_shap": {"n_samples": 48},
+    "lime": {"n_samples": 48},
+    "smoothgrad": {"nt_samples": 4},
+    "integrated_gradients": {"n_steps": 16},
+    "neuron_importance": {"n_steps": 8},
+}
 
 
 def test_ig_completeness_on_the_student(cnn_pair, digits) -> None:
@@ -29,6 +42,17 @@ def test_ig_completeness_survives_batch_norm_in_train_mode(cnn_pair, digits) -> 
     torch.testing.assert_close(attr.flatten(1).sum(1), gap, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize("method", ["deeplift", "neuron_importance"])
+def test_completeness_of_deeplift_and_conductance(method: str, cnn_pair, digits) -> None:
+    _, student = cnn_pair
+    x, target = digits.test.inputs[:4], torch.tensor([1, 2, 3, 4])
+    attr = attribute(student, x, target, method=method, **({"n_steps": 128} if method != "deeplift" else {}))
+    with torch.no_grad():
+        gap = (student(x) - student(torch.zeros_like(x))).gather(1, target.view(-1, 1)).squeeze(1)
+    # DeepLIFT sums to the gap exactly; conductance up to the IG integration error.
+    torch.testing.assert_close(attr.flatten(1).sum(1), gap, rtol=1e-3, atol=2e-3)
+
+
 def test_linear_model_closed_forms() -> None:
     w = torch.randn(3, 8)
     model = LinearModel(w, torch.randn(3))
@@ -36,42 +60,115 @@ def test_linear_model_closed_forms() -> None:
     target = torch.tensor([0, 1, 2, 1, 0])
     ig = attribute(model, x, target, method="integrated_gradients", n_steps=16)
     torch.testing.assert_close(ig, w[target] * x, rtol=1e-5, atol=1e-6)  # IG = w ⊙ (x − 0)
+    base = torch.randn(8)
+    ig = attribute(model, x, target, method="integrated_gradients", n_steps=16, baseline=base)
+    torch.testing.assert_close(ig, w[target] * (x - base), rtol=1e-5, atol=1e-5)  # IG = w ⊙ (x − x′)
+    ig = attribute(model, x, target, method="integrated_gradients", n_steps=16, baseline=0.5)
+    torch.testing.assert_close(ig, w[target] * (x - 0.5), rtol=1e-5, atol=1e-5)
     sal = attribute(model, x, target, method="saliency")
     torch.testing.assert_close(sal, w[target].abs(), rtol=0, atol=0)  # saliency = |w|
+    ixg = attribute(model, x, target, method="input_x_gradient")
+    torch.testing.assert_close(ixg, w[target] * x, rtol=0, atol=0)  # input × gradient = w ⊙ x
+    dl = attribute(model, x, target, method="deeplift", baseline=base)
+    torch.testing.assert_close(dl, w[target] * (x - base), rtol=1e-5, atol=1e-5)
+    occ = attribute(model, x, target, method="occlusion")
+    torch.testing.assert_close(occ, w[target] * x, rtol=1e-5, atol=1e-5)  # f(x) − f(x with x_j = 0)
+    shap = attribute(model, x, target, method="kernel_shap", n_samples=200)
+    torch.testing.assert_close(shap, w[target] * x, rtol=1e-3, atol=1e-3)  # Shapley values of a linear model
 
 
-def _methods_for_images() -> list[str]:
-    return EXPLAINERS.names()
+def _cases(method: str) -> list[str]:
+    return ["image"] if method in IMAGE_ONLY else ["image", "table"]
 
 
-@pytest.mark.parametrize("method", _methods_for_images())
-def test_conformance_shape_finiteness_device_hooks(method: str, cnn_pair, digits) -> None:
-    teacher, _ = cnn_pair
-    x = digits.test.inputs[:5]
-    teacher.train()
-    out = attribute(teacher, x, method=method)
-    assert teacher.training, "train/eval mode must be restored"
-    expected = (5, 1, 8, 8)
-    assert tuple(out.shape) == expected and out.device == x.device and torch.isfinite(out).all()
-    assert not out.requires_grad
-    assert_no_hooks(teacher)
+CASES = [(m, kind) for m in EXPLAINERS.names() for kind in _cases(m)]
 
 
-@pytest.mark.parametrize("method", _methods_for_images())
-def test_batched_equals_one_by_one(method: str, cnn_pair, digits) -> None:
-    teacher, _ = cnn_pair
-    x = digits.test.inputs[:4]
-    target = torch.tensor([3, 1, 4, 1])
-    batched = attribute(teacher, x, target, method=method)
-    single = torch.cat([attribute(teacher, x[i : i + 1], target[i : i + 1], method=method) for i in range(4)])
+@pytest.fixture(scope="module")
+def table_model():
+    torch.manual_seed(2)
+    bundle = tiny_bundle(n=30, shape=(6,))
+    return build_model("mlp", bundle.spec, hidden=(8,)).eval(), bundle.test.inputs[:4]
+
+
+def _model_and_inputs(kind, cnn_pair, digits, table_model):
+    if kind == "image":
+        return cnn_pair[0], digits.test.inputs[:4]
+    return table_model
+
+
+def _expected_shape(method: str, model, x) -> tuple[int, ...]:
+    if method == "neuron_importance":
+        return (x.shape[0], 16) if x.dim() == 4 else (x.shape[0], 8)  # units of the auto layer
+    if method in IMAGE_ONLY:
+        return (x.shape[0], 1, *x.shape[-2:])
+    return tuple(x.shape)
+
+
+@pytest.mark.parametrize("method,kind", CASES)
+def test_conformance_shape_finiteness_device_hooks_mode(method, kind, cnn_pair, digits, table_model) -> None:
+    model, x = _model_and_inputs(kind, cnn_pair, digits, table_model)
+    model.train()
+    out = attribute(model, x, method=method, **FAST.get(method, {}))
+    assert model.training, "train/eval mode must be restored"
+    model.eval()
+    assert tuple(out.shape) == _expected_shape(method, model, x)
+    assert out.device == x.device and torch.isfinite(out).all() and not out.requires_grad
+    assert_no_hooks(model)
+
+
+@pytest.mark.parametrize("method,kind", CASES)
+def test_batched_equals_one_by_one_and_deterministic(method, kind, cnn_pair, digits, table_model) -> None:
+    model, x = _model_and_inputs(kind, cnn_pair, digits, table_model)
+    target = torch.tensor([3, 1, 4, 1]) if kind == "image" else torch.tensor([0, 1, 2, 1])
+    opts = FAST.get(method, {})
+    torch.manual_seed(123)
+    batched = attribute(model, x, target, method=method, **opts)
+    state = torch.random.get_rng_state()
+    single = torch.cat([attribute(model, x[i : i + 1], target[i : i + 1], method=method, **opts) for i in range(4)])
     torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-6)
+    assert torch.equal(torch.random.get_rng_state(), state), "the caller's random state must be restored"
+    again = attribute(model, x, target, method=method, **opts)
+    torch.testing.assert_close(again, batched, rtol=0, atol=0)
 
 
-def test_hooks_removed_after_a_failing_call(cnn_pair, digits) -> None:
+@pytest.mark.parametrize("method", sorted(IMAGE_ONLY))
+def test_image_only_methods_refuse_tables(method, table_model) -> None:
+    model, x = table_model
+    with pytest.raises(DistilensError, match="needs image inputs"):
+        attribute(model, x, method=method)
+    assert_no_hooks(model)
+
+
+def test_occlusion_refuses_windows_on_tables(table_model) -> None:
+    model, x = table_model
+    with pytest.raises(DistilensError, match="one feature at a time"):
+        attribute(model, x, method="occlusion", window=3)
+
+
+def test_unknown_option_is_a_user_error(cnn_pair, digits) -> None:
+    with pytest.raises(DistilensError, match="n_stepz"):
+        attribute(cnn_pair[0], digits.test.inputs[:2], method="integrated_gradients", n_stepz=3)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "integrated_gradients", "deeplift", "occlusion", "lime"])
+def test_hooks_removed_after_a_failing_call(method, cnn_pair, digits) -> None:
     teacher, _ = cnn_pair
-    with pytest.raises((IndexError, RuntimeError)):
-        attribute(teacher, digits.test.inputs[:2], torch.tensor([0, 99]), method="gradcam")
+    teacher.train()
+    with pytest.raises((IndexError, RuntimeError, AssertionError)):
+        attribute(teacher, digits.test.inputs[:2], torch.tensor([0, 99]), method=method, **FAST.get(method, {}))
+    assert teacher.training
     assert_no_hooks(teacher)
+
+
+def test_attention_ignores_the_target_and_has_unit_norm(cnn_pair, digits) -> None:
+    teacher, _ = cnn_pair
+    x = digits.test.inputs[:3]
+    a0 = attribute(teacher, x, 0, method="attention", layer="features.4")
+    a1 = attribute(teacher, x, 7, method="attention", layer="features.4")
+    torch.testing.assert_close(a0, a1)
+    raw = attribute(teacher, x, 0, method="attention", layer="features.1")  # same grid as the input
+    torch.testing.assert_close(raw.flatten(1).norm(dim=1), torch.ones(3), rtol=1e-5, atol=1e-5)
 
 
 def test_compare_uses_the_teachers_prediction_for_both(cnn_pair, digits) -> None:
@@ -81,8 +178,25 @@ def test_compare_uses_the_teachers_prediction_for_both(cnn_pair, digits) -> None
         assert torch.equal(cmp.targets, teacher(digits.test.inputs[:8]).argmax(1))
     expected = attribute(student, digits.test.inputs[:8], cmp.targets, method="saliency")
     torch.testing.assert_close(cmp.student_maps, expected)
-    assert set(cmp.scores) == {"spearman", "topk_iou", "cosine"}
+    assert set(cmp.scores) == {"spearman", "kendall", "pearson", "topk_iou", "cosine", "ssim"}
     assert all(v.shape == (8,) for v in cmp.scores.values())
+    summary = cmp.summary()
+    assert all(isinstance(v, float) for v in summary["agreement"].values())
+    lo, hi = summary["agreement_ci95"]["spearman"]
+    assert lo <= summary["agreement"]["spearman"] <= hi
+
+
+def test_galleries_split_same_and_different_predictions() -> None:
+    from distilens.explain.compare import Comparison
+
+    rho = torch.tensor([0.9, -0.2, 0.1, float("nan"), 0.5])
+    cmp = Comparison(
+        "saliency", torch.zeros(5, 3), torch.zeros(5), torch.tensor([0, 1, 2, 3, 4]), torch.tensor([0, 1, 0, 3, 0]),
+        torch.zeros(5, 3), torch.zeros(5, 3), {"spearman": rho},
+    )
+    g = cmp.galleries()
+    assert g["same_class_disagree"] == [1, 0, 3]  # lowest ρ first, undefined last
+    assert g["different_class"] == [2, 4]
 
 
 def test_self_comparison_agrees_perfectly(cnn_pair, digits) -> None:
@@ -116,3 +230,26 @@ def test_deletion_auc_is_lower_for_the_true_order_than_for_a_random_one() -> Non
         p_base = model(torch.zeros_like(x)).softmax(1)[:, 1]
     torch.testing.assert_close(good["deletion"][:, 0], p_full)
     torch.testing.assert_close(good["deletion"][:, -1], p_base)
+
+
+@pytest.mark.parametrize("baseline", [0.5, "mean", "blur", "tensor"])
+def test_deletion_ends_at_the_baseline(baseline) -> None:
+    w = torch.randn(2, 1 * 6 * 6)
+    model = LinearModel(w)
+    x = torch.randn(3, 1, 6, 6)
+    if baseline == "tensor":
+        baseline = torch.randn(1, 6, 6)
+    maps = torch.rand(3, 1, 6, 6)
+    curves = deletion_insertion(model, x, maps, torch.ones(3, dtype=torch.long), steps=4, baseline=baseline)
+    ref = removal_baseline(x, baseline)
+    with torch.no_grad():
+        torch.testing.assert_close(curves["deletion"][:, -1], model(ref).softmax(1)[:, 1])
+        torch.testing.assert_close(curves["insertion"][:, 0], model(ref).softmax(1)[:, 1])
+    assert removal_baseline(x, "mean")[0, 0].unique().numel() == 1
+
+
+def test_faithfulness_baseline_errors() -> None:
+    with pytest.raises(DistilensError, match="blur"):
+        removal_baseline(torch.randn(2, 5), "blur")
+    with pytest.raises(DistilensError, match="float"):
+        removal_baseline(torch.randn(2, 5), "median")

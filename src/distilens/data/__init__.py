@@ -58,7 +58,11 @@ def load_dataset(
 def split_dataset(
     name: str, raw: RawData, *, seed: int, val_fraction: float, test_fraction: float
 ) -> DataBundle:
-    """Stratified train/val/test split of ``raw`` and normalisation fitted on train."""
+    """Stratified train/val/test split of ``raw`` and normalisation fitted on train.
+
+    Where ``raw.test_only`` is set, those samples are the test split (``test_fraction`` is
+    then the data's own) and train/val are split from the others.
+    """
     n = raw.targets.shape[0]
     y = raw.targets.numpy()
     counts = np.bincount(y, minlength=len(raw.class_names))
@@ -66,7 +70,13 @@ def split_dataset(
         raise DataError(f"data set '{name}' has fewer than two classes; a classifier needs two or more")
     idx = np.arange(n)
     try:
-        rest, test = train_test_split(idx, test_size=test_fraction, stratify=y, random_state=seed)
+        if raw.test_only is not None:
+            # The data fixes its test part (e.g. a distribution shift); train/val split the rest.
+            fixed = raw.test_only.numpy()
+            rest, test = idx[~fixed], idx[fixed]
+            test_fraction = fixed.mean()
+        else:
+            rest, test = train_test_split(idx, test_size=test_fraction, stratify=y, random_state=seed)
         train, val = train_test_split(
             rest, test_size=val_fraction / (1.0 - test_fraction), stratify=y[rest], random_state=seed
         )

@@ -1,9 +1,15 @@
-"""Explanations: attribution methods, teacher–student comparison, agreement scores."""
+"""Explanations: attribution methods, teacher–student comparison, agreement, faithfulness,
+localisation and sanity checks, and the pipeline's explain stage."""
 
-from .agreement import agreement_scores, cosine, spearman, summarize, topk_iou
+from . import layers as _layers  # noqa: F401  (registers gradcam, attention, neuron_importance)
+from . import perturbation as _perturbation  # noqa: F401  (registers occlusion, kernel_shap, lime)
+from .agreement import agreement_scores, cosine, kendall, pearson, spearman, ssim, summarize, topk_iou
 from .attribute import EXPLAINERS, attribute, predicted_class
 from .compare import Comparison, compare
 from .faithfulness import deletion_insertion
+from .localization import mass_in_mask, pointing_game
+from .sanity import cascading_randomization
+from .stage import explain_models
 
 __all__ = [
     "EXPLAINERS",
@@ -13,8 +19,15 @@ __all__ = [
     "Comparison",
     "agreement_scores",
     "spearman",
+    "kendall",
+    "pearson",
     "topk_iou",
     "cosine",
+    "ssim",
     "summarize",
     "deletion_insertion",
+    "mass_in_mask",
+    "pointing_game",
+    "cascading_randomization",
+    "explain_models",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .agreement import agreement_scores, summarize
+from .agreement import agreement_scores, means, summarize
 from .attribute import attribute, predicted_class
 
 __all__ = ["Comparison", "compare"]
@@ -24,7 +24,8 @@ class Comparison:
         targets: (N,) the class explained for both models (the teacher's prediction by default).
         teacher_pred, student_pred: (N,) each model's predicted class.
         teacher_maps, student_maps: attributions, shaped as :func:`attribute` returns them.
-        scores: per-sample agreement, ``{"spearman": (N,), "topk_iou": (N,), "cosine": (N,)}``.
+        scores: per-sample agreement, name → (N,): ``spearman``, ``kendall``, ``pearson``,
+            ``topk_iou``, ``cosine``, and ``ssim`` for image maps.
     """
 
     method: str
@@ -36,14 +37,39 @@ class Comparison:
     student_maps: Tensor
     scores: dict[str, Tensor]
 
-    def summary(self) -> dict[str, Any]:
-        """Mean agreement over samples, and how many samples the two models agree on."""
+    def summary(self, *, seed: int = 0) -> dict[str, Any]:
+        """Mean agreement (and bootstrap 95% intervals), and how often the predictions agree.
+
+        ``agreement`` holds one float (or ``None``) per score — metrics.json's flat form;
+        ``agreement_ci95`` the ``[low, high]`` intervals and ``agreement_undefined`` how many
+        samples had an undefined (NaN) score.
+        """
         same = self.teacher_pred == self.student_pred
+        stats = summarize(self.scores, seed=seed)
         return {
             "method": self.method,
             "n_samples": int(self.targets.shape[0]),
-            "agreement": summarize(self.scores),
+            "agreement": means(stats),
+            "agreement_ci95": {k: [v["ci_low"], v["ci_high"]] for k, v in stats.items()},
+            "agreement_undefined": {k: v["n_nan"] for k, v in stats.items()},
             "same_prediction": float(same.float().mean()),
+        }
+
+    def galleries(self, n: int = 8) -> dict[str, list[int]]:
+        """Rows worth a look, as positions in this comparison.
+
+        ``same_class_disagree``: both models predict the same class but explain it most
+        differently — "right answer, other reasons" — lowest Spearman first (undefined
+        scores last). ``different_class``: the models predict different classes, lowest
+        Spearman first.
+        """
+        rho = self.scores["spearman"].clone()
+        rho[torch.isnan(rho)] = float("inf")  # undefined agreement: shown last
+        same = self.teacher_pred == self.student_pred
+        order = torch.argsort(rho, stable=True)
+        return {
+            "same_class_disagree": [int(i) for i in order if same[i]][:n],
+            "different_class": [int(i) for i in order if not same[i]][:n],
         }
 
 
@@ -69,19 +95,19 @@ def compare(
 
     Example:
         >>> cmp = compare(teacher, student, bundle.test.inputs[:64], method="gradcam")
-        >>> cmp.summary()["agreement"]["spearman"]
+        >>> cmp.summary()["agreement"]["spearman"], cmp.galleries()["same_class_disagree"]
     """
-    if target is None:
-        target = predicted_class(teacher, inputs.to(next(teacher.parameters()).device)).cpu()
-    target = torch.as_tensor(target).cpu()
+    t_pred = predicted_class(teacher, inputs.to(next(teacher.parameters()).device)).cpu()
+    s_pred = predicted_class(student, inputs.to(next(student.parameters()).device)).cpu()
+    target = t_pred if target is None else torch.as_tensor(target).cpu()
     t_maps = attribute(teacher, inputs, target, method=method, **options)
     s_maps = attribute(student, inputs, target, method=method, **options)
     return Comparison(
         method=method,
         inputs=inputs,
         targets=target,
-        teacher_pred=predicted_class(teacher, inputs.to(next(teacher.parameters()).device)).cpu(),
-        student_pred=predicted_class(student, inputs.to(next(student.parameters()).device)).cpu(),
+        teacher_pred=t_pred,
+        student_pred=s_pred,
         teacher_maps=t_maps,
         student_maps=s_maps,
         scores=agreement_scores(t_maps, s_maps, topk),

@@ -1,0 +1,151 @@
+"""Explainers that perturb the input and watch the output: occlusion, KernelSHAP, LIME.
+
+Importing this module registers the methods in :data:`EXPLAINERS`. Tables are perturbed
+one feature at a time; images in square patches (occlusion) or square superpixels
+(KernelSHAP, LIME), so that a few hundred samples suffice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from captum._utils.models.linear_model import SkLearnRidge
+from captum.attr import KernelShap, Lime, Occlusion
+from captum.attr._core.lime import get_exp_kernel_similarity_function
+from torch import Tensor, nn
+
+from ..errors import DistilensError
+from .attribute import EXPLAINERS, seeded
+
+__all__ = ["block_feature_mask"]
+
+
+def _auto_window(x: Tensor) -> int:
+    """A patch of about 1/8 of the image side (1 pixel on 8×8 digits, 4 on 32×32)."""
+    return max(1, min(x.shape[-2:]) // 8)
+
+
+@EXPLAINERS.register("occlusion")
+def _occlusion(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor | int,
+    window: int | None = None,
+    stride: int | None = None,
+    baseline: float = 0.0,
+    perturbations_per_eval: int = 16,
+) -> Tensor:
+    """Occlusion (Zeiler & Fergus 2014): f(x) − f(x with a patch set to ``baseline``).
+
+    Images: square ``window`` × ``window`` patches over all channels moved by ``stride``
+    (defaults: about 1/8 of the side, stride half the window); each pixel gets the mean over
+    the patches that cover it. Tables: one feature at a time (``window``/``stride`` must
+    stay unset, since columns have no neighbours). Shaped like the inputs.
+    """
+    occ = Occlusion(model)
+    if x.dim() == 2:
+        if window not in (None, 1) or stride not in (None, 1):
+            raise DistilensError("occlusion on tables occludes one feature at a time; drop the window/stride options")
+        shape: tuple[int, ...] = (1,)
+        strides: tuple[int, ...] | int = 1
+    else:
+        w = int(window) if window is not None else _auto_window(x)
+        s = int(stride) if stride is not None else max(1, w // 2)
+        if not (1 <= w <= min(x.shape[-2:])) or s < 1:
+            raise DistilensError(f"occlusion: window {w} / stride {s} do not fit a {tuple(x.shape[-2:])} image")
+        shape, strides = (x.shape[1], w, w), (x.shape[1], s, s)
+    return occ.attribute(
+        x, sliding_window_shapes=shape, strides=strides, baselines=float(baseline), target=target,
+        perturbations_per_eval=perturbations_per_eval,
+    )
+
+
+def block_feature_mask(shape: tuple[int, ...], block: int) -> Tensor:
+    """Interpretable features for images: square superpixels of ``block`` × ``block`` pixels.
+
+    Args:
+        shape: One input's shape (C, H, W).
+        block: Side of a superpixel in pixels.
+
+    Returns:
+        (1, C, H, W) int64 group index, the same for all channels of a pixel.
+    """
+    _, h, w = shape
+    rows = torch.arange(h) // block
+    cols = torch.arange(w) // block
+    groups = rows.view(-1, 1) * ((w + block - 1) // block) + cols.view(1, -1)  # (H, W)
+    return groups.expand(shape[0], h, w).unsqueeze(0).contiguous()
+
+
+def _surrogate(
+    cls: type, model: nn.Module, x: Tensor, target: Tensor | int, n_samples: int, block: int | None,
+    baseline: float, seed: int, perturbations_per_eval: int, **extra: Any,
+) -> Tensor:
+    """Fit a KernelSHAP/LIME surrogate per sample (Captum needs one input at a time)."""
+    mask = None
+    if x.dim() == 4:
+        b = int(block) if block is not None else max(2, _auto_window(x))
+        mask = block_feature_mask(tuple(x.shape[1:]), b).to(x.device)
+    elif block not in (None, 1):
+        raise DistilensError("block groups pixels of images; tables use one feature per column, drop it")
+    explainer = cls(model, **extra)
+    outs = []
+    for i in range(x.shape[0]):
+        ti = target if isinstance(target, int) else target[i : i + 1]
+        # Each sample is seeded alone, so the result does not depend on the batch.
+        with seeded(seed, x.device):
+            outs.append(
+                explainer.attribute(
+                    x[i : i + 1], baselines=float(baseline), target=ti, feature_mask=mask,
+                    n_samples=n_samples, perturbations_per_eval=perturbations_per_eval,
+                )
+            )
+    return torch.cat(outs)
+
+
+@EXPLAINERS.register("kernel_shap")
+def _kernel_shap(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor | int,
+    n_samples: int = 256,
+    block: int | None = None,
+    baseline: float = 0.0,
+    seed: int = 0,
+    perturbations_per_eval: int = 64,
+) -> Tensor:
+    """KernelSHAP (Lundberg & Lee 2017): Shapley values by a weighted linear fit on coalitions.
+
+    Tables: one feature per column. Images: square superpixels of ``block`` pixels
+    (default about 1/8 of the side, at least 2) that share one value. Absent features take
+    ``baseline`` (0 = the training mean). ``n_samples`` coalitions per input, drawn from a
+    generator seeded with ``seed``. Shaped like the inputs.
+    """
+    return _surrogate(KernelShap, model, x, target, n_samples, block, baseline, seed, perturbations_per_eval)
+
+
+@EXPLAINERS.register("lime")
+def _lime(
+    model: nn.Module,
+    x: Tensor,
+    target: Tensor | int,
+    n_samples: int = 256,
+    block: int | None = None,
+    baseline: float = 0.0,
+    seed: int = 0,
+    kernel_width: float = 0.75,
+    alpha: float = 1.0,
+    perturbations_per_eval: int = 64,
+) -> Tensor:
+    """LIME (Ribeiro et al. 2016): a local ridge model on random on/off masks of the features.
+
+    Same features as ``kernel_shap``; samples are weighted by an exponential kernel on the
+    cosine distance to the input (``kernel_width``), the surrogate is a ridge regression
+    (``alpha``; Captum's default lasso often zeroes every weight). Seeded by ``seed``.
+    """
+    return _surrogate(
+        Lime, model, x, target, n_samples, block, baseline, seed, perturbations_per_eval,
+        interpretable_model=SkLearnRidge(alpha=alpha),
+        similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width),
+    )
