@@ -21,11 +21,12 @@ distill:
   epochs: 2
 explain:
   n_samples: 16
+  sanity_samples: 4
 """
 
 CONTRACT_FILES = [
     "config.yaml", "teacher.safetensors", "teacher.json", "student.safetensors", "student.json",
-    "history.csv", "metrics.json", "report.html",
+    "history.csv", "metrics.json", "report.html", "predictions.safetensors", "explanations.safetensors",
 ]
 
 
@@ -66,7 +67,8 @@ def test_run_writes_the_contract(tiny_run) -> None:
     e = m["explanations"]
     assert e["method"] == "gradcam" and e["n_samples"] == 16
     assert set(e["agreement"]) >= {"spearman", "topk_iou", "cosine"}
-    assert set(e["faithfulness"]["teacher"]) == {"deletion_auc", "insertion_auc"}
+    assert set(e["faithfulness"]["teacher"]) >= {"deletion_auc", "insertion_auc"}
+    assert e["sanity"]["method"] == "gradcam" and e["sanity"]["teacher"]["layers"]
     assert [b["method"] for b in e["methods"]] == ["gradcam", "integrated_gradients"]
     assert set(m["timing_s"]) >= {"teacher", "cache", "distill", "baseline", "explain", "report", "total"}
     html = (run / "report.html").read_text()
@@ -153,3 +155,22 @@ def test_resume_reuses_finished_stages_and_refuses_a_changed_config(tiny_run) ->
     proc = distilens("run", "tiny.yaml", "--resume", "--set", "distill.epochs=3", cwd=work)
     assert proc.returncode == 2 and "config differs" in proc.stderr
     assert snapshot(run) == after
+
+
+def test_report_and_explain_rebuild_from_the_run_folder(tiny_run) -> None:
+    work, _ = tiny_run
+    run = work / "runs" / "tiny"
+    (run / "report.html").unlink()
+    proc = distilens("report", "runs/tiny", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "report.html").is_file() and "report:" in proc.stdout
+    weights = {n: (run / n).read_bytes() for n in ("teacher.safetensors", "student.safetensors")}
+    proc = distilens("explain", "runs/tiny", "--method", "saliency", "--n", "8", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["explanations"]["method"] == "saliency" and m["explanations"]["n_samples"] == 8
+    assert m["student"]["accuracy"] > 0  # the rest of metrics.json is kept
+    assert all((run / n).read_bytes() == b for n, b in weights.items())
+    bad = distilens("explain", "runs/tiny", "--method", "gradcamm", cwd=work)
+    assert bad.returncode == 2 and "did you mean 'gradcam'" in bad.stderr
+    assert distilens("report", "runs/nope", cwd=work).returncode == 2

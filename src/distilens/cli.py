@@ -48,6 +48,33 @@ def run_cmd(
     _print_summary(result.metrics, result.path)
 
 
+@app.command("explain")
+def explain_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `distilens run`."),
+    method: Optional[list[str]] = typer.Option(None, "--method", "-m", help="Explainer (repeatable); default: the run's config."),
+    n: Optional[int] = typer.Option(None, "--n", min=1, help="Test inputs to explain; default: the run's config."),
+) -> None:
+    """Explain the run's teacher and student again and update metrics.json and the report."""
+    from .pipeline import explain_run
+
+    block = explain_run(run_dir, methods=method or None, n_samples=n, command=_command_line())
+    console = Console()
+    for entry in block["methods"]:
+        a = entry["agreement"]
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in a.items() if v is not None)
+        console.print(f"{entry['method']} ({entry['n_samples']} test inputs): {parts}")
+    console.print(f"report: {run_dir / 'report.html'}")
+
+
+@app.command("report")
+def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder written by `distilens run`.")) -> None:
+    """Rebuild report.html from the run folder's files, without training."""
+    from .pipeline import report_run
+
+    path = report_run(run_dir, command=None)
+    typer.echo(f"report: {path}")
+
+
 @app.command("list")
 def list_cmd(what: str = typer.Argument(..., help="datasets | models | losses | explainers")) -> None:
     """List the registered datasets, models, losses or explainers."""

@@ -31,6 +31,7 @@ __all__ = [
     "LossConfig",
     "DistillConfig",
     "ExplainConfig",
+    "ReportConfig",
     "RuntimeConfig",
     "load_config",
     "apply_overrides",
@@ -127,6 +128,16 @@ class DistillConfig(_Strict):
 class ExplainConfig(_Strict):
     methods: list[str] = Field(default_factory=lambda: ["gradcam", "integrated_gradients"])
     n_samples: int = Field(128, ge=1)
+    steps: int = Field(16, ge=2)  # deletion/insertion steps
+    sanity: bool = True  # cascading randomisation check (Adebayo et al. 2018), first method
+    sanity_samples: int = Field(16, ge=1)
+
+
+class ReportConfig(_Strict):
+    # Verdict thresholds: green when met, amber when within the margin, red beyond it.
+    max_accuracy_drop: float = Field(0.01, ge=0.0)  # teacher − student, as a fraction
+    min_agreement: float = Field(0.95, ge=0.0, le=1.0)
+    margin: float = Field(0.01, ge=0.0)
 
 
 class RuntimeConfig(_Strict):
@@ -152,6 +163,7 @@ class RunConfig(_Strict):
     student: StudentConfig = Field(default_factory=StudentConfig)
     distill: DistillConfig = Field(default_factory=DistillConfig)
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @field_validator("name")

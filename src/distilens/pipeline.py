@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import platform
 import time
 from contextlib import contextmanager
@@ -21,24 +22,24 @@ from typing import Any, Callable, Iterator
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from safetensors.torch import save_file
 from torch import nn
 
 from ._version import __version__
-from .config import RunConfig, dump_config
+from .config import ExplainConfig, RunConfig, dump_config, load_config
 from .data import DataBundle, load_dataset
 from .distill import SoftLabelCache, build_objectives, fit
-from .errors import ConfigError, DistilensError, ModelError
+from .errors import ConfigError, DistilensError, ModelError, RunFolderError
 from .evaluate import cost_metrics, predict_logits, prediction_metrics
 from .explain import EXPLAINERS
-from .explain.compare import Comparison, compare
-from .explain.faithfulness import deletion_insertion
-from .io import atomic_write_json, atomic_write_text
-from .models import build_model, last_spatial_layer, load_model, save_model
-from .report import feature_importance_bars, heatmap_grid, render_report, training_curves, write_report
+from .explain.stage import explain_models, inapplicable_reason
+from .io import atomic_write, atomic_write_json, atomic_write_text
+from .models import build_model, load_model, save_model
+from .report.build import read_history, write_run_report
 from .runfolder import RunFolder
 from .runtime import resolve_device, seed_everything
 
-__all__ = ["run", "RunResult"]
+__all__ = ["run", "RunResult", "explain_run", "report_run"]
 
 
 @dataclass
@@ -115,15 +116,17 @@ def run(
 
         with _timed(timings, "evaluate"):
             metrics = _evaluate(bundle, teacher, student, baseline)
-        comparisons: list[Comparison] = []
+            metrics["seed"] = cfg.seed
+            _save_predictions(staging, bundle, cache, {"teacher": teacher, "student": student, "baseline": baseline})
         with _timed(timings, "explain"):
             if methods:
-                comparisons, metrics["explanations"] = _explain(cfg, bundle, teacher, student, methods)
+                metrics["explanations"] = _explain(cfg, bundle, teacher, student, methods, staging)
+        metrics["environment"] = _environment(device)
         with _timed(timings, "report"):
             # The page shows the stage times so far; metrics.json gets the final ones below.
             metrics["timing_s"] = {k: round(v, 3) for k, v in timings.items()}
-            metrics["environment"] = _environment(device)
-            _write_report(staging / "report.html", cfg, metrics, history, comparisons, bundle, config_yaml, command)
+            atomic_write_json(staging / "metrics.json", metrics)
+            write_run_report(staging, command=command)
         timings["total"] = time.perf_counter() - t_start
         metrics["timing_s"] = {k: round(v, 3) for k, v in timings.items()}
         atomic_write_json(staging / "metrics.json", metrics)
@@ -199,10 +202,10 @@ def _load_teacher(weights: str, bundle: DataBundle) -> tuple[nn.Module, dict[str
 
 
 def _explain_methods(cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module) -> list[str]:
-    """Explainers to run; gradcam needs spatial layers in both models.
+    """Explainers to run, checked before any training.
 
-    Methods named explicitly in the config must apply; from the default list, those that
-    do not apply to this data or these models are left out.
+    Methods named explicitly in the config must apply to this data and these models; from
+    the default list, those that do not apply (gradcam on tables or MLPs) are left out.
     """
     explicit = "methods" in cfg.explain.model_fields_set
     methods = []
@@ -211,22 +214,11 @@ def _explain_methods(cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, stu
             EXPLAINERS.get(m)
         except DistilensError as exc:
             raise ConfigError(f"explain.methods: {exc}") from None
-        if m == "gradcam":
-            problem = None
-            if bundle.spec.kind != "image":
-                problem = "needs image data"
-            else:
-                example = bundle.train.inputs[:1]
-                for role, model in (("teacher", teacher), ("student", student)):
-                    try:
-                        last_spatial_layer(model, example)
-                    except ModelError:
-                        problem = f"needs a {role} with convolutional layers"
-            if problem:
-                if explicit:
-                    raise ConfigError(f"explain.methods: gradcam {problem}; use integrated_gradients or saliency")
-                continue
-        methods.append(m)
+        reason = inapplicable_reason(m, (teacher, student), bundle.train.inputs[:1])
+        if reason is None:
+            methods.append(m)
+        elif explicit:
+            raise ConfigError(f"explain.methods: '{m}' {reason}; use integrated_gradients or saliency")
     return methods
 
 
@@ -252,20 +244,8 @@ def _stage_teacher(
 
 
 def _previous_history(staging: Path, role: str) -> list[dict[str, Any]]:
-    """History rows of ``role`` from an earlier (resumed) run, numbers parsed back."""
-    path = staging / "history.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r.get("model") == role]
-    return [{k: (v if k == "model" else _number(v)) for k, v in r.items() if v != ""} for r in rows]
-
-
-def _number(text: str) -> int | float:
-    try:
-        return int(text)
-    except ValueError:
-        return float(text)
+    """History rows of ``role`` from an earlier (resumed) run."""
+    return [r for r in read_history(staging / "history.csv") if r.get("model") == role]
 
 
 def _train_student(
@@ -311,27 +291,29 @@ def _evaluate(bundle: DataBundle, teacher: nn.Module, student: nn.Module, baseli
 
 
 def _explain(
-    cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module, methods: list[str]
-) -> tuple[list[Comparison], dict[str, Any]]:
-    inputs = bundle.test.inputs[: cfg.explain.n_samples]
-    comparisons, blocks = [], []
-    for method in methods:
-        cmp = compare(teacher, student, inputs, method=method)
-        faith = {}
-        for role, model, maps in (("teacher", teacher, cmp.teacher_maps), ("student", student, cmp.student_maps)):
-            curves = deletion_insertion(model, cmp.inputs, maps, cmp.targets)
-            faith[role] = {"deletion_auc": float(curves["deletion_auc"].mean()), "insertion_auc": float(curves["insertion_auc"].mean())}
-        summary = cmp.summary()
-        blocks.append({**summary, "faithfulness": faith})
-        comparisons.append(cmp)
-    first = blocks[0]
-    return comparisons, {
-        "method": first["method"],
-        "n_samples": first["n_samples"],
-        "agreement": first["agreement"],
-        "faithfulness": first["faithfulness"],
-        "methods": blocks,
-    }
+    cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module, methods: list[str], folder: Path
+) -> dict[str, Any]:
+    """Run the explain stage; the maps go to explanations.safetensors, the numbers are returned."""
+    e = cfg.explain
+    comparisons, block = explain_models(
+        teacher, student, bundle.test, methods, e.n_samples, seed=cfg.seed, steps=e.steps,
+        sanity=e.sanity, sanity_samples=e.sanity_samples,
+    )
+    tensors: dict[str, torch.Tensor] = {}
+    for cmp in comparisons:
+        tensors.update(cmp.to_tensors())
+    atomic_write(folder / "explanations.safetensors", lambda tmp: save_file(tensors, tmp))
+    return block
+
+
+def _save_predictions(folder: Path, bundle: DataBundle, cache: SoftLabelCache, models: dict[str, nn.Module | None]) -> None:
+    """Test logits of every model and the teacher's training soft labels, for the report."""
+    tensors = {"test/targets": bundle.test.targets, "train/targets": bundle.train.targets,
+               "train/teacher": cache.logits.detach().cpu().contiguous()}
+    for role, model in models.items():
+        if model is not None:
+            tensors[f"test/{role}"] = predict_logits(model, bundle.test)
+    atomic_write(folder / "predictions.safetensors", lambda tmp: save_file(tensors, tmp))
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
@@ -355,24 +337,45 @@ def _environment(device: torch.device) -> dict[str, str]:
     }
 
 
-def _write_report(
-    path: Path, cfg: RunConfig, metrics: dict[str, Any], history: list[dict[str, Any]],
-    comparisons: list[Comparison], bundle: DataBundle, config_yaml: str, command: str | None,
-) -> None:
-    figures: dict[str, bytes] = {}
-    if history:
-        figures["training"] = training_curves(history)
-    for cmp in comparisons:
-        if bundle.spec.kind == "image":
-            figures[cmp.method] = heatmap_grid(cmp, bundle.spec.class_names)
-        else:
-            figures[cmp.method] = feature_importance_bars(cmp, bundle.spec.feature_names or [])
-    env = metrics["environment"]
-    repro = [
-        ("seed", str(cfg.seed)),
-        ("python / torch / distilens", f"{env['python']} / {env['torch']} / {env['distilens']}"),
-        ("device", env["device"]),
-        ("stage times (s)", ", ".join(f"{k} {v:.1f}" for k, v in metrics["timing_s"].items())),
-        ("command", command or "distilens run config.yaml --resume  (config.yaml of this run folder)"),
-    ]
-    write_report(path, render_report(metrics, name=cfg.name, config_yaml=config_yaml, figures=figures, repro=repro))
+# --------------------------------------------------------------------------- re-entry
+
+
+def _run_dir(path: str | Path) -> Path:
+    run_dir = Path(path)
+    if not (run_dir / "config.yaml").is_file():
+        raise RunFolderError(f"'{run_dir}' is not a run folder (no config.yaml); give the folder `distilens run` wrote")
+    return run_dir
+
+
+def report_run(path: str | Path, *, command: str | None = None) -> Path:
+    """Rebuild ``report.html`` of a run folder from its files, without training."""
+    return write_run_report(_run_dir(path), command=command)
+
+
+def explain_run(
+    path: str | Path, *, methods: list[str] | None = None, n_samples: int | None = None, command: str | None = None
+) -> dict[str, Any]:
+    """Explain a finished run's teacher and student again (other methods or more samples).
+
+    Updates explanations.safetensors, the ``explanations`` block of metrics.json and the report.
+    """
+    run_dir = _run_dir(path)
+    cfg = load_config(run_dir / "config.yaml")
+    overrides: dict[str, Any] = {}
+    if methods:
+        overrides["methods"] = methods
+    if n_samples:
+        overrides["n_samples"] = n_samples
+    if overrides:
+        cfg = cfg.model_copy(update={"explain": ExplainConfig(**{**cfg.explain.model_dump(exclude_unset=True), **overrides})})
+    bundle = load_dataset(cfg.data.source, seed=cfg.seed, val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction)
+    teacher, _ = load_model(run_dir / "teacher.safetensors")
+    student, _ = load_model(run_dir / "student.safetensors")
+    chosen = _explain_methods(cfg, bundle, teacher, student)
+    block = _explain(cfg, bundle, teacher, student, chosen, run_dir)
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    metrics["explanations"] = block
+    atomic_write_json(metrics_path, metrics)
+    write_run_report(run_dir, command=command)
+    return block

@@ -55,6 +55,22 @@ class Comparison:
             "same_prediction": float(same.float().mean()),
         }
 
+    _TENSORS = ("inputs", "targets", "teacher_pred", "student_pred", "teacher_maps", "student_maps")
+
+    def to_tensors(self) -> dict[str, Tensor]:
+        """Flat ``name → tensor`` dict (for a safetensors file), keys prefixed by the method."""
+        # clone(): safetensors refuses tensors that share memory (targets may be teacher_pred).
+        out = {f"{self.method}/{k}": getattr(self, k).detach().cpu().clone() for k in self._TENSORS}
+        out.update({f"{self.method}/score/{k}": v.detach().cpu().clone() for k, v in self.scores.items()})
+        return out
+
+    @classmethod
+    def from_tensors(cls, method: str, tensors: dict[str, Tensor]) -> "Comparison":
+        """Inverse of :meth:`to_tensors` for one method."""
+        prefix = f"{method}/score/"
+        scores = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        return cls(method=method, scores=scores, **{k: tensors[f"{method}/{k}"] for k in cls._TENSORS})
+
     def galleries(self, n: int = 8) -> dict[str, list[int]]:
         """Rows worth a look, as positions in this comparison.
 

@@ -156,6 +156,7 @@ def explain_models(
         for role, model, maps in (("teacher", teacher, cmp.teacher_maps), ("student", student, cmp.student_maps)):
             curves = deletion_insertion(model, inputs, maps, cmp.targets, steps=steps, baseline=faithfulness_baseline)
             block["faithfulness"][role] = _means({k: curves[k] for k in ("deletion_auc", "insertion_auc")})
+            block["faithfulness"][role].update({f"{k}_curve": curves[k].mean(0).tolist() for k in ("deletion", "insertion")})
         if masks is not None and cmp.teacher_maps.dim() == 4:
             block["localization"] = {
                 role: _means({"mass_in_mask": mass_in_mask(maps, masks), "pointing_game": pointing_game(maps, masks, pointing_tolerance)})

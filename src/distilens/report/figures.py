@@ -14,12 +14,12 @@ import torch  # noqa: E402
 
 from ..explain.compare import Comparison  # noqa: E402
 
-__all__ = ["png_bytes", "heatmap_grid", "feature_importance_bars", "training_curves"]
+__all__ = ["png_bytes", "heatmap_grid", "feature_importance_bars", "training_curves", "MODEL_COLOURS", "plt"]
 
 # Colour-blind-safe choices: a sequential map for non-negative maps, a diverging one for signed.
 _SEQUENTIAL = "viridis"
 _DIVERGING = "PuOr_r"
-_MODEL_COLOURS = {"teacher": "#0072B2", "student": "#D55E00", "baseline": "#009E73"}
+MODEL_COLOURS = {"teacher": "#0072B2", "student": "#D55E00", "baseline": "#009E73"}
 
 
 def png_bytes(fig: plt.Figure) -> bytes:
@@ -40,35 +40,39 @@ def _image(x: torch.Tensor) -> np.ndarray:
 
 
 def heatmap_grid(
-    cmp: Comparison, class_names: Sequence[str], n: int = 8, order: Sequence[int] | None = None
+    cmp: Comparison, class_names: Sequence[str], n: int = 8, order: Sequence[int] | None = None, title: str = ""
 ) -> bytes:
-    """Rows of input | teacher map | student map, one shared colour scale per row.
+    """Rows of input | teacher map | student map | student − teacher, one colour scale per row.
 
+    Maps are summed over channels; teacher and student share the row's symmetric (signed
+    maps) or [0, max] (non-negative maps) scale, and the difference uses the same scale.
     Titles give the explained class, each model's prediction, and the row's Spearman ρ.
     """
     idx = list(order if order is not None else range(min(n, cmp.inputs.shape[0])))[:n]
     t_maps = cmp.teacher_maps.sum(1) if cmp.teacher_maps.dim() == 4 else cmp.teacher_maps
     s_maps = cmp.student_maps.sum(1) if cmp.student_maps.dim() == 4 else cmp.student_maps
     signed = bool((t_maps < 0).any() or (s_maps < 0).any())
-    fig, axes = plt.subplots(len(idx), 3, figsize=(6.0, 2.0 * len(idx)), squeeze=False)
+    fig, axes = plt.subplots(len(idx), 4, figsize=(8.0, 2.0 * len(idx)), squeeze=False)
     for row, i in enumerate(idx):
         t, s = t_maps[i].cpu().numpy(), s_maps[i].cpu().numpy()
         vmax = float(max(np.abs(t).max(), np.abs(s).max(), 1e-12))
         vmin = -vmax if signed else 0.0
         cmap = _DIVERGING if signed else _SEQUENTIAL
-        target = class_names[int(cmp.targets[i])]
         rho = float(cmp.scores["spearman"][i])
         axes[row, 0].imshow(_image(cmp.inputs[i]), cmap="gray")
-        axes[row, 0].set_title(f"explained: {target}", fontsize=8)
+        axes[row, 0].set_title(f"explained: {class_names[int(cmp.targets[i])]}", fontsize=8)
         axes[row, 1].imshow(t, cmap=cmap, vmin=vmin, vmax=vmax)
         axes[row, 1].set_title(f"teacher → {class_names[int(cmp.teacher_pred[i])]}", fontsize=8)
         im = axes[row, 2].imshow(s, cmap=cmap, vmin=vmin, vmax=vmax)
         axes[row, 2].set_title(f"student → {class_names[int(cmp.student_pred[i])]}  ρ={rho:.2f}", fontsize=8)
-        fig.colorbar(im, ax=axes[row, 1:].tolist(), shrink=0.8, label="attribution")
+        diff = axes[row, 3].imshow(s - t, cmap=_DIVERGING, vmin=-vmax, vmax=vmax)
+        axes[row, 3].set_title("student − teacher", fontsize=8)
+        fig.colorbar(im, ax=axes[row, 1:3].tolist(), shrink=0.8, label="attribution")
+        fig.colorbar(diff, ax=axes[row, 3], shrink=0.8)
         for ax in axes[row]:
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(f"{cmp.method}: input | teacher | student (same colour scale per row)", fontsize=9)
+    fig.suptitle(title or f"{cmp.method}: same colour scale per row", fontsize=9, y=1.0)
     return png_bytes(fig)
 
 
@@ -79,8 +83,8 @@ def feature_importance_bars(cmp: Comparison, feature_names: Sequence[str], top: 
     order = np.argsort(-t)[:top][::-1]
     y = np.arange(len(order))
     fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(order) + 1.2))
-    ax.barh(y + 0.2, t[order], height=0.4, color=_MODEL_COLOURS["teacher"], label="teacher")
-    ax.barh(y - 0.2, s[order], height=0.4, color=_MODEL_COLOURS["student"], label="student")
+    ax.barh(y + 0.2, t[order], height=0.4, color=MODEL_COLOURS["teacher"], label="teacher")
+    ax.barh(y - 0.2, s[order], height=0.4, color=MODEL_COLOURS["student"], label="student")
     ax.set_yticks(y, [str(feature_names[i]) for i in order], fontsize=8)
     ax.set_xlabel(f"mean |{cmp.method}| attribution")
     ax.legend(loc="lower right")
@@ -95,7 +99,7 @@ def training_curves(history: list[dict[str, float | str]]) -> bytes:
         rows = [r for r in history if r["model"] == m]
         epochs = [int(r["epoch"]) for r in rows]
         acc = [100.0 * float(r["val_accuracy"]) for r in rows]
-        colour = _MODEL_COLOURS.get(m)
+        colour = MODEL_COLOURS.get(m)
         ax.plot(epochs, acc, label=m, color=colour)
         best = int(np.argmax(acc))
         ax.plot([epochs[best]], [acc[best]], marker="o", color=colour)

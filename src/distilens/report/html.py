@@ -1,4 +1,4 @@
-"""The self-contained HTML report: Jinja2 with autoescape, PNGs inlined as data URIs."""
+"""The self-contained HTML page: Jinja2 with autoescape, CSS and PNGs inlined as data URIs."""
 
 from __future__ import annotations
 
@@ -24,9 +24,11 @@ _COLUMNS = [
     ("latency_ms.batch1", "ms @1", "num"),
     ("latency_ms.batch64", "ms @64", "num"),
 ]
+_SCORES = ("spearman", "kendall", "pearson", "topk_iou", "cosine", "ssim")
+_FIGURES = ("training", "confusion", "reliability", "per_class", "similarity", "sanity")
 
 
-def _get(d: dict[str, Any], dotted: str) -> Any:
+def _get(d: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         if not isinstance(d, dict) or part not in d:
             return None
@@ -34,7 +36,7 @@ def _get(d: dict[str, Any], dotted: str) -> Any:
     return d
 
 
-def _fmt(value: Any, kind: str) -> str:
+def _fmt(value: Any, kind: str = "num") -> str:
     if value is None:
         return "–"
     if kind == "pct":
@@ -50,54 +52,76 @@ def _b64(png: bytes | None) -> str | None:
     return base64.b64encode(png).decode("ascii") if png else None
 
 
+def _method_context(entry: dict[str, Any]) -> dict[str, Any]:
+    block = entry["block"]
+    agree, ci = block.get("agreement", {}), block.get("agreement_ci95", {})
+    scores = [
+        {"name": k, "mean": _fmt(agree.get(k)), "ci": "–" if not ci.get(k) or None in ci[k] else f"[{ci[k][0]:.2f}, {ci[k][1]:.2f}]"}
+        for k in _SCORES if k in agree
+    ]
+    faith = [
+        {"role": role, **{k: _fmt(v.get(k)) for k in ("deletion_auc", "insertion_auc")}}
+        for role, v in (block.get("faithfulness") or {}).items()
+    ]
+    local = [
+        {"role": role, **{k: _fmt(v.get(k)) for k in ("mass_in_mask", "pointing_game")}}
+        for role, v in (block.get("localization") or {}).items()
+    ]
+    figures = {k: _b64(v) for k, v in entry["figures"].items()}
+    return {"method": block["method"], "n": block.get("n_samples"), "same": _fmt(block.get("same_prediction"), "pct"),
+            "scores": scores, "faith": faith, "local": local, "fig": figures}
+
+
 def render_report(
     metrics: dict[str, Any],
     *,
     name: str,
     config_yaml: str,
     figures: dict[str, bytes],
-    repro: list[tuple[str, str]],
+    methods: list[dict[str, Any]],
+    checks: list[dict[str, str]],
+    missing: list[str],
+    command: str | None,
 ) -> str:
-    """Render the report page as a string.
+    """Render the page as a string; every value from the user is escaped by Jinja2.
 
     Args:
-        metrics: The metrics.json content.
-        name: Run name (escaped like every other user-supplied text).
-        config_yaml: The resolved config.
-        figures: ``{"training": png, "<method>": png, ...}``.
-        repro: (label, value) rows for the reproducibility table.
+        metrics: metrics.json content (may be partial).
+        name: Run name.
+        config_yaml: The resolved config text.
+        figures: Run-level PNGs: training, confusion, reliability, per_class, similarity, sanity.
+        methods: Per explanation method: ``{"block": metrics block, "figures": {name: png}}``.
+        checks: Verdict rows ``{what, value, status}``, status green/amber/red.
+        missing: Files the run folder lacks (their sections are left out and listed).
+        command: The command that made the run, if known.
     """
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(Path(__file__).parent)),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent)), autoescape=True, undefined=jinja2.StrictUndefined
     )
-    rows = []
-    for model in ("teacher", "student", "baseline"):
-        if model in metrics:
-            cells = [_fmt(_get(metrics[model], key), kind) for key, _, kind in _COLUMNS]
-            rows.append({"model": model, "cells": cells})
-    expl = metrics.get("explanations")
-    methods = []
-    for m in (expl or {}).get("methods", []):
-        agree = m["agreement"]
-        methods.append(
-            {
-                "method": m["method"],
-                **{k: _fmt(agree.get(k), "num") for k in ("spearman", "topk_iou", "cosine")},
-                "png": _b64(figures.get(m["method"])),
-            }
-        )
+    rows = [
+        {"model": r, "cells": [_fmt(_get(metrics[r], key), kind) for key, _, kind in _COLUMNS]}
+        for r in ("teacher", "student", "baseline") if r in metrics
+    ]
+    env_info = metrics.get("environment", {})
+    repro = [
+        ("seed", str(_get(metrics, "seed") if _get(metrics, "seed") is not None else "see config")),
+        ("python / torch / distilens", " / ".join(str(env_info.get(k, "?")) for k in ("python", "torch", "distilens"))),
+        ("device", str(env_info.get("device", "?"))),
+        ("stage times (s)", ", ".join(f"{k} {v:.1f}" for k, v in (metrics.get("timing_s") or {}).items())),
+        ("command", command or "distilens run config.yaml  (the config.yaml of this run folder)"),
+    ]
     return env.get_template("template.html.j2").render(
         name=name,
-        dataset=metrics["dataset"],
+        dataset=metrics.get("dataset"),
         generated=_dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-        columns=[{"label": label} for _, label, _ in _COLUMNS],
+        columns=[label for _, label, _ in _COLUMNS],
         rows=rows,
+        checks=checks,
         compression=metrics.get("compression"),
-        training_png=_b64(figures.get("training")),
-        explanations=expl,
-        methods=methods,
+        fig={**dict.fromkeys(_FIGURES), **{k: _b64(v) for k, v in figures.items()}},
+        methods=[_method_context(m) for m in methods],
+        skipped=(metrics.get("explanations") or {}).get("skipped", {}),
+        missing=missing,
         repro=repro,
         config_yaml=config_yaml,
     )

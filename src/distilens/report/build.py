@@ -1,0 +1,190 @@
+"""Build report.html from what a run folder holds, so `distilens report RUN` needs no training.
+
+The page shows every section whose inputs exist and says which are missing (a run that
+stopped early still gets a report).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from safetensors.torch import load_file
+
+from ..explain.compare import Comparison
+from .figures import feature_importance_bars, heatmap_grid
+from .html import render_report, write_report
+from .plots import (
+    agreement_distribution,
+    class_similarity,
+    confusion_matrices,
+    faithfulness_curves,
+    loss_curves,
+    per_class_delta,
+    reliability_diagrams,
+    sanity_plot,
+)
+
+__all__ = ["write_run_report", "verdict"]
+
+ROLES = ("teacher", "student", "baseline")
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """history.csv rows with numbers parsed back (ints stay ints)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as f:
+        return [{k: (v if k == "model" else _number(v)) for k, v in r.items() if v != ""} for r in csv.DictReader(f)]
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def verdict(metrics: dict[str, Any], thresholds: dict[str, float]) -> list[dict[str, str]]:
+    """Green/amber/red checks of the student against the teacher (and the baseline).
+
+    Args:
+        metrics: metrics.json content.
+        thresholds: ``max_accuracy_drop``, ``min_agreement`` and ``margin`` (fractions).
+    """
+    t, s = metrics.get("teacher"), metrics.get("student")
+    if not t or not s:
+        return []
+    margin = thresholds["margin"]
+    drop = t["accuracy"] - s["accuracy"]
+    limit = thresholds["max_accuracy_drop"]
+    checks = [{
+        "what": "accuracy drop vs teacher",
+        "value": f"{100 * drop:+.1f} points (limit {100 * limit:.1f})",
+        "status": "green" if drop <= limit else "amber" if drop <= limit + margin else "red",
+    }]
+    if s.get("agreement") is not None:
+        need = thresholds["min_agreement"]
+        a = s["agreement"]
+        checks.append({
+            "what": "top-1 agreement with teacher",
+            "value": f"{100 * a:.1f}% (at least {100 * need:.0f}%)",
+            "status": "green" if a >= need else "amber" if a >= need - margin else "red",
+        })
+    b = metrics.get("baseline")
+    if b:
+        gain = s["accuracy"] - b["accuracy"]
+        checks.append({
+            "what": "distillation vs label-only student",
+            "value": f"{100 * gain:+.1f} points accuracy, agreement {100 * s.get('agreement', 0):.1f}% vs {100 * b.get('agreement', 0):.1f}%",
+            "status": "green" if gain >= 0 else "amber" if gain >= -margin else "red",
+        })
+    return checks
+
+
+def write_run_report(run_dir: str | Path, *, command: str | None = None) -> Path:
+    """Render ``run_dir/report.html`` from the files in ``run_dir``; returns its path."""
+    run_dir = Path(run_dir)
+    missing: list[str] = []
+    cfg = _read_yaml(run_dir / "config.yaml", missing)
+    metrics = _read_json(run_dir / "metrics.json", missing)
+    spec = (_read_json(run_dir / "teacher.json", missing) or {}).get("input_spec", {})
+    class_names = [str(c) for c in spec.get("class_names", [])]
+    history = read_history(run_dir / "history.csv")
+    if not history:
+        missing.append("history.csv (training curves)")
+    figures: dict[str, bytes] = {}
+    if history:
+        figures["training"] = loss_curves(history)
+
+    preds = _read_tensors(run_dir / "predictions.safetensors", missing)
+    if preds and class_names:
+        targets = preds["test/targets"].numpy()
+        logits = {r: preds[f"test/{r}"].numpy() for r in ROLES if f"test/{r}" in preds}
+        figures["confusion"] = confusion_matrices(logits, targets, class_names)
+        figures["reliability"] = reliability_diagrams(logits, targets)
+        if "teacher" in logits and len(logits) > 1:
+            figures["per_class"] = per_class_delta(logits, targets, class_names)
+        if "train/teacher" in preds:
+            temperature = _kd_temperature(cfg)
+            figures["similarity"] = class_similarity(
+                preds["train/teacher"].numpy(), preds["train/targets"].numpy(), class_names, temperature
+            )
+
+    methods = []
+    expl = (metrics or {}).get("explanations")
+    tensors = _read_tensors(run_dir / "explanations.safetensors", missing if expl else [])
+    for block in (expl or {}).get("methods", []):
+        name = block["method"]
+        entry: dict[str, Any] = {"block": block, "figures": {}}
+        if tensors and f"{name}/inputs" in tensors and class_names:
+            cmp = Comparison.from_tensors(name, tensors)
+            entry["figures"].update(_explanation_figures(cmp, block, spec, class_names))
+        if block.get("faithfulness"):
+            entry["figures"]["faithfulness"] = faithfulness_curves(block["faithfulness"], name)
+        methods.append(entry)
+    if expl and expl.get("sanity"):
+        figures["sanity"] = sanity_plot(expl["sanity"])
+
+    thresholds = (cfg or {}).get("report") or {"max_accuracy_drop": 0.01, "min_agreement": 0.95, "margin": 0.01}
+    html = render_report(
+        metrics or {},
+        name=str((cfg or {}).get("name", run_dir.name)),
+        config_yaml=(run_dir / "config.yaml").read_text(encoding="utf-8") if cfg is not None else "",
+        figures=figures,
+        methods=methods,
+        checks=verdict(metrics or {}, thresholds),
+        missing=missing,
+        command=command,
+    )
+    return write_report(run_dir / "report.html", html)
+
+
+def _explanation_figures(cmp: Comparison, block: dict[str, Any], spec: dict[str, Any], names: list[str]) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    scores = {k: v.numpy() for k, v in cmp.scores.items()}
+    if spec.get("kind") == "image" and cmp.teacher_maps.dim() >= 3:
+        out["grid"] = heatmap_grid(cmp, names, n=8, title=f"{cmp.method}: a stratified sample of test inputs")
+        galleries = cmp.galleries(6)
+        if galleries["same_class_disagree"]:
+            out["same_answer"] = heatmap_grid(cmp, names, order=galleries["same_class_disagree"],
+                                              title=f"{cmp.method}: same answer, different reasons (lowest ρ first)")
+        if galleries["different_class"]:
+            out["different_answer"] = heatmap_grid(cmp, names, order=galleries["different_class"],
+                                                   title=f"{cmp.method}: different answers")
+    elif spec.get("feature_names"):
+        out["grid"] = feature_importance_bars(cmp, spec["feature_names"])
+    out["distribution"] = agreement_distribution(scores, cmp.method)
+    return out
+
+
+def _kd_temperature(cfg: dict[str, Any] | None) -> float:
+    for loss in ((cfg or {}).get("distill") or {}).get("losses") or []:
+        if loss.get("name") in ("kd", "dkd") and loss.get("temperature"):
+            return float(loss["temperature"])
+    return 1.0
+
+
+def _read_yaml(path: Path, missing: list[str]) -> dict[str, Any] | None:
+    if not path.is_file():
+        missing.append(path.name)
+        return None
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def _read_json(path: Path, missing: list[str]) -> dict[str, Any] | None:
+    if not path.is_file():
+        missing.append(path.name)
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _read_tensors(path: Path, missing: list[str]) -> dict[str, Any] | None:
+    if not path.is_file():
+        missing.append(path.name)
+        return None
+    return load_file(str(path))
+
