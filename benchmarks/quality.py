@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -99,7 +100,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for name in args.data.split(","):
         t0 = time.perf_counter()
-        results = [run_seed(name, seed) for seed in range(args.seeds)]
+        results = []
+        for seed in range(args.seeds):
+            results.append(run_seed(name, seed))
+            print(f"{name}: seed {seed} done at {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         print(f"\n{name}: {args.seeds} seeds, {args.threads} thread(s), {time.perf_counter() - t0:.0f} s")
         print("| model / method | test acc % (best / last epoch) | teacher agreement % (best / last) |")
         print("|---|---|---|")
