@@ -1,8 +1,30 @@
 """Distillation: loss functions, objectives, the soft-label cache and the trainer."""
 
 from . import functional
-from .functional import ce_loss, kd_loss, kl_divergence
-from .objectives import CE, KD, LOSSES, Objective, StepTensors, build_objectives, weighted_sum
+from . import feature_losses
+from .feature_losses import (
+    attention_transfer_loss,
+    explanation_alignment_loss,
+    hint_loss,
+    input_gradient_alignment_loss,
+)
+from .functional import ce_loss, dkd_loss, dkd_parts, kd_loss, kl_divergence
+from .objectives import (
+    CE,
+    DKD,
+    KD,
+    LOSSES,
+    AttentionTransfer,
+    GradCAMAlign,
+    Hint,
+    InputGradientAlign,
+    Objective,
+    StepTensors,
+    build_objectives,
+    requirements,
+    teacher_cache_options,
+    weighted_sum,
+)
 from .teacher_cache import SoftLabelCache
 from .trainer import FitResult, evaluate_split, fit
 
@@ -11,9 +33,23 @@ __all__ = [
     "kd_loss",
     "ce_loss",
     "kl_divergence",
+    "dkd_loss",
+    "dkd_parts",
+    "feature_losses",
+    "hint_loss",
+    "attention_transfer_loss",
+    "explanation_alignment_loss",
+    "input_gradient_alignment_loss",
     "Objective",
     "KD",
     "CE",
+    "DKD",
+    "Hint",
+    "AttentionTransfer",
+    "GradCAMAlign",
+    "InputGradientAlign",
+    "requirements",
+    "teacher_cache_options",
     "LOSSES",
     "StepTensors",
     "build_objectives",

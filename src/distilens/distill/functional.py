@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["kd_loss", "ce_loss", "kl_divergence"]
+__all__ = ["kd_loss", "ce_loss", "kl_divergence", "dkd_parts", "dkd_loss"]
 
 
 def kl_divergence(p_logits: Tensor, q_logits: Tensor, temperature: float = 1.0) -> Tensor:
@@ -65,3 +65,88 @@ def ce_loss(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Te
         label_smoothing: Szegedy et al. 2016 label smoothing ε in [0, 1).
     """
     return F.cross_entropy(logits.float(), targets, label_smoothing=label_smoothing)
+
+
+def dkd_parts(
+    student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, temperature: float = 4.0
+) -> tuple[Tensor, Tensor]:
+    """Per-sample TCKD and NCKD of decoupled KD (Zhao et al. 2022), without the T² factor.
+
+    TCKD = KL(b_T ‖ b_S) between the binary distributions b = (p_t, 1 − p_t) of the target
+    class t; NCKD = KL(p̂_T ‖ p̂_S) between the distributions over the non-target classes
+    (p̂_i = p_i / (1 − p_t), i ≠ t). Classical KD decomposes as
+    ``KL(p_T ‖ p_S) = TCKD + (1 − p_t^T) · NCKD`` (the paper's Eq. 1–3).
+
+    Everything is computed from log-softmax values, never from ``log(p)``, so a class whose
+    probability underflows to 0 gives neither ``inf`` nor ``NaN`` (value or gradient).
+
+    Args:
+        student_logits: (B, C) raw scores of the student, C ≥ 2.
+        teacher_logits: (B, C) raw scores of the teacher (detached here).
+        targets: (B,) int64 ground-truth classes.
+        temperature: Softening temperature T > 0.
+
+    Returns:
+        ``(tckd, nckd)``, two (B,) tensors of KL divergences in nats.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if student_logits.shape[-1] < 2:
+        raise ValueError("decoupled KD needs at least 2 classes")
+    zs = student_logits.float() / temperature
+    zt = teacher_logits.detach().float() / temperature
+    gt = F.one_hot(targets.to(zs.device), zs.shape[-1]).bool()  # (B, C)
+    tckd = _binary_kl(*_target_log_probs(zt, gt), *_target_log_probs(zs, gt))
+    # Non-target distributions: the target entry is removed with -inf before the soft-max
+    # and its (-inf) log-probability zeroed afterwards, so 0·(−inf) never appears.
+    log_ht = F.log_softmax(zt.masked_fill(gt, float("-inf")), dim=-1).masked_fill(gt, 0.0)
+    log_hs = F.log_softmax(zs.masked_fill(gt, float("-inf")), dim=-1).masked_fill(gt, 0.0)
+    nckd = (log_ht.exp().masked_fill(gt, 0.0) * (log_ht - log_hs)).sum(dim=-1)
+    return tckd, nckd
+
+
+def _target_log_probs(z: Tensor, gt: Tensor) -> tuple[Tensor, Tensor]:
+    """(log p_t, log(1 − p_t)) per row, both from log-sum-exps (exact when p_t → 0 or 1)."""
+    lse_all = torch.logsumexp(z, dim=-1)
+    log_pt = (z * gt).sum(dim=-1) - lse_all
+    log_rest = torch.logsumexp(z.masked_fill(gt, float("-inf")), dim=-1) - lse_all
+    return log_pt, log_rest
+
+
+def _binary_kl(log_p1: Tensor, log_p0: Tensor, log_q1: Tensor, log_q0: Tensor) -> Tensor:
+    return log_p1.exp() * (log_p1 - log_q1) + log_p0.exp() * (log_p0 - log_q0)
+
+
+def dkd_loss(
+    student_logits: Tensor,
+    teacher_logits: Tensor,
+    targets: Tensor,
+    alpha: float = 1.0,
+    beta: float = 8.0,
+    temperature: float = 4.0,
+) -> Tensor:
+    """Decoupled KD (Zhao et al. 2022, "Decoupled Knowledge Distillation", CVPR): T²·(α·TCKD + β·NCKD).
+
+    Defaults are the paper's CIFAR-100 settings (α = 1, β = 8, T = 4). The reference code
+    (megvii-research/mdistiller) averages each KL over the batch and scales by T², as here;
+    its linear warm-up of the loss weight lives in the :class:`~distilens.distill.objectives.DKD`
+    module, not in this pure function.
+
+    Args:
+        student_logits: (B, C) raw scores of the student.
+        teacher_logits: (B, C) raw scores of the teacher (no gradient flows into them).
+        targets: (B,) int64 ground-truth classes.
+        alpha: Weight of the target-class term TCKD.
+        beta: Weight of the non-target-class term NCKD.
+        temperature: Softening temperature T > 0.
+
+    Returns:
+        Scalar tensor (batch mean).
+
+    Example:
+        >>> s, t, y = torch.randn(4, 10), torch.randn(4, 10), torch.randint(0, 10, (4,))
+        >>> float(dkd_loss(t, t, y))
+        0.0
+    """
+    tckd, nckd = dkd_parts(student_logits, teacher_logits, targets, temperature)
+    return (alpha * tckd + beta * nckd).mean() * (temperature * temperature)

@@ -1,7 +1,13 @@
 """Loss modules (thin wrappers over :mod:`distill.functional`) and the LOSSES registry.
 
-A training step hands every objective the same :class:`StepTensors`; each objective takes
-the tensors it needs and calls its pure function. The total is the weighted sum.
+A training step hands every objective a :class:`StepTensors`; each objective takes the
+tensors it needs and calls its pure function. The total is the weighted sum.
+
+An objective declares what it needs (``needs``: teacher logits, feature maps of a named
+layer, the inputs with gradients, explanation maps of the teacher ...) and the trainer
+computes only what some objective needs. Tensors reach the objective already resolved:
+``step.student_features`` *is* the output of that objective's ``student_layer``, never a
+dict addressed by module paths.
 
 Example:
     >>> objectives = [KD(temperature=4.0), CE(weight=0.1)]
@@ -12,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -21,41 +27,144 @@ from ..errors import ConfigError, DistilensError
 from ..registry import Registry
 from . import functional as F
 
-__all__ = ["Objective", "KD", "CE", "LOSSES", "StepTensors", "build_objectives", "weighted_sum"]
+__all__ = [
+    "Objective",
+    "KD",
+    "CE",
+    "DKD",
+    "LOSSES",
+    "NEEDS",
+    "StepTensors",
+    "build_objectives",
+    "weighted_sum",
+    "requirements",
+    "teacher_cache_options",
+]
+
+#: What an objective may ask the trainer for (``Objective.needs``).
+NEEDS = frozenset(
+    {
+        "teacher_logits",  # cached teacher logits
+        "teacher_target",  # the teacher's top class per sample
+        "teacher_features",  # cached teacher output of ``teacher_layer``
+        "teacher_maps",  # cached teacher explanation maps (kind: ``teacher_map``)
+        "student_features",  # student output of ``student_layer``, in the graph
+        "inputs",  # the batch's inputs
+        "input_gradients",  # the inputs, with requires_grad set before the forward
+        "student",  # the student module itself
+    }
+)
 
 
 @dataclass
 class StepTensors:
-    """What one training step offers the objectives.
+    """What one training step offers an objective (only what some objective asked for).
 
     Attributes:
         student_logits: (B, C) the student's output.
         targets: (B,) int64 labels.
         teacher_logits: (B, C) the teacher's cached logits, or ``None`` for label-only training.
+        teacher_target: (B,) int64 the teacher's top class (explanation losses' target).
+        student_features: This objective's ``student_layer`` output, (B, C, h, w) or (B, F),
+            in the autograd graph of ``student_logits``.
+        teacher_features: This objective's ``teacher_layer`` output from the cache.
+        teacher_maps: (B, H, W) Grad-CAM or (B, *input) input gradients of the teacher, from
+            the cache, for ``teacher_target``.
+        inputs: (B, *input) the batch (``requires_grad`` when input gradients are needed).
+        student: The student module (for objectives that run it again).
+        epoch: 1-based epoch of the trainer, ``None`` outside a training loop.
+        step: 0-based global optimisation step, ``None`` outside a training loop.
     """
 
     student_logits: Tensor
     targets: Tensor
     teacher_logits: Tensor | None = None
+    teacher_target: Tensor | None = None
+    student_features: Tensor | None = None
+    teacher_features: Tensor | None = None
+    teacher_maps: Tensor | None = None
+    inputs: Tensor | None = None
+    student: nn.Module | None = None
+    epoch: int | None = None
+    step: int | None = None
+
+    def require(self, field: str, loss: str) -> Tensor:
+        """The tensor ``field``, or a ValueError naming the loss that needed it."""
+        value = getattr(self, field)
+        if value is None:
+            raise ValueError(f"the '{loss}' loss needs {field} in its StepTensors; train it with fit(), which provides it")
+        return value
 
 
 class Objective(nn.Module):
-    """Base class: a weighted loss term. Subclasses set ``name`` and ``needs_teacher``."""
+    """Base class: a weighted loss term.
+
+    Subclasses set ``name`` and ``needs`` (a subset of :data:`NEEDS`); objectives reading
+    feature maps set the instance attributes ``student_layer`` / ``teacher_layer`` (a layer
+    name or ``auto``), and objectives reading teacher maps set ``teacher_map``
+    (``gradcam`` or ``input_gradients``). ``needs_teacher = True`` is kept as shorthand for
+    ``"teacher_logits" in needs``.
+    """
 
     name: ClassVar[str] = ""
     needs_teacher: ClassVar[bool] = False
+    needs: ClassVar[frozenset[str]] = frozenset()
+    teacher_map: ClassVar[str | None] = None
 
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__()
         if weight < 0:
             raise ValueError(f"weight must be ≥ 0, got {weight}")
         self.weight = float(weight)
+        self.student_layer: str | None = None
+        self.teacher_layer: str | None = None
+
+    def prepare(self, example: StepTensors) -> None:
+        """Create parameters whose sizes depend on the data (e.g. an adapter).
+
+        The trainer calls it once, on a small example step, before it builds the optimiser,
+        so that the parameters it creates are optimised with the student's.
+        """
 
     def forward(self, step: StepTensors) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}"
+
+
+def requirements(objective: Objective) -> frozenset[str]:
+    """Everything ``objective`` needs from the trainer (``needs`` plus the legacy flag)."""
+    needs = set(objective.needs)
+    if objective.needs_teacher:
+        needs.add("teacher_logits")
+    unknown = needs - NEEDS
+    if unknown:
+        raise ValueError(f"objective '{objective.name}' needs unknown tensors {sorted(unknown)}; valid: {sorted(NEEDS)}")
+    return frozenset(needs)
+
+
+def teacher_cache_options(objectives: Sequence[Objective]) -> dict[str, Any]:
+    """The ``SoftLabelCache.build`` / ``load_or_build`` options that ``objectives`` need.
+
+    Example:
+        >>> opts = teacher_cache_options([Hint(teacher_layer="features.4")])
+        >>> opts
+        {'features': ['features.4'], 'gradcam': [], 'input_gradients': False}
+    """
+    features: list[str] = []
+    gradcam: list[str] = []
+    input_grads = False
+    for obj in objectives:
+        needs = requirements(obj)
+        if "teacher_features" in needs and obj.teacher_layer not in features:
+            features.append(str(obj.teacher_layer))
+        if "teacher_maps" in needs:
+            if obj.teacher_map == "gradcam" and obj.teacher_layer not in gradcam:
+                gradcam.append(str(obj.teacher_layer))
+            elif obj.teacher_map == "input_gradients":
+                input_grads = True
+    return {"features": features, "gradcam": gradcam, "input_gradients": input_grads}
 
 
 LOSSES: Registry[type[Objective]] = Registry("loss")
@@ -101,12 +210,64 @@ class KD(Objective):
         self.temperature = float(temperature)
 
     def forward(self, step: StepTensors) -> Tensor:
-        if step.teacher_logits is None:
-            raise ValueError("the 'kd' loss needs teacher logits (a SoftLabelCache)")
-        return F.kd_loss(step.student_logits, step.teacher_logits, self.temperature)
+        teacher = step.require("teacher_logits", self.name)
+        return F.kd_loss(step.student_logits, teacher, self.temperature)
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, temperature={self.temperature}"
+
+
+@LOSSES.register("dkd")
+class DKD(Objective):
+    """Decoupled KD (Zhao et al. 2022, CVPR): T²·(α·TCKD + β·NCKD), weight warmed up linearly.
+
+    As in the reference code (mdistiller ``DKD``), the term is multiplied by
+    ``min(epoch / warmup_epochs, 1)`` (epochs counted from 1), read from ``step.epoch``;
+    outside a training loop (``epoch is None``) the factor is 1. Pair it with ``ce`` (the
+    paper trains with CE weight 1).
+
+    Args:
+        weight: Weight in the sum of objectives.
+        alpha: Weight of the target-class term (paper: 1).
+        beta: Weight of the non-target-class term (paper: 8 on CIFAR-100).
+        temperature: Softening temperature (paper: 4).
+        warmup_epochs: Epochs of linear warm-up of the term (reference code: 20; 0 = none).
+
+    Example:
+        >>> fit(student, bundle, objectives=[DKD(warmup_epochs=5), CE()], teacher_cache=cache)
+    """
+
+    name = "dkd"
+    needs_teacher = True
+
+    def __init__(
+        self, weight: float = 1.0, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
+        warmup_epochs: int = 20,
+    ) -> None:
+        super().__init__(weight)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if alpha < 0 or beta < 0:
+            raise ValueError(f"alpha and beta must be ≥ 0, got alpha={alpha}, beta={beta}")
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be ≥ 0, got {warmup_epochs}")
+        self.alpha, self.beta, self.temperature = float(alpha), float(beta), float(temperature)
+        self.warmup_epochs = int(warmup_epochs)
+
+    def warmup_factor(self, epoch: int | None) -> float:
+        """min(epoch / warmup_epochs, 1); 1 without warm-up or outside training."""
+        if epoch is None or self.warmup_epochs == 0:
+            return 1.0
+        return min(epoch / self.warmup_epochs, 1.0)
+
+    def forward(self, step: StepTensors) -> Tensor:
+        teacher = step.require("teacher_logits", self.name)
+        loss = F.dkd_loss(step.student_logits, teacher, step.targets, self.alpha, self.beta, self.temperature)
+        return self.warmup_factor(step.epoch) * loss
+
+    def extra_repr(self) -> str:
+        return (f"weight={self.weight}, alpha={self.alpha}, beta={self.beta}, temperature={self.temperature}, "
+                f"warmup_epochs={self.warmup_epochs}")
 
 
 def build_objectives(specs: list[dict[str, Any]]) -> list[Objective]:
@@ -142,12 +303,23 @@ def build_objectives(specs: list[dict[str, Any]]) -> list[Objective]:
     return objectives
 
 
-def weighted_sum(objectives: list[Objective], step: StepTensors) -> tuple[Tensor, dict[str, Tensor]]:
-    """Σ wᵢ·lossᵢ and the unweighted terms by name (``kd``, ``ce``; repeats get ``kd_1`` …)."""
+def weighted_sum(
+    objectives: Sequence[Objective], step: StepTensors | Sequence[StepTensors]
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Σ wᵢ·lossᵢ and the unweighted terms by name (``kd``, ``ce``; repeats get ``kd_1`` …).
+
+    Args:
+        objectives: The terms.
+        step: One :class:`StepTensors` for all, or one per objective (the trainer resolves
+            each objective's layers into its own view).
+    """
+    steps = [step] * len(objectives) if isinstance(step, StepTensors) else list(step)
+    if len(steps) != len(objectives):
+        raise ValueError(f"{len(objectives)} objectives but {len(steps)} StepTensors")
     terms: dict[str, Tensor] = {}
-    total = torch.zeros((), device=step.student_logits.device)
-    for obj in objectives:
-        value = obj(step)
+    total = torch.zeros((), device=steps[0].student_logits.device) if steps else torch.zeros(())
+    for obj, view in zip(objectives, steps):
+        value = obj(view)
         key = obj.name
         n = 1
         while key in terms:
@@ -156,3 +328,9 @@ def weighted_sum(objectives: list[Objective], step: StepTensors) -> tuple[Tensor
         terms[key] = value.detach()
         total = total + obj.weight * value
     return total, terms
+
+
+# The feature and explanation objectives register themselves into LOSSES on import.
+from .feature_objectives import AttentionTransfer, GradCAMAlign, Hint, InputGradientAlign  # noqa: E402
+
+__all__ += ["Hint", "AttentionTransfer", "GradCAMAlign", "InputGradientAlign"]

@@ -1,26 +1,38 @@
 """The training loop: explicit, top to bottom, one function.
 
-forward → weighted objectives → backward → clip → step → schedule → zero_grad, then a
-validation pass per epoch; the weights of the best validation epoch (accuracy, then loss)
-are kept.
+forward → weighted objectives (+ the model's own regularisation) → backward → clip → step
+→ schedule → zero_grad, then a validation pass per epoch; the weights of the best
+validation epoch (accuracy, then loss) are kept. Optional: early stopping, a per-epoch
+checkpoint to resume from, TensorBoard scalars.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..data.bundle import DataBundle, Split, iterate_batches
+from ..errors import DistilensError
+from ..models.tap import FeatureTap, last_spatial_layer
 from ..runtime import amp_dtype, autocast, resolve_device
-from .objectives import CE, Objective, StepTensors, weighted_sum
+from .checkpoint import check_signature, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .objectives import CE, Objective, StepTensors, requirements, teacher_cache_options, weighted_sum
 from .teacher_cache import SoftLabelCache
 
-__all__ = ["fit", "FitResult", "evaluate_split"]
+__all__ = ["fit", "FitResult", "evaluate_split", "TrainingDiverged"]
+
+
+class TrainingDiverged(DistilensError, FloatingPointError):
+    """A loss became NaN or infinite; the message names the epoch, the step and the terms."""
 
 
 @dataclass
@@ -32,11 +44,15 @@ class FitResult:
         best_epoch: Epoch (1-based) whose weights the model holds at the end: the highest
             validation accuracy, ties broken by the lower validation loss.
         best_val_accuracy: Validation accuracy of that epoch.
+        stopped_early: Early stopping ended the run before ``epochs``.
+        resumed_from: Epoch of the checkpoint the run continued from (0: a fresh start).
     """
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     best_val_accuracy: float = float("nan")
+    stopped_early: bool = False
+    resumed_from: int = 0
 
 
 def _warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -86,14 +102,23 @@ def fit(
     device: str | torch.device = "auto",
     precision: str = "auto",
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    early_stopping: int | None = None,
+    monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy",
+    checkpoint_path: str | Path | None = None,
+    resume: bool = False,
+    tensorboard_dir: str | Path | None = None,
 ) -> FitResult:
     """Train ``model`` on ``bundle.train`` with a weighted sum of objectives.
 
     Args:
-        model: The network to train, updated in place (and moved to ``device``).
+        model: The network to train, updated in place (and moved to ``device``). A model
+            with a ``regularization()`` method (e.g. ``soft_tree``) has its value added to
+            the loss at every training step (logged as the ``regularization`` term).
         bundle: Data; ``train`` is fitted, ``val`` picks the best epoch.
-        objectives: Loss terms; default ``[CE()]`` (plain supervised training).
-        teacher_cache: Teacher logits of ``bundle.train`` for objectives that need them.
+        objectives: Loss terms; default ``[CE()]`` (plain supervised training). Their own
+            parameters (e.g. a hint adapter) are optimised with the model's.
+        teacher_cache: Teacher outputs of ``bundle.train`` for objectives that need them,
+            built with ``**teacher_cache_options(objectives)``.
         epochs: Passes over the training split.
         batch_size: Samples per step.
         optimizer: ``adamw`` or ``sgd`` (Nesterov momentum).
@@ -106,26 +131,46 @@ def fit(
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
         precision: ``auto``/``fp32``/``bf16``/``fp16``; half precision only on CUDA, with
             the loss terms computed in fp32.
-        on_epoch: Called with each epoch's history row (e.g. to drive a progress bar).
+        on_epoch: Called with each epoch's history row (after the checkpoint is written).
+        early_stopping: Stop after this many epochs without improvement of ``monitor``
+            (``None``: never).
+        monitor: ``val_accuracy`` (higher is better) or ``val_loss`` (lower is better).
+        checkpoint_path: Write a checkpoint there after every epoch (atomically).
+        resume: Continue from ``checkpoint_path`` if it exists (same settings required);
+            on CPU the result is bit-identical to an uninterrupted run.
+        tensorboard_dir: Write the history's scalars there when ``tensorboard`` is installed
+            (skipped with a warning otherwise).
+
+    Raises:
+        TrainingDiverged: a loss became NaN/inf (the last good checkpoint is kept).
 
     Example:
         >>> cache = SoftLabelCache.build(teacher, bundle.train)
         >>> fit(student, bundle, objectives=[KD(temperature=4.0), CE(weight=0.1)], teacher_cache=cache)
     """
     objectives = list(objectives) if objectives else [CE()]
-    if any(o.needs_teacher for o in objectives):
-        if teacher_cache is None:
-            raise ValueError("an objective needs the teacher's logits; pass teacher_cache=SoftLabelCache.build(...)")
-        if len(teacher_cache) != len(bundle.train):
-            raise ValueError(f"teacher_cache has {len(teacher_cache)} rows, the training split {len(bundle.train)}")
+    needs = [requirements(o) for o in objectives]
+    all_needs = frozenset().union(*needs)
+    _check_cache(objectives, all_needs, teacher_cache, len(bundle.train))
+    if monitor not in ("val_accuracy", "val_loss"):
+        raise ValueError(f"monitor must be 'val_accuracy' or 'val_loss', got {monitor!r}")
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs checkpoint_path")
     dev = resolve_device(device) if isinstance(device, str) else device
     dtype = amp_dtype(precision, dev)
     model.to(dev)
     objectives = [o.to(dev) for o in objectives]
     if teacher_cache is not None:
         teacher_cache.to(dev)
+    example = bundle.train.inputs[:2].to(dev)
+    # Each objective's student layer, "auto" resolved once; the forward taps their union.
+    layers = [_student_layer(model, o, n, example) for o, n in zip(objectives, needs)]
+    tap_layers = sorted({name for name in layers if name is not None})
+    _prepare(model, objectives, needs, layers, teacher_cache, example, bundle.train.targets[:2].to(dev), dtype, dev)
+    regularization = getattr(model, "regularization", None)
 
     params = [p for p in model.parameters() if p.requires_grad]
+    params += [p for o in objectives for p in o.parameters() if p.requires_grad]
     if optimizer == "adamw":
         opt: torch.optim.Optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     elif optimizer == "sgd":
@@ -143,52 +188,210 @@ def fit(
     result = FitResult()
     best_state: dict[str, Tensor] | None = None
     best_key = (float("-inf"), float("-inf"))
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        sums: dict[str, Tensor] = {}
-        correct = torch.zeros((), device=dev)
-        seen = 0
-        for x, y, idx in iterate_batches(bundle.train, batch_size, shuffle=True, generator=generator):
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            with autocast(dev, dtype):
-                logits = model(x)
-            teacher_logits = teacher_cache[idx] if teacher_cache is not None else None
-            loss, terms = weighted_sum(objectives, StepTensors(logits, y, teacher_logits))
-            scaler.scale(loss).backward()
-            if grad_clip is not None:
-                scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
-                nn.utils.clip_grad_norm_(params, grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
+    watched, stale = float("-inf"), 0  # early stopping: best monitored value (as "higher is better")
+    signature = {
+        "epochs": epochs, "batch_size": batch_size, "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay,
+        "momentum": momentum, "warmup_epochs": warmup_epochs, "grad_clip": grad_clip, "seed": seed,
+        "n_train": len(bundle.train), "objectives": [repr(o) for o in objectives],
+    }
+    start = 1
+    if resume and Path(checkpoint_path).is_file():  # type: ignore[arg-type]
+        ck = load_checkpoint(checkpoint_path)  # type: ignore[arg-type]
+        check_signature(checkpoint_path, ck["signature"], signature)  # type: ignore[arg-type]
+        model.load_state_dict(ck["model"])
+        for o, state in zip(objectives, ck["objectives"]):
+            o.load_state_dict(state)
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        scaler.load_state_dict(ck["scaler"])
+        generator.set_state(ck["generator"])
+        set_rng_state(ck["rng"])
+        best_state, best_key = ck["best_state"], tuple(ck["best_key"])
+        result.history, result.best_epoch, result.best_val_accuracy = ck["history"], ck["best_epoch"], ck["best_val_accuracy"]
+        watched, stale, result.stopped_early = ck["watched"], ck["stale"], ck["stopped_early"]
+        start = result.resumed_from = ck["epoch"] + 1
+    writer = _tensorboard(tensorboard_dir)
+    try:
+        for epoch in range(start, epochs + 1):
+            if result.stopped_early:
+                break
+            t0 = time.perf_counter()
+            model.train()
+            sums: dict[str, Tensor] = {}
+            correct = torch.zeros((), device=dev)
+            seen = 0
+            # Non-finite losses are recorded on the device (no per-step sync) and checked once
+            # per epoch: the first bad step and which terms were bad there.
+            first_bad = torch.full((), -1, device=dev)
+            bad_terms: Tensor | None = None
+            for i, (x, y, idx) in enumerate(iterate_batches(bundle.train, batch_size, shuffle=True, generator=generator)):
+                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+                if "input_gradients" in all_needs:
+                    x.requires_grad_(True)  # objectives differentiate the scores w.r.t. the inputs
+                with autocast(dev, dtype), _tap(model, tap_layers) as tap:
+                    logits = model(x)
+                step = (epoch - 1) * steps_per_epoch + i
+                views = _views(objectives, needs, layers, logits, y, x, idx, tap, teacher_cache, model, epoch, step)
+                loss, terms = weighted_sum(objectives, views)
+                if callable(regularization):
+                    reg = regularization()
+                    loss = loss + reg
+                    terms["regularization"] = reg.detach()
+                values = torch.stack([loss.detach().float(), *(v.float() for v in terms.values())])
+                bad_now = ~torch.isfinite(values)
+                newly = bad_now[0] & (first_bad < 0)
+                first_bad = torch.where(newly, torch.full_like(first_bad, i), first_bad)
+                bad_terms = bad_now if bad_terms is None else torch.where(newly, bad_now, bad_terms)
 
-            b = y.shape[0]
-            seen += b
-            for name, value in {"loss": loss.detach(), **terms}.items():
-                sums[name] = sums.get(name, torch.zeros((), device=dev)) + value.float() * b
-            correct += (logits.detach().argmax(1) == y).sum()
+                scaler.scale(loss).backward()
+                if grad_clip is not None:
+                    scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
+                    nn.utils.clip_grad_norm_(params, grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
 
-        row: dict[str, float] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
-        # One device sync per epoch: the sums stay on the device during the epoch.
-        row.update({name: float(v) / seen for name, v in sums.items()})
-        if not math.isfinite(row["loss"]):
-            raise FloatingPointError(f"the training loss became {row['loss']} in epoch {epoch}")
-        row["train_accuracy"] = float(correct) / seen
-        row["val_accuracy"], row["val_loss"] = evaluate_split(model, bundle.val)
-        row["time_s"] = time.perf_counter() - t0
-        result.history.append(row)
-        # Small validation sets tie often; among equal accuracies the lower loss wins, so the
-        # pick does not freeze on the first epoch that reached the plateau.
-        key = (row["val_accuracy"], -row["val_loss"])
-        if best_state is None or key > best_key:
-            best_key = key
-            result.best_epoch, result.best_val_accuracy = epoch, row["val_accuracy"]
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if on_epoch is not None:
-            on_epoch(row)
+                b = y.shape[0]
+                seen += b
+                for name, value in {"loss": loss.detach(), **terms}.items():
+                    sums[name] = sums.get(name, torch.zeros((), device=dev)) + value.float() * b
+                correct += (logits.detach().argmax(1) == y).sum()
+
+            # One device sync per epoch: the sums and flags stay on the device during the epoch.
+            if int(first_bad) >= 0:
+                assert bad_terms is not None
+                names = [n for n, bad in zip(["loss", *terms], bad_terms.tolist()) if bad]
+                kept = f"; the last good checkpoint is '{checkpoint_path}'" if checkpoint_path else ""
+                raise TrainingDiverged(
+                    f"the training loss became non-finite in epoch {epoch}, step {int(first_bad) + 1} of "
+                    f"{steps_per_epoch} (terms: {', '.join(names)}){kept}; lower the learning rate, set "
+                    f"grad_clip, or check the data and the loss weights"
+                )
+            row: dict[str, float] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
+            row.update({name: float(v) / seen for name, v in sums.items()})
+            row["train_accuracy"] = float(correct) / seen
+            row["val_accuracy"], row["val_loss"] = evaluate_split(model, bundle.val)
+            row["time_s"] = time.perf_counter() - t0
+            result.history.append(row)
+            # Small validation sets tie often; among equal accuracies the lower loss wins, so the
+            # pick does not freeze on the first epoch that reached the plateau.
+            key = (row["val_accuracy"], -row["val_loss"])
+            if best_state is None or key > best_key:
+                best_key = key
+                result.best_epoch, result.best_val_accuracy = epoch, row["val_accuracy"]
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            value = row["val_accuracy"] if monitor == "val_accuracy" else -row["val_loss"]
+            watched, stale = (value, 0) if value > watched else (watched, stale + 1)
+            result.stopped_early = early_stopping is not None and stale >= early_stopping and epoch < epochs
+            if checkpoint_path is not None:
+                save_checkpoint(checkpoint_path, {
+                    "signature": signature, "epoch": epoch, "model": model.state_dict(),
+                    "objectives": [o.state_dict() for o in objectives], "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "generator": generator.get_state(),
+                    "rng": rng_state(), "best_state": best_state, "best_key": list(best_key), "history": result.history,
+                    "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
+                    "watched": watched, "stale": stale, "stopped_early": result.stopped_early,
+                })
+            if writer is not None:
+                for name, v in row.items():
+                    if name != "epoch":
+                        writer.add_scalar(name, v, epoch)
+            if on_epoch is not None:
+                on_epoch(row)
+    finally:
+        if writer is not None:
+            writer.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     return result
+
+
+def _check_cache(objectives: list[Objective], needs: frozenset[str], cache: SoftLabelCache | None, n: int) -> None:
+    """Fail before training when the cache lacks what an objective needs."""
+    teacher_needs = {"teacher_logits", "teacher_target", "teacher_features", "teacher_maps"}
+    if not needs & teacher_needs:
+        return
+    if cache is None:
+        raise ValueError("an objective needs the teacher's outputs; pass teacher_cache=SoftLabelCache.build(...)")
+    if len(cache) != n:
+        raise ValueError(f"teacher_cache has {len(cache)} rows, the training split {n}")
+    opts = teacher_cache_options(objectives)
+    missing = [f"features['{f}']" for f in opts["features"] if not cache.has("features", f)]
+    missing += [f"gradcam['{g}']" for g in opts["gradcam"] if not cache.has("gradcam", g)]
+    missing += ["input_gradients"] if opts["input_gradients"] and not cache.has("input_gradients") else []
+    if missing:
+        raise ValueError(
+            f"the teacher cache lacks {', '.join(missing)}; build it with "
+            f"SoftLabelCache.build(teacher, split, **teacher_cache_options(objectives))"
+        )
+
+
+def _student_layer(model: nn.Module, obj: Objective, needs: frozenset[str], example: Tensor) -> str | None:
+    if "student_features" not in needs:
+        return None
+    name = obj.student_layer or "auto"
+    return last_spatial_layer(model, example) if name == "auto" else name
+
+
+def _tap(model: nn.Module, layers: list[str]) -> ContextManager[Any]:
+    return FeatureTap(model, layers) if layers else contextlib.nullcontext()
+
+
+def _views(
+    objectives: list[Objective], needs: list[frozenset[str]], layers: list[str | None], logits: Tensor, y: Tensor,
+    x: Tensor, idx: Tensor, tap: Any, cache: SoftLabelCache | None, model: nn.Module, epoch: int | None,
+    step: int | None,
+) -> list[StepTensors]:
+    """One StepTensors per objective, holding only the tensors it asked for."""
+    union = frozenset().union(*needs)
+    shared = StepTensors(
+        logits, y,
+        teacher_logits=cache[idx] if "teacher_logits" in union and cache is not None else None,
+        teacher_target=cache.teacher_target(idx) if "teacher_target" in union and cache is not None else None,
+        inputs=x if union & {"inputs", "input_gradients"} else None,
+        student=model if "student" in union else None, epoch=epoch, step=step,
+    )
+    views = []
+    for obj, n, layer in zip(objectives, needs, layers):
+        view = StepTensors(**{f: getattr(shared, f) for f in shared.__dataclass_fields__})
+        if layer is not None:
+            view.student_features = tap.outputs[layer]
+        if "teacher_features" in n and cache is not None:
+            view.teacher_features = cache.features(str(obj.teacher_layer), idx)
+        if "teacher_maps" in n and cache is not None:
+            kind = obj.teacher_map
+            view.teacher_maps = cache.gradcam(str(obj.teacher_layer), idx) if kind == "gradcam" else cache.input_gradients(idx)
+        views.append(view)
+    return views
+
+
+def _prepare(
+    model: nn.Module, objectives: list[Objective], needs: list[frozenset[str]], layers: list[str | None],
+    cache: SoftLabelCache | None, example: Tensor, targets: Tensor, dtype: torch.dtype | None, dev: torch.device,
+) -> None:
+    """Let objectives size their parameters on a 2-sample example (eval mode, no grad: no state changes)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), autocast(dev, dtype), _tap(model, sorted({n for n in layers if n})) as tap:
+            logits = model(example)
+        idx = torch.arange(example.shape[0])  # the example is the first rows of the training split
+        views = _views(objectives, needs, layers, logits, targets, example, idx, tap, cache, model, None, None)
+        for obj, view in zip(objectives, views):
+            obj.prepare(view)
+    finally:
+        model.train(was_training)
+
+
+def _tensorboard(log_dir: str | Path | None) -> Any:
+    """A SummaryWriter, or None when no directory is asked for or tensorboard is not installed."""
+    if log_dir is None:
+        return None
+    if importlib.util.find_spec("tensorboard") is None:
+        warnings.warn("tensorboard is not installed; skipping TensorBoard logging (pip install tensorboard)", stacklevel=3)
+        return None
+    from torch.utils.tensorboard import SummaryWriter  # a broken install raises: not our call to hide
+
+    return SummaryWriter(str(log_dir))

@@ -2,6 +2,7 @@
 
 from .io import load_model, save_model, state_dict_digest
 from .tap import FeatureTap, get_layer, last_spatial_layer
+from .soft_tree import SoftDecisionTree
 from .zoo import CNN, MLP, MODELS, build_model, count_params
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "last_spatial_layer",
     "CNN",
     "MLP",
+    "SoftDecisionTree",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, Callable, Sequence
 
 import torch
@@ -11,8 +12,9 @@ from torch import nn
 from ..data.bundle import InputSpec
 from ..errors import ModelError
 from ..registry import Registry
+from .soft_tree import SoftDecisionTree
 
-__all__ = ["MODELS", "build_model", "count_params", "MLP", "CNN"]
+__all__ = ["MODELS", "build_model", "count_params", "MLP", "CNN", "SoftDecisionTree"]
 
 MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
@@ -97,6 +99,12 @@ def cnn(spec: InputSpec, width: int = 16) -> nn.Module:
     if spec.kind != "image":
         raise ModelError(f"model 'cnn' needs image data, but the data is a {spec.kind}; use 'mlp'")
     return CNN(spec.shape[0], spec.num_classes, int(width))
+
+
+@MODELS.register("soft_tree")
+def soft_tree(spec: InputSpec, depth: int = 4, penalty: float = 0.1, beta_init: float = 1.0) -> nn.Module:
+    """Frosst & Hinton 2017 soft decision tree on the flattened input (see ``models/soft_tree.py``)."""
+    return SoftDecisionTree(math.prod(spec.shape), spec.num_classes, int(depth), float(penalty), float(beta_init))
 
 
 def build_model(arch: str, spec: InputSpec, **args: Any) -> nn.Module:

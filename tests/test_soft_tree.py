@@ -1,0 +1,115 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from distilens.distill import fit
+from distilens.models import SoftDecisionTree, build_model, load_model, save_model
+from distilens.testing import tiny_bundle
+
+
+def _tree(depth: int = 3, features: int = 5, classes: int = 4, **kw) -> SoftDecisionTree:
+    torch.manual_seed(0)
+    return SoftDecisionTree(features, classes, depth, **kw)
+
+
+def test_shapes_and_the_train_output_is_the_log_of_the_path_mixture() -> None:
+    tree = _tree().train()
+    x = torch.randn(6, 5)
+    out = tree(x)
+    assert out.shape == (6, 4)
+    # Naive mixture from the branch probabilities, leaf by leaf (heap order, left = 1 − p).
+    p = torch.sigmoid(tree.branch_logits(x))
+    q = F.softmax(tree.leaf_logits, 1)
+    mix = torch.zeros(6, 4)
+    for leaf in range(8):
+        node, path = 0, torch.ones(6)
+        for d in reversed(range(3)):
+            right = (leaf >> d) & 1
+            path = path * (p[:, node] if right else 1 - p[:, node])
+            node = 2 * node + 1 + right
+        mix += path.unsqueeze(1) * q[leaf]
+    torch.testing.assert_close(out.exp(), mix, rtol=1e-5, atol=1e-7)
+    assert torch.allclose(out.exp().sum(1), torch.ones(6))
+
+
+def test_decision_path_is_consistent_with_the_eval_prediction() -> None:
+    tree = _tree(depth=4, features=3).eval()
+    x = torch.randn(50, 3) * 3
+    nodes, probs, leaf = tree.decision_path(x)
+    assert nodes.shape == probs.shape == (50, 4) and leaf.shape == (50,)
+    assert (nodes[:, 0] == 0).all() and (probs >= 0.5).all() and (probs <= 1).all()
+    p = torch.sigmoid(tree.branch_logits(x))
+    for b in range(50):  # each step goes to the child of the branch taken
+        for d in range(3):
+            right = p[b, nodes[b, d]] > 0.5
+            assert nodes[b, d + 1] == 2 * nodes[b, d] + 1 + int(right)
+    out = tree(x)
+    torch.testing.assert_close(out, F.log_softmax(tree.leaf_logits, 1)[leaf])
+    assert torch.equal(out.argmax(1), tree.leaf_logits.argmax(1)[leaf])
+
+
+def test_balance_penalty_hand_values() -> None:
+    # All routing probabilities 1/2 (w = 0, b = 0): α_i = 1/2 and each node costs
+    # −½(log ½ + log ½) = log 2, weighted 2^(−d): depth 1 → λ log 2; depth 2 → λ(1 + 2·½) log 2.
+    for depth, factor in ((1, 1.0), (2, 2.0), (3, 3.0)):
+        tree = _tree(depth=depth, penalty=0.1).train()
+        torch.nn.init.zeros_(tree.inner.weight)
+        torch.nn.init.zeros_(tree.inner.bias)
+        tree(torch.randn(4, 5))
+        assert tree.regularization().item() == pytest.approx(0.1 * factor * math.log(2), rel=1e-6)
+    # One node routing right with p = σ(1) for every input: α = σ(1) = 0.731059,
+    # penalty = −λ·½(log 0.731059 + log 0.268941) = 0.1 · 0.813262 = 0.0813262.
+    tree = _tree(depth=1, penalty=0.1).train()
+    torch.nn.init.zeros_(tree.inner.weight)
+    torch.nn.init.ones_(tree.inner.bias)
+    tree(torch.randn(3, 5))
+    assert tree.regularization().item() == pytest.approx(0.0813262, rel=1e-5)
+    assert _tree(penalty=0.0).train().regularization().item() == 0.0
+
+
+def test_paper_loss_bounds_the_mixture_cross_entropy_from_above() -> None:
+    tree = _tree().train()
+    x, y = torch.randn(16, 5), torch.randint(0, 4, (16,))
+    onehot = F.one_hot(y, 4).float()
+    mixture_ce = F.nll_loss(tree(x), y)
+    assert tree.paper_loss(x, onehot).item() >= mixture_ce.item() - 1e-6  # Jensen
+    # Hard routing (large β): the two coincide.
+    hard = _tree(beta_init=1e4).train()
+    torch.testing.assert_close(hard.paper_loss(x, onehot), F.nll_loss(hard(x), y), rtol=1e-4, atol=1e-5)
+
+
+def test_soft_tree_trains_with_its_penalty_and_round_trips(tmp_path) -> None:
+    bundle = tiny_bundle(n=60, shape=(6,), classes=3)
+    torch.manual_seed(0)
+    tree = build_model("soft_tree", bundle.spec, depth=2)
+    result = fit(tree, bundle, epochs=8, batch_size=16, lr=0.05, device="cpu")
+    assert "regularization" in result.history[0] and result.history[0]["regularization"] > 0
+    assert result.best_val_accuracy > 0.6
+    path = save_model(tree, tmp_path / "t.safetensors", arch="soft_tree", args={"depth": 2}, spec=bundle.spec)
+    loaded, _ = load_model(path)
+    x = bundle.test.inputs
+    torch.testing.assert_close(loaded(x), tree.eval()(x), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="depth must be"):
+        SoftDecisionTree(3, 2, depth=0)
+
+
+@pytest.mark.slow
+def test_on_digits_a_distilled_tree_beats_the_same_tree_trained_on_labels(digits) -> None:
+    # ~40 s at 1 thread. Recipe measured in benchmarks/quality.py: depth 5, 60 epochs,
+    # lr 1e-2; distilled = KD at T = 2 alone (T = 4 and KD + CE were less reliable).
+    from distilens.distill import CE, KD, SoftLabelCache, evaluate_split
+
+    torch.manual_seed(0)
+    teacher = build_model("cnn", digits.spec, width=32)
+    fit(teacher, digits, epochs=15, device="cpu", seed=0)
+    cache = SoftLabelCache.build(teacher, digits.train)
+    acc: dict[str, list[float]] = {"hard": [], "distilled": []}
+    for seed in range(3):
+        for mode, objectives in (("hard", [CE()]), ("distilled", [KD(temperature=2.0)])):
+            torch.manual_seed(100 + seed)
+            tree = build_model("soft_tree", digits.spec, depth=5)
+            fit(tree, digits, objectives=objectives, teacher_cache=cache, epochs=60, lr=1e-2, seed=seed, device="cpu")
+            acc[mode].append(evaluate_split(tree, digits.test)[0])
+    assert sum(acc["distilled"]) / 3 > sum(acc["hard"]) / 3, acc
