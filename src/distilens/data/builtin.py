@@ -49,3 +49,16 @@ def breast_cancer(seed: int = 0) -> RawData:
     return RawData(
         x, y, "table", tuple(str(c) for c in d.target_names), tuple(str(f) for f in d.feature_names)
     )
+
+
+@DATASETS.register("wine")
+def wine(seed: int = 0) -> RawData:
+    """sklearn's wine recognition table (178 rows, 13 numeric features, 3 cultivars)."""
+    from sklearn.datasets import load_wine
+
+    d = load_wine()
+    x = torch.from_numpy(d.data.astype(np.float32))
+    y = torch.from_numpy(d.target.astype(np.int64))
+    return RawData(
+        x, y, "table", tuple(str(c) for c in d.target_names), tuple(str(f) for f in d.feature_names)
+    )
