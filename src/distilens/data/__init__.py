@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
@@ -21,6 +23,10 @@ def load_dataset(
     seed: int = 0,
     val_fraction: float = 0.1,
     test_fraction: float = 0.2,
+    target: str | None = None,
+    image_size: Sequence[int] | None = None,
+    channels: int | None = None,
+    skip_bad_files: bool = False,
 ) -> DataBundle:
     """Load a data set and split it into seeded, stratified train/val/test splits.
 
@@ -28,10 +34,16 @@ def load_dataset(
     images, per feature for tables); the statistics are kept in ``bundle.spec``.
 
     Args:
-        source: ``builtin:NAME`` (``distilens list datasets``); a bare name means builtin.
+        source: ``builtin:NAME`` (``distilens list datasets``; a bare name means builtin),
+            ``imagefolder:PATH`` (:func:`~distilens.data.imagefolder.load_imagefolder`) or
+            ``csv:PATH`` (:func:`~distilens.data.table.load_csv`).
         seed: Seeds the split.
         val_fraction: Fraction of all samples held out for validation.
         test_fraction: Fraction of all samples held out for testing.
+        target: csv: the label column (required there).
+        image_size: imagefolder: (H, W) all images are resized to (required when sizes differ).
+        channels: imagefolder: 1 or 3; default 1 when every image is grayscale, else 3.
+        skip_bad_files: imagefolder: warn about and skip unreadable files instead of raising.
 
     Example:
         >>> bundle = load_dataset("builtin:digits")
@@ -46,11 +58,17 @@ def load_dataset(
             f"data.source '{source}': unknown source kind '{scheme}'; "
             "use builtin:NAME, imagefolder:PATH or csv:PATH"
         )
-    if scheme != "builtin":
-        raise DataError(
-            f"data.source '{source}': {scheme} sources are not supported in this version; "
-            f"use builtin:NAME (one of {', '.join(DATASETS.names())})"
+    if scheme == "imagefolder":
+        from .imagefolder import load_imagefolder
+
+        return load_imagefolder(
+            name, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+            image_size=image_size, channels=channels, skip_bad_files=skip_bad_files,
         )
+    if scheme == "csv":
+        from .table import load_csv
+
+        return load_csv(name, target=target, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
     raw = DATASETS.get(name)(seed)
     return split_dataset(name, raw, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
 

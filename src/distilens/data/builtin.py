@@ -154,3 +154,16 @@ def shapes(seed: int = 0) -> RawData:
 def shapes_spurious(seed: int = 0) -> RawData:
     """``shapes`` with a corner patch that gives the label away in train, random in test."""
     return make_shapes(n=2000, spurious=True, seed=seed)
+
+
+@DATASETS.register("wine")
+def wine(seed: int = 0) -> RawData:
+    """sklearn's wine recognition table (178 rows, 13 numeric features, 3 cultivars)."""
+    from sklearn.datasets import load_wine
+
+    d = load_wine()
+    x = torch.from_numpy(d.data.astype(np.float32))
+    y = torch.from_numpy(d.target.astype(np.int64))
+    return RawData(
+        x, y, "table", tuple(str(c) for c in d.target_names), tuple(str(f) for f in d.feature_names)
+    )

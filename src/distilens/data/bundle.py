@@ -92,13 +92,19 @@ class Split:
 
 @dataclass
 class DataBundle:
-    """Train/val/test splits of one data set and its :class:`InputSpec`."""
+    """Train/val/test splits of one data set and its :class:`InputSpec`.
+
+    ``preprocessing`` is the fitted row preprocessing of CSV tables
+    (:class:`distilens.data.table.TablePreprocessor`: save ``to_dict()`` beside the model
+    to predict on new rows); ``None`` where ``spec`` alone describes it (images, builtins).
+    """
 
     name: str
     train: Split
     val: Split
     test: Split
     spec: InputSpec
+    preprocessing: Any = None
 
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train), "n_val": len(self.val), "n_test": len(self.test)}

@@ -4,6 +4,8 @@ from .io import load_model, save_model, state_dict_digest
 from .tap import FeatureTap, get_layer, last_spatial_layer
 from .soft_tree import SoftDecisionTree
 from .zoo import CNN, MLP, MODELS, build_model, count_params
+from .convnets import MobileNet, ResNet, describe_models  # registers resnet, mobilenet
+from .foreign import build_architecture, check_teacher, load_teacher
 
 __all__ = [
     "MODELS",
@@ -18,4 +20,10 @@ __all__ = [
     "CNN",
     "MLP",
     "SoftDecisionTree",
+    "ResNet",
+    "MobileNet",
+    "describe_models",
+    "load_teacher",
+    "check_teacher",
+    "build_architecture",
 ]

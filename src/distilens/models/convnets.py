@@ -1,0 +1,177 @@
+"""Convolutional image classifiers for the zoo: a CIFAR-style ResNet and a MobileNet.
+
+Both work from 8×8 inputs (digits) up: they downsample twice inside the network (so an
+8×8 input ends on a 2×2 grid that Grad-CAM can use), plus once more in the stem when the
+shorter input side is 64 or more. Every block ends in an ``nn.ReLU`` module, so the last
+spatial layer (Grad-CAM's default) is the output of the last block.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.bundle import InputSpec
+from ..errors import ModelError
+from .zoo import MODELS, build_model, count_params
+
+__all__ = ["ResNet", "MobileNet", "describe_models"]
+
+
+def _stem_stride(spec: InputSpec) -> int:
+    return 2 if min(spec.shape[1:]) >= 64 else 1
+
+
+def _needs_image(name: str, spec: InputSpec) -> None:
+    if spec.kind != "image":
+        raise ModelError(f"model '{name}' needs image data, but the data is a {spec.kind}; use 'mlp'")
+
+
+class BasicBlock(nn.Module):
+    """Two 3×3 conv-BN layers and an identity (or 1×1 projection) shortcut, then ReLU (He et al. 2016)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        self.relu2 = nn.ReLU()  # a module, so that hooks see the block's output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        return self.relu2(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet (He et al. 2016, §4.2): depth 6n+2, three stages of n basic blocks.
+
+    Stage widths are ``width``, 2·``width``, 4·``width``; stages 2 and 3 halve the grid.
+
+    Args:
+        in_channels: Input channels.
+        num_classes: Number of classes.
+        depth: 6n+2 layers: 8, 14, 20, 32, 44, 56 …
+        width: Channels of the first stage.
+        stem_stride: Stride of the first convolution.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, depth: int = 20, width: int = 16, stem_stride: int = 1) -> None:
+        super().__init__()
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"depth must be 6n+2 (8, 14, 20, 32, …), not {depth}")
+        if width < 1:
+            raise ValueError(f"width must be positive, not {width}")
+        n = (depth - 2) // 6
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, stem_stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        blocks: list[nn.Module] = []
+        c_in = width
+        for stage, c_out in enumerate((width, 2 * width, 4 * width)):
+            for i in range(n):
+                blocks.append(BasicBlock(c_in, c_out, 2 if stage > 0 and i == 0 else 1))
+                c_in = c_out
+        self.features = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) → logits (B, num_classes)."""
+        return self.head(self.pool(self.features(self.stem(x))).flatten(1))
+
+
+def _dw_separable(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    """Depthwise 3×3 conv-BN-ReLU then pointwise 1×1 conv-BN-ReLU (Howard et al. 2017)."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_in, 3, stride, 1, groups=c_in, bias=False),
+        nn.BatchNorm2d(c_in),
+        nn.ReLU(),
+        nn.Conv2d(c_in, c_out, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+    )
+
+
+# (output channels at width 1.0, stride) per depthwise-separable block.
+_MOBILENET_PLAN = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1))
+
+
+class MobileNet(nn.Module):
+    """MobileNet-style classifier (Howard et al. 2017): a 3×3 stem then depthwise-separable blocks.
+
+    Channels are 32 (stem), 64, 128, 128, 256, 256, each times ``width`` (at least 4).
+
+    Args:
+        in_channels: Input channels.
+        num_classes: Number of classes.
+        width: Width multiplier α (1.0 = the plan above; 0.25 ≈ 1/14 of the parameters).
+        stem_stride: Stride of the first convolution.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, width: float = 1.0, stem_stride: int = 1) -> None:
+        super().__init__()
+        if width <= 0:
+            raise ValueError(f"width must be positive, not {width}")
+
+        def scaled(c: int) -> int:
+            return max(4, int(round(c * width)))
+
+        c = scaled(32)
+        layers: list[nn.Module] = [
+            nn.Sequential(nn.Conv2d(in_channels, c, 3, stem_stride, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU())
+        ]
+        for c_out, stride in _MOBILENET_PLAN:
+            layers.append(_dw_separable(c, scaled(c_out), stride))
+            c = scaled(c_out)
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) → logits (B, num_classes)."""
+        return self.head(self.pool(self.features(x)).flatten(1))
+
+
+@MODELS.register("resnet")
+def resnet(spec: InputSpec, depth: int = 20, width: int = 16) -> nn.Module:
+    """CIFAR-style ResNet; teacher ≈ depth 20–32, width 16–32 (0.27M–1.9M params), student ≈ depth 8, width 8 (20k)."""
+    _needs_image("resnet", spec)
+    return ResNet(spec.shape[0], spec.num_classes, int(depth), int(width), _stem_stride(spec))
+
+
+@MODELS.register("mobilenet")
+def mobilenet(spec: InputSpec, width: float = 1.0) -> nn.Module:
+    """MobileNet with depthwise-separable blocks; teacher ≈ width 1.0 (0.14M params), student ≈ width 0.25 (11k)."""
+    _needs_image("mobilenet", spec)
+    return MobileNet(spec.shape[0], spec.num_classes, float(width), _stem_stride(spec))
+
+
+def describe_models(spec: InputSpec) -> list[dict[str, Any]]:
+    """Every registered model with its parameter count at default arguments for ``spec``.
+
+    Returns:
+        One dict per model, sorted by name: ``name``, ``params`` (``None`` when the model
+        does not apply to this data), ``summary`` (the first docstring line) and ``note``
+        (why it does not apply, else ``""``).
+
+    Example:
+        >>> for row in describe_models(load_dataset("digits").spec):
+        ...     print(row["name"], row["params"])
+    """
+    rows = []
+    for name in MODELS.names():
+        doc = (MODELS.get(name).__doc__ or "").strip().splitlines()
+        try:
+            params: int | None = count_params(build_model(name, spec))
+            note = ""
+        except ModelError as exc:
+            params, note = None, str(exc)
+        rows.append({"name": name, "params": params, "summary": doc[0] if doc else "", "note": note})
+    return rows

@@ -1,0 +1,218 @@
+"""Teachers trained elsewhere: safetensors, state dicts, TorchScript and import-path factories.
+
+What runs code and what does not:
+
+* ``.safetensors`` holds tensors only; the architecture comes from a distilens ``.json``
+  beside it, a zoo name (``arch: resnet``) or an import path (``arch: import:pkg.mod:fn``).
+* ``.pt``/``.pth`` state dicts load with ``torch.load(weights_only=True)`` only, which
+  refuses pickled objects (such as a whole module saved with ``torch.save(model)``)
+  *without* running them; distilens then says how to convert the file.
+* A TorchScript archive carries code that runs when it is called, so it loads only with
+  ``trust_torchscript=True``.
+* ``import:package.module:factory`` imports that module (its code runs, as any ``import``
+  does) and calls ``factory(**args)`` (plus ``spec=`` when the factory takes ``spec``);
+  the weights file then holds the state dict.
+
+Every teacher is checked against the data before any training: one forward pass on zeros
+of the data's input shape must return (B, num_classes) logits.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import Tensor, nn
+
+from ..data.bundle import InputSpec
+from ..errors import ModelError
+from .io import load_model
+from .zoo import build_model
+
+__all__ = ["load_teacher", "check_teacher", "build_architecture", "is_torchscript", "IMPORT_PREFIX"]
+
+IMPORT_PREFIX = "import:"
+_DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
+_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
+
+
+def _import_factory(arch: str) -> Callable[..., Any]:
+    target = arch[len(IMPORT_PREFIX):]
+    module_name, _, attr = target.rpartition(":")
+    if not module_name or not _DOTTED.match(module_name) or not _DOTTED.match(attr):
+        raise ModelError(f"teacher.arch '{arch}': write an import path as import:package.module:factory")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ModelError(f"teacher.arch '{arch}': cannot import '{module_name}' ({exc}); install it or add its folder to PYTHONPATH") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelError(f"teacher.arch '{arch}': module '{module_name}' has no attribute '{attr}'")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ModelError(f"teacher.arch '{arch}': '{attr}' is not callable; name a function or class that builds the model")
+    return obj
+
+
+def build_architecture(arch: str, spec: InputSpec, args: Mapping[str, Any] | None = None) -> nn.Module:
+    """Build an untrained module from a zoo name or an ``import:package.module:factory`` path.
+
+    Args:
+        arch: A registered name (``distilens list models``) or ``import:pkg.mod:factory``.
+        spec: The data's :class:`InputSpec`; passed to factories that take ``spec``.
+        args: Keyword arguments of the architecture or factory.
+
+    Example:
+        >>> model = build_architecture("import:torchvision.models:resnet18", spec, {"num_classes": 10})
+    """
+    args = dict(args or {})
+    if not arch.startswith(IMPORT_PREFIX):
+        return build_model(arch, spec, **args)
+    factory = _import_factory(arch)
+    try:
+        takes_spec = "spec" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        takes_spec = False
+    try:
+        model = factory(spec=spec, **args) if takes_spec else factory(**args)
+    except TypeError as exc:
+        raise ModelError(f"teacher.arch '{arch}' cannot be called with teacher.args {args}: {exc}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"teacher.arch '{arch}' returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def is_torchscript(path: str | Path) -> bool:
+    """True for a TorchScript archive (a zip holding ``code/`` or ``constants.pkl``); reads names only."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as z:
+        return any("/code/" in n or n.endswith("constants.pkl") for n in z.namelist())
+
+
+def _load_state_dict(path: Path) -> dict[str, Tensor]:
+    """Tensors of a safetensors file or a plain ``torch.save(state_dict)`` file; never unpickles objects."""
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise ModelError(f"cannot read weights '{path}': {exc}") from None
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        why = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), "")
+        raise ModelError(
+            f"teacher.weights '{path}' holds pickled Python objects (e.g. a whole module saved with torch.save(model)); "
+            f"distilens does not unpickle them because that can run code{f' ({why})' if why else ''}. "
+            "Re-save the weights where the model is defined: torch.save(model.state_dict(), 'teacher.pt') "
+            "or safetensors.torch.save_file(model.state_dict(), 'teacher.safetensors')"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ModelError(f"teacher.weights '{path}' is not a PyTorch weights file ({str(exc).splitlines()[0]})") from None
+    for key in _STATE_DICT_KEYS:  # common checkpoint wrappers: {"state_dict": {...}, "epoch": 3}
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()):
+        raise ModelError(f"teacher.weights '{path}' holds a {type(obj).__name__}, not a state dict of tensors; save model.state_dict()")
+    return dict(obj)
+
+
+def _distilens_meta(path: Path) -> dict[str, Any] | None:
+    meta_path = path.with_suffix(".json")
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # some other tool's JSON: not ours, so the config's arch applies
+    return meta if isinstance(meta, dict) and str(meta.get("format", "")).startswith("distilens-model/") else None
+
+
+def load_teacher(
+    weights: str | Path,
+    *,
+    arch: str | None,
+    args: Mapping[str, Any] | None,
+    spec: InputSpec,
+    trust_torchscript: bool = False,
+) -> nn.Module:
+    """Load a trained teacher from a file and check it fits the data; returns it in eval mode.
+
+    Args:
+        weights: ``.safetensors`` (with a distilens ``.json`` beside it, or ``arch``), a
+            ``.pt``/``.pth`` state dict (with ``arch``), or a TorchScript archive.
+        arch: Zoo name or ``import:package.module:factory``; ignored for TorchScript and
+            for safetensors with a distilens ``.json`` (which names its architecture).
+        args: Keyword arguments of ``arch``.
+        spec: The data's :class:`InputSpec`: the teacher must take ``spec.shape`` inputs
+            and predict ``spec.num_classes`` classes.
+        trust_torchscript: Allow TorchScript archives (they carry code).
+
+    Raises:
+        ModelError: missing file, pickled objects, untrusted TorchScript, weights that do
+            not fit the architecture, or a teacher that does not fit the data.
+
+    Example:
+        >>> teacher = load_teacher("resnet.pt", arch="resnet", args={"depth": 20}, spec=bundle.spec)
+    """
+    path = Path(weights)
+    if not path.is_file():
+        raise ModelError(f"teacher.weights '{path}' does not exist; check the path")
+    meta = _distilens_meta(path) if path.suffix == ".safetensors" else None
+    if meta is not None:
+        model = load_model(path)[0]
+    elif is_torchscript(path):
+        if not trust_torchscript:
+            raise ModelError(
+                f"teacher.weights '{path}' is a TorchScript archive, which carries code that runs when the model is called; "
+                "if you trust its source, set teacher.trust_torchscript: true"
+            )
+        model = torch.jit.load(str(path), map_location="cpu")
+    else:
+        if not arch:
+            raise ModelError(f"teacher.weights '{path}' holds weights only; set teacher.arch to a zoo name or import:package.module:factory")
+        state = _load_state_dict(path)
+        model = build_architecture(arch, spec, args)
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            detail = " ".join(str(exc).split())[:400]
+            raise ModelError(f"teacher.weights '{path}' do not fit teacher.arch '{arch}' with teacher.args {dict(args or {})}: {detail}") from None
+    return check_teacher(model, spec)
+
+
+def check_teacher(model: nn.Module, spec: InputSpec, role: str = "teacher") -> nn.Module:
+    """Run ``model`` once on zeros of ``spec.shape``; raise a :class:`ModelError` saying what does not fit.
+
+    Returns:
+        ``model`` in eval mode.
+    """
+    model.eval()
+    param = next(iter(model.parameters()), None)
+    x = torch.zeros(2, *spec.shape, device=param.device if param is not None else "cpu")
+    try:
+        with torch.no_grad():
+            out = model(x)
+    except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as exc:
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ModelError(f"{role} cannot take inputs of shape {tuple(spec.shape)}: {first[:300]}") from None
+    if not isinstance(out, Tensor):
+        raise ModelError(
+            f"{role} returns a {type(out).__name__}, not a tensor of logits; wrap it in a module whose forward returns (B, C) logits"
+        )
+    if out.dim() != 2 or out.shape[0] != 2:
+        raise ModelError(f"{role} returns shape {tuple(out.shape)} for a batch of 2; it must return (B, {spec.num_classes}) logits")
+    if out.shape[1] != spec.num_classes:
+        raise ModelError(f"{role} predicts {out.shape[1]} classes, the data has {spec.num_classes}")
+    return model

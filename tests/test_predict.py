@@ -1,0 +1,82 @@
+"""Predict on an image, a folder, a CSV: same preprocessing as training, explanations."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from distilens.data import load_dataset
+from distilens.data.table import TablePreprocessor
+from distilens.errors import DataError
+from distilens.models import build_model
+from distilens.predict import predict, write_predictions
+
+
+def _folder(root: Path, n: int = 6) -> Path:
+    rng = np.random.default_rng(0)
+    for c, base in (("dark", 20), ("light", 200)):
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            arr = (rng.random((6, 6)) * 30 + base).astype(np.uint8)
+            Image.fromarray(arr, "L").save(root / c / f"{i}.png")
+    return root
+
+
+def test_images_folder_and_file_use_training_preprocessing(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "train")
+    bundle = load_dataset(f"imagefolder:{root}", val_fraction=0.2, test_fraction=0.2)
+    model = build_model("cnn", bundle.spec, width=2).eval()
+    rows = predict(model, bundle.spec, None, root)
+    assert [r["source"] for r in rows][:2] == ["dark/0.png", "dark/1.png"] and len(rows) == 12
+    assert all(r["class"] in ("dark", "light") and 0 < r["probability"] <= 1 for r in rows)
+    # exactly the training preprocessing: the folder's test images give the test inputs' outputs
+    with torch.no_grad():
+        expected = torch.softmax(model(bundle.test.inputs), 1).max(1).values
+    got = sorted(r["probability"] for r in rows)
+    assert all(any(abs(e - g) < 1e-5 for g in got) for e in expected.tolist())
+    one = predict(model, bundle.spec, None, root / "light" / "3.png")
+    assert one[0]["source"] == "3.png" and one[0] == next(r for r in rows if r["source"] == "light/3.png") | {"source": "3.png"}
+
+
+def test_image_explanations_and_bad_inputs(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "train")
+    bundle = load_dataset(f"imagefolder:{root}", val_fraction=0.2, test_fraction=0.2)
+    model = build_model("cnn", bundle.spec, width=2).eval()
+    rows = predict(model, bundle.spec, None, root / "dark", explain=True, method="saliency")
+    assert rows[0]["attribution"].shape == bundle.spec.shape
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(DataError, match="not an image file or folder"):
+        predict(model, bundle.spec, None, tmp_path / "x.txt")
+    (root / "dark" / "bad.png").write_text("not a png")
+    with pytest.raises(DataError, match=r"bad\.png"):
+        predict(model, bundle.spec, None, root)
+
+
+def test_csv_prediction_ignores_target_and_round_trips(tmp_path: Path) -> None:
+    p = tmp_path / "t.csv"
+    with open(p, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["x", "colour", "y"])
+        for i in range(40):
+            w.writerow([i, ["red", "blue"][i % 2], i % 2])
+    bundle = load_dataset(f"csv:{p}", target="y")
+    pre = TablePreprocessor.from_dict(json.loads(json.dumps(bundle.preprocessing.to_dict())))
+    model = build_model("mlp", bundle.spec, hidden=[4]).eval()
+    new = tmp_path / "new.csv"
+    new.write_text("colour,x\nred,3\ngreen,\n")
+    rows = predict(model, bundle.spec, pre, new, explain=True)
+    assert [r["source"] for r in rows] == ["new.csv:row 2", "new.csv:row 3"]
+    assert set(rows[0]["attribution"]) == set(bundle.spec.feature_names)
+    with_target = predict(model, bundle.spec, pre, p)
+    assert len(with_target) == 40
+    out = write_predictions(rows, tmp_path / "pred.csv")
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("source,class,probability,attribution:") and len(lines) == 3
+    with pytest.raises(DataError, match="needs the training preprocessing"):
+        predict(model, bundle.spec, None, new)
