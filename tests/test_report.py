@@ -1,4 +1,3 @@
-import json
 
 from distilens.report.build import verdict, write_run_report
 from distilens.report.html import render_report

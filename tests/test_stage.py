@@ -26,7 +26,8 @@ def test_explain_block_follows_the_contract(cnn_pair, digits) -> None:
     assert [c.method for c in comparisons] == ["gradcam", "saliency"]
     assert block["method"] == "gradcam" and block["n_samples"] == 20
     assert set(block["agreement"]) == {"spearman", "kendall", "pearson", "topk_iou", "cosine", "ssim"}
-    assert set(block["faithfulness"]["teacher"]) == {"deletion_auc", "insertion_auc"}
+    assert set(block["faithfulness"]["teacher"]) == {"deletion_auc", "insertion_auc", "deletion_curve", "insertion_curve"}
+    assert len(block["faithfulness"]["teacher"]["deletion_curve"]) == 17
     assert "localization" not in block  # digits have no masks
     assert [m["method"] for m in block["methods"]] == ["gradcam", "saliency"]
     assert set(block["sanity"]["teacher"]) == {"layers", "spearman", "abs_spearman", "ssim"}

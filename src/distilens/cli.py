@@ -55,7 +55,7 @@ def explain_cmd(
     n: Optional[int] = typer.Option(None, "--n", min=1, help="Test inputs to explain; default: the run's config."),
 ) -> None:
     """Explain the run's teacher and student again and update metrics.json and the report."""
-    from .pipeline import explain_run
+    from .commands import explain_run
 
     block = explain_run(run_dir, methods=method or None, n_samples=n, command=_command_line())
     console = Console()
@@ -69,21 +69,65 @@ def explain_cmd(
 @app.command("report")
 def report_cmd(run_dir: Path = typer.Argument(..., help="A run folder written by `distilens run`.")) -> None:
     """Rebuild report.html from the run folder's files, without training."""
-    from .pipeline import report_run
+    from .commands import report_run
 
     path = report_run(run_dir, command=None)
     typer.echo(f"report: {path}")
 
 
+@app.command("export")
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `distilens run`."),
+    format: str = typer.Option(..., "--format", "-f", help="onnx | torchscript"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: dynamic int8 quantisation"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output file (default: RUN/student.onnx or .pt)."),
+) -> None:
+    """Export the run's student, and check its outputs against PyTorch on the test split."""
+    from .commands import export_run
+
+    if format not in ("onnx", "torchscript"):
+        raise DistilensError(f"--format '{format}': choose onnx or torchscript")
+    if quantize not in (None, "int8"):
+        raise DistilensError(f"--quantize '{quantize}': the only choice is int8")
+    report = export_run(run_dir, format=format, quantize=quantize, out=out)  # type: ignore[arg-type]
+    for key, value in report.items():
+        typer.echo(f"{key}: {value}")
+
+
+@app.command("predict")
+def predict_cmd(
+    run_dir: Path = typer.Argument(..., help="A run folder written by `distilens run`."),
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="An image, a folder of images, or a CSV file."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write the predictions CSV here (default: stdout)."),
+    explain: bool = typer.Option(False, "--explain", help="Add attributions: a heatmap PNG per image, or per-feature columns."),
+) -> None:
+    """Predict with the run's student: class and probability per input, as CSV."""
+    from .commands import predict_run
+
+    text = predict_run(run_dir, input_path, out=out, explain=explain)
+    if text is not None:
+        typer.echo(text, nl=False)
+
+
 @app.command("list")
-def list_cmd(what: str = typer.Argument(..., help="datasets | models | losses | explainers")) -> None:
-    """List the registered datasets, models, losses or explainers."""
+def list_cmd(
+    what: str = typer.Argument(..., help="datasets | models | losses | explainers"),
+    data: str = typer.Option("builtin:digits", "--data", help="For models: count parameters for this data's inputs."),
+) -> None:
+    """List the registered datasets, models (with parameter counts), losses or explainers."""
     from .data import DATASETS
     from .distill import LOSSES
     from .explain import EXPLAINERS
-    from .models import MODELS
 
-    registries: dict[str, Any] = {"datasets": DATASETS, "models": MODELS, "losses": LOSSES, "explainers": EXPLAINERS}
+    if what == "models":
+        from .data import load_dataset
+        from .models import describe_models
+
+        for row in describe_models(load_dataset(data).spec):
+            params = f"{row['params']:>10,}" if row["params"] is not None else f"{'–':>10}"
+            typer.echo(f"{row['name']:<14}{params}  {row['summary']}{'  (' + row['note'] + ')' if row['note'] else ''}")
+        return
+    registries: dict[str, Any] = {"datasets": DATASETS, "losses": LOSSES, "explainers": EXPLAINERS}
     if what not in registries:
         raise DistilensError(f"cannot list '{what}'; choose one of: {', '.join(_LISTABLE)}")
     registry = registries[what]

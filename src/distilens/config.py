@@ -29,6 +29,7 @@ __all__ = [
     "TrainConfig",
     "OptimizerConfig",
     "LossConfig",
+    "CacheConfig",
     "DistillConfig",
     "ExplainConfig",
     "ReportConfig",
@@ -47,6 +48,7 @@ class DataConfig(_Strict):
     source: str = "builtin:digits"
     target: str | None = None
     image_size: tuple[int, int] | None = None
+    channels: int | None = Field(None, ge=1, le=4)  # imagefolder: 1 or 3 (null: 1 if all grey)
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     skip_bad_files: bool = False
@@ -74,6 +76,8 @@ class TeacherConfig(_Strict):
     arch: str = "cnn"
     args: dict[str, Any] = Field(default_factory=lambda: {"width": 64})
     weights: str | None = None
+    # TorchScript archives carry code: loading one needs this explicit opt-in.
+    trust_torchscript: bool = False
     train: TrainConfig = Field(default_factory=TrainConfig)
 
 
@@ -109,6 +113,11 @@ def _default_losses() -> list[LossConfig]:
     return [LossConfig(name="kd", weight=1.0, temperature=4.0), LossConfig(name="ce", weight=0.1)]
 
 
+class CacheConfig(_Strict):
+    dtype: Literal["fp32", "fp16"] = "fp32"
+    top_k: int | None = Field(None, ge=1)  # keep k logits, spread the rest of the mass
+
+
 class DistillConfig(_Strict):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -116,6 +125,9 @@ class DistillConfig(_Strict):
     losses: list[LossConfig] = Field(default_factory=_default_losses, min_length=1)
     baseline: bool = True
     cache_dir: str | None = None
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    early_stopping: int | None = Field(None, ge=1)  # patience in epochs; null: train all epochs
+    monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
 
     @field_validator("losses")
     @classmethod

@@ -10,8 +10,8 @@ Example:
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
-import json
 import platform
 import time
 from contextlib import contextmanager
@@ -26,20 +26,22 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ._version import __version__
-from .config import ExplainConfig, RunConfig, dump_config, load_config
-from .data import DataBundle, load_dataset
+from .config import RunConfig, dump_config
+from .data import DataBundle, InputSpec, load_dataset
 from .distill import SoftLabelCache, build_objectives, fit
-from .errors import ConfigError, DistilensError, ModelError, RunFolderError
+from .distill.objectives import teacher_cache_options
+from .distill.trainer import TrainingDiverged
+from .errors import ConfigError, DistilensError, ModelError
 from .evaluate import cost_metrics, predict_logits, prediction_metrics
 from .explain import EXPLAINERS
 from .explain.stage import explain_models, inapplicable_reason
 from .io import atomic_write, atomic_write_json, atomic_write_text
-from .models import build_model, load_model, save_model
+from .models import build_model, load_model, load_teacher, save_model
 from .report.build import read_history, write_run_report
 from .runfolder import RunFolder
 from .runtime import resolve_device, seed_everything
 
-__all__ = ["run", "RunResult", "explain_run", "report_run"]
+__all__ = ["run", "RunResult"]
 
 
 @dataclass
@@ -79,21 +81,25 @@ def run(
     t_start = time.perf_counter()
 
     with _timed(timings, "data"):
-        bundle = load_dataset(
-            cfg.data.source, seed=cfg.seed, val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction
-        )
+        bundle = load_data(cfg)
     objectives = build_objectives([{"name": l.name, "weight": l.weight, **l.options()} for l in cfg.distill.losses])
     student = _build(cfg.student.arch, cfg.student.args, bundle, cfg.seed + 1, "student")
     if cfg.teacher.weights:
-        teacher, teacher_arch = _load_teacher(cfg.teacher.weights, bundle)
+        teacher = load_teacher(
+            cfg.teacher.weights, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=bundle.spec,
+            trust_torchscript=cfg.teacher.trust_torchscript,
+        )
+        teacher_arch = {"arch": cfg.teacher.arch, "args": cfg.teacher.args}
     else:
         teacher = _build(cfg.teacher.arch, cfg.teacher.args, bundle, cfg.seed, "teacher")
         teacher_arch = {"arch": cfg.teacher.arch, "args": cfg.teacher.args}
-    methods = _explain_methods(cfg, bundle, teacher, student)
+    methods = explain_methods(cfg, bundle, teacher, student)
 
     staging = folder.open(resume=resume)
     try:
         atomic_write_text(staging / "config.yaml", config_yaml)
+        if bundle.preprocessing is not None:  # CSV tables: applied again at prediction time
+            atomic_write_json(staging / "preprocessing.json", bundle.preprocessing.to_dict())
         history: list[dict[str, Any]] = []
         fit_args = {"device": device, "precision": cfg.runtime.precision}
         with _progress(console) as bar:
@@ -101,7 +107,10 @@ def run(
                 teacher = _stage_teacher(cfg, bundle, teacher, teacher_arch, staging, history, bar, fit_args)
             with _timed(timings, "cache"):
                 dirs = [staging / "cache", folder.final / "cache"] + ([Path(cfg.distill.cache_dir)] if cfg.distill.cache_dir else [])
-                cache, hit = SoftLabelCache.load_or_build(teacher, bundle.train, directories=dirs, save_to=staging / "cache")
+                cache, hit = SoftLabelCache.load_or_build(
+                    teacher, bundle.train, directories=dirs, save_to=staging / "cache",
+                    dtype=cfg.distill.cache.dtype, top_k=cfg.distill.cache.top_k, **teacher_cache_options(objectives),
+                )
                 if cfg.distill.cache_dir:
                     cache.save(cfg.distill.cache_dir)
                 console.print(f"soft labels: {'read from cache' if hit else 'computed'} ({cache.key[:12]})")
@@ -120,7 +129,7 @@ def run(
             _save_predictions(staging, bundle, cache, {"teacher": teacher, "student": student, "baseline": baseline})
         with _timed(timings, "explain"):
             if methods:
-                metrics["explanations"] = _explain(cfg, bundle, teacher, student, methods, staging)
+                metrics["explanations"] = explain_stage(cfg, bundle, teacher, student, methods, staging)
         metrics["environment"] = _environment(device)
         with _timed(timings, "report"):
             # The page shows the stage times so far; metrics.json gets the final ones below.
@@ -130,6 +139,8 @@ def run(
         timings["total"] = time.perf_counter() - t_start
         metrics["timing_s"] = {k: round(v, 3) for k, v in timings.items()}
         atomic_write_json(staging / "metrics.json", metrics)
+    except TrainingDiverged:
+        raise  # the staging folder keeps the last good checkpoint, for --resume
     except DistilensError:
         folder.discard()
         raise
@@ -181,27 +192,23 @@ def _build(arch: str, args: dict[str, Any], bundle: DataBundle, seed: int, role:
         raise ModelError(f"{role}.arch/args: {exc}") from None
 
 
-def _load_teacher(weights: str, bundle: DataBundle) -> tuple[nn.Module, dict[str, Any]]:
-    path = Path(weights)
-    if path.suffix != ".safetensors":
-        raise ModelError(
-            f"teacher.weights '{weights}': only distilens .safetensors files (with their .json) are "
-            "supported here; save your model's state dict with safetensors"
-        )
-    model, meta = load_model(path)
-    spec = meta["input_spec"]
-    if tuple(spec["shape"]) != bundle.spec.shape:
-        raise ModelError(
-            f"teacher.weights: the teacher takes inputs of shape {tuple(spec['shape'])}, the data has {bundle.spec.shape}"
-        )
-    if len(spec["class_names"]) != bundle.spec.num_classes:
-        raise ModelError(
-            f"teacher.weights: the teacher predicts {len(spec['class_names'])} classes, the data has {bundle.spec.num_classes}"
-        )
-    return model, {"arch": meta["arch"], "args": meta.get("args", {})}
+def load_data(cfg: RunConfig) -> DataBundle:
+    d = cfg.data
+    return load_dataset(
+        d.source, seed=cfg.seed, val_fraction=d.val_fraction, test_fraction=d.test_fraction, target=d.target,
+        image_size=d.image_size, channels=d.channels, skip_bad_files=d.skip_bad_files,
+    )
 
 
-def _explain_methods(cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module) -> list[str]:
+def _save_teacher(teacher: nn.Module, folder: Path, arch: dict[str, Any], spec: InputSpec) -> None:
+    """teacher.safetensors + teacher.json; a TorchScript teacher also keeps its archive."""
+    if isinstance(teacher, torch.jit.ScriptModule):
+        atomic_write(folder / "teacher.torchscript", lambda tmp: torch.jit.save(teacher, tmp))
+        arch = {"arch": "torchscript", "args": {}}
+    save_model(teacher, folder / "teacher.safetensors", arch=arch["arch"], args=arch["args"], spec=spec)
+
+
+def explain_methods(cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module) -> list[str]:
     """Explainers to run, checked before any training.
 
     Methods named explicitly in the config must apply to this data and these models; from
@@ -219,6 +226,9 @@ def _explain_methods(cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, stu
             methods.append(m)
         elif explicit:
             raise ConfigError(f"explain.methods: '{m}' {reason}; use integrated_gradients or saliency")
+    if not methods and not explicit:
+        # None of the defaults applies (a soft-tree student): occlusion needs only forwards.
+        methods = ["occlusion"]
     return methods
 
 
@@ -228,19 +238,27 @@ def _stage_teacher(
 ) -> nn.Module:
     path = staging / "teacher.safetensors"
     if cfg.teacher.weights:
-        save_model(teacher, path, arch=arch["arch"], args=arch["args"], spec=bundle.spec)
+        _save_teacher(teacher, staging, arch, bundle.spec)
         return teacher.to(fit_args["device"])
-    if path.is_file():  # resuming: the teacher was finished before
+    if path.is_file() and not (staging / "checkpoints" / "teacher.pt").is_file():  # a finished teacher, no checkpoint
         history.extend(_previous_history(staging, "teacher"))
         return load_model(path)[0].to(fit_args["device"])
     tc = cfg.teacher.train
     result = fit(
         teacher, bundle, epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr, weight_decay=tc.weight_decay,
-        warmup_epochs=tc.warmup_epochs, seed=cfg.seed, on_epoch=_epoch_callback(bar, "teacher", tc.epochs), **fit_args,
+        warmup_epochs=tc.warmup_epochs, seed=cfg.seed, on_epoch=_epoch_callback(bar, "teacher", tc.epochs),
+        **_run_state(staging, "teacher"), **fit_args,
     )
     history.extend({"model": "teacher", **row} for row in result.history)
     save_model(teacher, path, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=bundle.spec)
     return teacher
+
+
+def _run_state(staging: Path, role: str) -> dict[str, Any]:
+    """Where fit() keeps a model's checkpoint (resumable every epoch) and TensorBoard events."""
+    # TensorBoard events only where the optional `tensorboard` extra is installed.
+    tb = staging / "tb" / role if importlib.util.find_spec("tensorboard") else None
+    return {"checkpoint_path": staging / "checkpoints" / f"{role}.pt", "resume": True, "tensorboard_dir": tb}
 
 
 def _previous_history(staging: Path, role: str) -> list[dict[str, Any]]:
@@ -253,7 +271,7 @@ def _train_student(
     cache: SoftLabelCache | None, staging: Path, history: list, bar: Progress, fit_args: dict,
 ) -> None:
     path = staging / f"{role}.safetensors"
-    if path.is_file():  # resuming: this model was finished before
+    if path.is_file() and not (staging / "checkpoints" / f"{role}.pt").is_file():  # finished, no checkpoint
         model.load_state_dict(load_model(path)[0].state_dict())
         model.to(fit_args["device"]).eval()
         history.extend(_previous_history(staging, role))
@@ -263,7 +281,8 @@ def _train_student(
     result = fit(
         model, bundle, objectives=objectives, teacher_cache=cache, epochs=d.epochs, batch_size=d.batch_size,
         optimizer=opt.name, lr=opt.lr, weight_decay=opt.weight_decay, momentum=opt.momentum,
-        warmup_epochs=opt.warmup_epochs, seed=cfg.seed + 1, on_epoch=_epoch_callback(bar, role, d.epochs), **fit_args,
+        warmup_epochs=opt.warmup_epochs, seed=cfg.seed + 1, on_epoch=_epoch_callback(bar, role, d.epochs),
+        early_stopping=d.early_stopping, monitor=d.monitor, **_run_state(staging, role), **fit_args,
     )
     history.extend({"model": role, **row} for row in result.history)
     save_model(model, path, arch=cfg.student.arch, args=cfg.student.args, spec=bundle.spec)
@@ -290,7 +309,7 @@ def _evaluate(bundle: DataBundle, teacher: nn.Module, student: nn.Module, baseli
     return metrics
 
 
-def _explain(
+def explain_stage(
     cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module, methods: list[str], folder: Path
 ) -> dict[str, Any]:
     """Run the explain stage; the maps go to explanations.safetensors, the numbers are returned."""
@@ -335,47 +354,3 @@ def _environment(device: torch.device) -> dict[str, str]:
         "device": str(device),
         "platform": platform.platform(),
     }
-
-
-# --------------------------------------------------------------------------- re-entry
-
-
-def _run_dir(path: str | Path) -> Path:
-    run_dir = Path(path)
-    if not (run_dir / "config.yaml").is_file():
-        raise RunFolderError(f"'{run_dir}' is not a run folder (no config.yaml); give the folder `distilens run` wrote")
-    return run_dir
-
-
-def report_run(path: str | Path, *, command: str | None = None) -> Path:
-    """Rebuild ``report.html`` of a run folder from its files, without training."""
-    return write_run_report(_run_dir(path), command=command)
-
-
-def explain_run(
-    path: str | Path, *, methods: list[str] | None = None, n_samples: int | None = None, command: str | None = None
-) -> dict[str, Any]:
-    """Explain a finished run's teacher and student again (other methods or more samples).
-
-    Updates explanations.safetensors, the ``explanations`` block of metrics.json and the report.
-    """
-    run_dir = _run_dir(path)
-    cfg = load_config(run_dir / "config.yaml")
-    overrides: dict[str, Any] = {}
-    if methods:
-        overrides["methods"] = methods
-    if n_samples:
-        overrides["n_samples"] = n_samples
-    if overrides:
-        cfg = cfg.model_copy(update={"explain": ExplainConfig(**{**cfg.explain.model_dump(exclude_unset=True), **overrides})})
-    bundle = load_dataset(cfg.data.source, seed=cfg.seed, val_fraction=cfg.data.val_fraction, test_fraction=cfg.data.test_fraction)
-    teacher, _ = load_model(run_dir / "teacher.safetensors")
-    student, _ = load_model(run_dir / "student.safetensors")
-    chosen = _explain_methods(cfg, bundle, teacher, student)
-    block = _explain(cfg, bundle, teacher, student, chosen, run_dir)
-    metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
-    metrics["explanations"] = block
-    atomic_write_json(metrics_path, metrics)
-    write_run_report(run_dir, command=command)
-    return block

@@ -7,7 +7,6 @@ teacher and the student. All compute in float32 and return a scalar (batch mean)
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -16,7 +16,6 @@ from torch import Tensor, nn
 from ..data.bundle import Split
 from ..errors import DistilensError
 from ..models.tap import last_spatial_layer
-from .agreement import summarize
 from .attribute import EXPLAINERS
 from .compare import Comparison, compare
 from .faithfulness import FaithBaseline, deletion_insertion
@@ -27,6 +26,8 @@ __all__ = ["explain_models", "stratified_indices", "inapplicable_reason"]
 
 #: Methods whose maps live on the input grid only for image models with spatial layers.
 _SPATIAL = ("gradcam", "attention")
+#: Methods that only call the model forward (no gradients).
+_PERTURBATION = ("occlusion", "kernel_shap", "lime")
 
 
 def stratified_indices(targets: Tensor, n: int, seed: int = 0) -> Tensor:
@@ -55,6 +56,8 @@ def inapplicable_reason(method: str, models: Sequence[nn.Module], example: Tenso
     """Why ``method`` cannot compare these models on this data, or ``None`` when it can."""
     if method == "neuron_importance":
         return "scores the units of one layer, which differ between teacher and student; use it with attribute()"
+    if method not in _PERTURBATION and any(getattr(m, "piecewise_constant_in_eval", False) for m in models):
+        return "needs gradients, and a soft tree's max-path output is piecewise constant; use occlusion or kernel_shap"
     if method in _SPATIAL:
         if example.dim() != 4:
             return "needs image data"

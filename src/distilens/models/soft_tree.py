@@ -49,6 +49,10 @@ class SoftDecisionTree(nn.Module):
         beta_init: Initial inverse temperature β (learned, kept positive as exp(log β)).
     """
 
+    #: In eval mode the output is the max-path leaf: piecewise constant in the input, so
+    #: gradient explainers see no signal; perturbation explainers (occlusion, SHAP) apply.
+    piecewise_constant_in_eval = True
+
     def __init__(self, in_features: int, num_classes: int, depth: int = 4, penalty: float = 0.1, beta_init: float = 1.0) -> None:
         super().__init__()
         if depth < 1:
@@ -98,10 +102,13 @@ class SoftDecisionTree(nn.Module):
         return self.penalty * (self.node_weights * per_node).sum()
 
     def regularization(self) -> Tensor:
-        """The balance penalty of the latest train-mode forward (0 when disabled or none ran)."""
-        if self._penalty is None:
-            return self.leaf_logits.new_zeros(())
-        return self._penalty
+        """The balance penalty of the latest train-mode forward (0 when disabled or none ran).
+
+        Reading it hands it over: the model then holds no graph (which would keep the last
+        step's activations alive and make the model impossible to deep-copy).
+        """
+        penalty, self._penalty = self._penalty, None
+        return self.leaf_logits.new_zeros(()) if penalty is None else penalty
 
     def paper_loss(self, x: Tensor, target_probs: Tensor) -> Tensor:
         """Frosst & Hinton's loss Σ_ℓ P^ℓ(x) · (−Σ_k T_k log Q^ℓ_k), batch mean.

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 
 from ..explain.compare import Comparison  # noqa: E402
 
-__all__ = ["png_bytes", "heatmap_grid", "feature_importance_bars", "training_curves", "MODEL_COLOURS", "plt"]
+__all__ = ["heatmap_png", "png_bytes", "heatmap_grid", "feature_importance_bars", "training_curves", "MODEL_COLOURS", "plt"]
 
 # Colour-blind-safe choices: a sequential map for non-negative maps, a diverging one for signed.
 _SEQUENTIAL = "viridis"
@@ -107,4 +107,18 @@ def training_curves(history: list[dict[str, float | str]]) -> bytes:
     ax.set_ylabel("validation accuracy (%)")
     ax.grid(alpha=0.3)
     ax.legend()
+    return png_bytes(fig)
+
+
+def heatmap_png(attribution: torch.Tensor, title: str) -> bytes:
+    """One attribution map (C, H, W) as a PNG, channels summed, diverging colour scale."""
+    a = attribution.detach().float().cpu()
+    a = a.sum(0) if a.dim() == 3 else a
+    vmax = float(a.abs().max()) or 1e-12
+    fig, ax = plt.subplots(figsize=(3.2, 3.0))
+    im = ax.imshow(a.numpy(), cmap=_DIVERGING, vmin=-vmax, vmax=vmax)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="attribution")
+    ax.set_title(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
     return png_bytes(fig)

@@ -1,0 +1,135 @@
+"""Commands on a finished run folder: explain again, rebuild the report, export, predict.
+
+Each reads what ``distilens run`` wrote (config.yaml, the models, metrics.json) and needs
+no training.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file
+from torch import nn
+
+from .config import ExplainConfig, load_config
+from .data import DataBundle, InputSpec
+from .data.table import TablePreprocessor
+from .errors import DataError, RunFolderError
+from .export import export_model
+from .io import atomic_write_bytes, atomic_write_json
+from .models import build_architecture, load_model, load_teacher
+from .pipeline import explain_methods, explain_stage, load_data
+from .predict import predict, write_predictions
+from .report.build import write_run_report
+from .report.figures import heatmap_png
+
+__all__ = ["explain_run", "report_run", "export_run", "predict_run"]
+
+
+def _load_run_teacher(run_dir: Path, bundle: DataBundle) -> nn.Module:
+    """The teacher a run folder holds, whatever its origin (zoo, import path, TorchScript)."""
+    meta = json.loads((run_dir / "teacher.json").read_text(encoding="utf-8"))
+    if meta.get("arch") == "torchscript":
+        # The user trusted this archive when the run was made; it was copied from there.
+        return load_teacher(run_dir / "teacher.torchscript", arch=None, args=None, spec=bundle.spec, trust_torchscript=True)
+    if str(meta.get("arch", "")).startswith("import:"):
+        state = load_file(str(run_dir / "teacher.safetensors"))
+        model = build_architecture(meta["arch"], bundle.spec, meta.get("args", {}))
+        model.load_state_dict(state)
+        return model.eval()
+    return load_model(run_dir / "teacher.safetensors")[0]
+
+
+def _run_dir(path: str | Path) -> Path:
+    run_dir = Path(path)
+    if not (run_dir / "config.yaml").is_file():
+        raise RunFolderError(f"'{run_dir}' is not a run folder (no config.yaml); give the folder `distilens run` wrote")
+    return run_dir
+
+
+def report_run(path: str | Path, *, command: str | None = None) -> Path:
+    """Rebuild ``report.html`` of a run folder from its files, without training."""
+    return write_run_report(_run_dir(path), command=command)
+
+
+def explain_run(
+    path: str | Path, *, methods: list[str] | None = None, n_samples: int | None = None, command: str | None = None
+) -> dict[str, Any]:
+    """Explain a finished run's teacher and student again (other methods or more samples).
+
+    Updates explanations.safetensors, the ``explanations`` block of metrics.json and the report.
+    """
+    run_dir = _run_dir(path)
+    cfg = load_config(run_dir / "config.yaml")
+    overrides: dict[str, Any] = {}
+    if methods:
+        overrides["methods"] = methods
+    if n_samples:
+        overrides["n_samples"] = n_samples
+    if overrides:
+        cfg = cfg.model_copy(update={"explain": ExplainConfig(**{**cfg.explain.model_dump(exclude_unset=True), **overrides})})
+    bundle = load_data(cfg)
+    teacher = _load_run_teacher(run_dir, bundle)
+    student, _ = load_model(run_dir / "student.safetensors")
+    chosen = explain_methods(cfg, bundle, teacher, student)
+    block = explain_stage(cfg, bundle, teacher, student, chosen, run_dir)
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    metrics["explanations"] = block
+    atomic_write_json(metrics_path, metrics)
+    write_run_report(run_dir, command=command)
+    return block
+
+
+def export_run(
+    path: str | Path, *, format: str, quantize: str | None = None, out: str | Path | None = None
+) -> dict[str, Any]:
+    """Export a run's student (ONNX or TorchScript, optionally int8) and check it on the test split."""
+    run_dir = _run_dir(path)
+    cfg = load_config(run_dir / "config.yaml")
+    bundle = load_data(cfg)
+    student, _ = load_model(run_dir / "student.safetensors")
+    suffix = {"onnx": ".onnx", "torchscript": ".pt"}[format]
+    target = Path(out) if out else run_dir / f"student{'-int8' if quantize else ''}{suffix}"
+    report = export_model(
+        student, bundle.spec, target, format, quantize,  # type: ignore[arg-type]
+        check_inputs=bundle.test.inputs, check_targets=bundle.test.targets,
+    )
+    return {"path": str(target), **report}
+
+
+def predict_run(path: str | Path, inputs: str | Path, *, out: str | Path | None = None, explain: bool = False) -> str | None:
+    """Predict ``inputs`` with a run's student; CSV text (or ``None`` when written to ``out``).
+
+    With ``explain``, image inputs also get a heatmap PNG each, next to ``out`` (or in
+    ``RUN/predictions/``); table rows get one attribution column per feature.
+    """
+    run_dir = _run_dir(path)
+    student, meta = load_model(run_dir / "student.safetensors")
+    spec = InputSpec.from_dict(meta["input_spec"])
+    pre_path = run_dir / "preprocessing.json"
+    preprocessing = TablePreprocessor.from_dict(json.loads(pre_path.read_text(encoding="utf-8"))) if pre_path.is_file() else None
+    if not Path(inputs).exists():
+        raise DataError(f"input '{inputs}' does not exist; give an image, a folder of images or a CSV file")
+    rows = predict(student, spec, preprocessing, inputs, explain=explain)
+    if explain and spec.kind == "image":
+        folder = (Path(out).parent if out else run_dir) / "heatmaps"
+        for i, row in enumerate(rows):
+            attr = row.pop("attribution", None)
+            if attr is not None:
+                png = heatmap_png(attr, f"{row['source']} → {row['class']}")
+                row["heatmap"] = str(atomic_write_bytes(folder / f"{i:05d}.png", png))
+    if out:
+        write_predictions(rows, out)
+        return None
+    tmp = io.StringIO()
+    writer = csv.writer(tmp, lineterminator="\n")
+    keys = [k for k in ("source", "class", "probability", "heatmap") if any(k in r for r in rows)]
+    writer.writerow(keys)
+    for r in rows:
+        writer.writerow([r.get(k, "") for k in keys])
+    return tmp.getvalue()
