@@ -40,6 +40,7 @@ def test_csv_table_run_predict_and_export(tmp_path) -> None:
     assert m["dataset"]["num_classes"] == 2 and m["teacher"]["accuracy"] > 0.7
     assert m["explanations"]["method"] == "integrated_gradients"  # gradcam does not apply to tables
     assert (run / "preprocessing.json").is_file()
+    assert "per-row attributions" in (run / "report.html").read_text()
     write_loans(tmp_path / "new.csv", n=7, with_target=False)
     proc = distilens("predict", "runs/loans", "new.csv", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -94,6 +95,8 @@ def test_soft_tree_student_on_digits(tmp_path) -> None:
     m = json.loads((tmp_path / "runs" / "tree" / "metrics.json").read_text())
     assert m["student"]["params"] < m["teacher"]["params"]
     assert "gradcam" not in [b["method"] for b in m["explanations"]["methods"]]  # no spatial layer
+    html = (tmp_path / "runs" / "tree" / "report.html").read_text()
+    assert "soft decision tree: node filters and leaves" in html and "→" in html  # the tree and decision paths
 
 
 def test_own_teacher_as_a_state_dict_and_a_refused_pickle(tmp_path) -> None:

@@ -15,8 +15,10 @@ import yaml
 from safetensors.torch import load_file
 
 from ..explain.compare import Comparison
-from .figures import feature_importance_bars, heatmap_grid
+from ..models.io import load_model
+from .figures import feature_importance_bars, heatmap_grid, row_attributions
 from .html import render_report, write_report
+from .tree import decision_paths, tree_figure
 from .plots import (
     agreement_distribution,
     class_similarity,
@@ -128,6 +130,7 @@ def write_run_report(run_dir: str | Path, *, command: str | None = None) -> Path
         methods.append(entry)
     if expl and expl.get("sanity"):
         figures["sanity"] = sanity_plot(expl["sanity"])
+    tree_paths = _soft_tree(run_dir, spec, class_names, preds, figures)
 
     thresholds = (cfg or {}).get("report") or {"max_accuracy_drop": 0.01, "min_agreement": 0.95, "margin": 0.01}
     html = render_report(
@@ -139,8 +142,26 @@ def write_run_report(run_dir: str | Path, *, command: str | None = None) -> Path
         checks=verdict(metrics or {}, thresholds),
         missing=missing,
         command=command,
+        tree_paths=tree_paths,
     )
     return write_report(run_dir / "report.html", html)
+
+
+def _soft_tree(run_dir: Path, spec: dict[str, Any], names: list[str], preds: dict[str, Any] | None,
+               figures: dict[str, bytes]) -> list[dict[str, Any]]:
+    """For a soft-tree student: the drawn tree (into ``figures``) and decision paths of test inputs."""
+    meta = _read_json(run_dir / "student.json", [])
+    if not meta or meta.get("arch") != "soft_tree" or not names:
+        return []
+    tree = load_model(run_dir / "student.safetensors")[0]
+    figures["tree"] = tree_figure(tree, spec["shape"], names)
+    tensors = _read_tensors(run_dir / "explanations.safetensors", [])
+    key = next((k for k in (tensors or {}) if k.endswith("/inputs")), None)
+    if key is None:
+        return []
+    inputs = tensors[key][:6]
+    targets = tensors[key.replace("/inputs", "/targets")][:6]
+    return decision_paths(tree, inputs, targets, names)
 
 
 def _explanation_figures(cmp: Comparison, block: dict[str, Any], spec: dict[str, Any], names: list[str]) -> dict[str, bytes]:
@@ -157,6 +178,7 @@ def _explanation_figures(cmp: Comparison, block: dict[str, Any], spec: dict[str,
                                                    title=f"{cmp.method}: different answers")
     elif spec.get("feature_names"):
         out["grid"] = feature_importance_bars(cmp, spec["feature_names"])
+        out["rows"] = row_attributions(cmp, spec["feature_names"])
     out["distribution"] = agreement_distribution(scores, cmp.method)
     return out
 

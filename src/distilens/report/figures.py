@@ -14,7 +14,7 @@ import torch  # noqa: E402
 
 from ..explain.compare import Comparison  # noqa: E402
 
-__all__ = ["heatmap_png", "png_bytes", "heatmap_grid", "feature_importance_bars", "training_curves", "MODEL_COLOURS", "plt"]
+__all__ = ["row_attributions", "heatmap_png", "png_bytes", "heatmap_grid", "feature_importance_bars", "training_curves", "MODEL_COLOURS", "plt"]
 
 # Colour-blind-safe choices: a sequential map for non-negative maps, a diverging one for signed.
 _SEQUENTIAL = "viridis"
@@ -121,4 +121,24 @@ def heatmap_png(attribution: torch.Tensor, title: str) -> bytes:
     ax.set_title(title, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
+    return png_bytes(fig)
+
+
+def row_attributions(cmp: Comparison, feature_names: Sequence[str], n: int = 4, top: int = 8) -> bytes:
+    """Per-row attributions of a table: for ``n`` rows, teacher and student bars side by side
+    over the row's ``top`` features by the teacher's |attribution| (signed values shown)."""
+    n = min(n, cmp.inputs.shape[0])
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 0.3 * top + 1.4), squeeze=False)
+    for ax, i in zip(axes[0], range(n)):
+        t, s = cmp.teacher_maps[i].cpu().numpy(), cmp.student_maps[i].cpu().numpy()
+        order = np.argsort(-np.abs(t))[:top][::-1]
+        y = np.arange(len(order))
+        ax.barh(y + 0.2, t[order], height=0.4, color=MODEL_COLOURS["teacher"], label="teacher")
+        ax.barh(y - 0.2, s[order], height=0.4, color=MODEL_COLOURS["student"], label="student")
+        ax.axvline(0, color="#333333", lw=0.6)
+        ax.set_yticks(y, [str(feature_names[j])[:18] for j in order], fontsize=6)
+        ax.set_title(f"row {i}: ρ = {float(cmp.scores['spearman'][i]):.2f}", fontsize=8)
+        ax.set_xlabel("attribution", fontsize=7)
+    axes[0][0].legend(fontsize=6, loc="lower right")
+    fig.suptitle(f"{cmp.method}: per-row attributions (signed)", fontsize=9)
     return png_bytes(fig)

@@ -25,7 +25,7 @@ _COLUMNS = [
     ("latency_ms.batch64", "ms @64", "num"),
 ]
 _SCORES = ("spearman", "kendall", "pearson", "topk_iou", "cosine", "ssim")
-_FIGURES = ("training", "confusion", "reliability", "per_class", "similarity", "sanity")
+_FIGURES = ("training", "confusion", "reliability", "per_class", "similarity", "sanity", "tree")
 
 
 def _get(d: Any, dotted: str) -> Any:
@@ -82,6 +82,7 @@ def render_report(
     checks: list[dict[str, str]],
     missing: list[str],
     command: str | None,
+    tree_paths: list[dict[str, Any]] | None = None,
 ) -> str:
     """Render the page as a string; every value from the user is escaped by Jinja2.
 
@@ -94,6 +95,7 @@ def render_report(
         checks: Verdict rows ``{what, value, status}``, status green/amber/red.
         missing: Files the run folder lacks (their sections are left out and listed).
         command: The command that made the run, if known.
+        tree_paths: For a soft-tree student, decision paths of sample inputs.
     """
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).parent)), autoescape=True, undefined=jinja2.StrictUndefined
@@ -124,6 +126,7 @@ def render_report(
         missing=missing,
         repro=repro,
         config_yaml=config_yaml,
+        tree_paths=tree_paths or [],
     )
 
 
