@@ -121,3 +121,24 @@ def test_own_teacher_as_a_state_dict_and_a_refused_pickle(tmp_path) -> None:
     assert proc.returncode == 2 and "state_dict" in proc.stderr and "Traceback" not in proc.stderr
     proc = distilens("run", "--set", "teacher.weights=mine.pt", "--set", "teacher.args.width=16", cwd=tmp_path)
     assert proc.returncode == 2 and "do not fit" in proc.stderr
+
+
+def test_torchscript_teacher_needs_trust_and_its_run_can_be_explained_again(tmp_path) -> None:
+    import torch
+
+    from distilens.data import load_dataset
+    from distilens.models import build_model
+
+    model = build_model("cnn", load_dataset("builtin:digits").spec, width=8).eval()
+    torch.jit.save(torch.jit.trace(model, torch.zeros(1, 1, 8, 8)), tmp_path / "scripted.pt")
+    proc = distilens("run", "--set", "teacher.weights=scripted.pt", cwd=tmp_path)
+    assert proc.returncode == 2 and "trust_torchscript" in proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    proc = distilens("run", "--out", "runs/ts", "--set", "teacher.weights=scripted.pt", "--set", "teacher.trust_torchscript=true",
+                     "--set", "student.args.width=4", *FAST, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "runs" / "ts" / "teacher.torchscript").is_file()
+    m = json.loads((tmp_path / "runs" / "ts" / "metrics.json").read_text())
+    assert "gradcam" in m["explanations"]["skipped"]  # TorchScript takes no hooks
+    proc = distilens("explain", "runs/ts", "--method", "saliency", "--n", "4", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr

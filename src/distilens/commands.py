@@ -75,8 +75,10 @@ def explain_run(
     bundle = load_data(cfg)
     teacher = _load_run_teacher(run_dir, bundle)
     student, _ = load_model(run_dir / "student.safetensors")
-    chosen = explain_methods(cfg, bundle, teacher, student)
+    chosen, skipped = explain_methods(cfg, bundle, teacher, student)
     block = explain_stage(cfg, bundle, teacher, student, chosen, run_dir)
+    if skipped:
+        block.setdefault("skipped", {}).update(skipped)
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
     metrics["explanations"] = block

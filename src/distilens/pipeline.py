@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import json
 import importlib.util
 import io
 import platform
@@ -84,16 +85,15 @@ def run(
         bundle = load_data(cfg)
     objectives = build_objectives([{"name": l.name, "weight": l.weight, **l.options()} for l in cfg.distill.losses])
     student = _build(cfg.student.arch, cfg.student.args, bundle, cfg.seed + 1, "student")
-    if cfg.teacher.weights:
+    if cfg.teacher.weights:  # checked against the data here, before any training
         teacher = load_teacher(
             cfg.teacher.weights, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=bundle.spec,
             trust_torchscript=cfg.teacher.trust_torchscript,
         )
-        teacher_arch = {"arch": cfg.teacher.arch, "args": cfg.teacher.args}
     else:
         teacher = _build(cfg.teacher.arch, cfg.teacher.args, bundle, cfg.seed, "teacher")
-        teacher_arch = {"arch": cfg.teacher.arch, "args": cfg.teacher.args}
-    methods = explain_methods(cfg, bundle, teacher, student)
+    teacher_arch = _teacher_arch(cfg)
+    methods, skipped = explain_methods(cfg, bundle, teacher, student)
 
     staging = folder.open(resume=resume)
     try:
@@ -130,6 +130,8 @@ def run(
         with _timed(timings, "explain"):
             if methods:
                 metrics["explanations"] = explain_stage(cfg, bundle, teacher, student, methods, staging)
+                if skipped:
+                    metrics["explanations"].setdefault("skipped", {}).update(skipped)
         metrics["environment"] = _environment(device)
         with _timed(timings, "report"):
             # The page shows the stage times so far; metrics.json gets the final ones below.
@@ -200,6 +202,17 @@ def load_data(cfg: RunConfig) -> DataBundle:
     )
 
 
+def _teacher_arch(cfg: RunConfig) -> dict[str, Any]:
+    """The teacher's architecture: the config's, or that of a distilens .json beside its weights."""
+    if cfg.teacher.weights:
+        meta_path = Path(cfg.teacher.weights).with_suffix(".json")
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if isinstance(meta, dict) and meta.get("format") == "distilens-model/1":
+                return {"arch": meta["arch"], "args": meta.get("args", {})}
+    return {"arch": cfg.teacher.arch, "args": cfg.teacher.args}
+
+
 def _save_teacher(teacher: nn.Module, folder: Path, arch: dict[str, Any], spec: InputSpec) -> None:
     """teacher.safetensors + teacher.json; a TorchScript teacher also keeps its archive."""
     if isinstance(teacher, torch.jit.ScriptModule):
@@ -208,14 +221,17 @@ def _save_teacher(teacher: nn.Module, folder: Path, arch: dict[str, Any], spec: 
     save_model(teacher, folder / "teacher.safetensors", arch=arch["arch"], args=arch["args"], spec=spec)
 
 
-def explain_methods(cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module) -> list[str]:
-    """Explainers to run, checked before any training.
+def explain_methods(
+    cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module
+) -> tuple[list[str], dict[str, str]]:
+    """Explainers to run, checked before any training, and those left out with the reason.
 
     Methods named explicitly in the config must apply to this data and these models; from
-    the default list, those that do not apply (gradcam on tables or MLPs) are left out.
+    the default list, those that do not apply (gradcam on tables, MLPs or TorchScript) are
+    left out and reported.
     """
     explicit = "methods" in cfg.explain.model_fields_set
-    methods = []
+    methods, skipped = [], {}
     for m in cfg.explain.methods:
         try:
             EXPLAINERS.get(m)
@@ -226,10 +242,12 @@ def explain_methods(cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, stud
             methods.append(m)
         elif explicit:
             raise ConfigError(f"explain.methods: '{m}' {reason}; use integrated_gradients or saliency")
+        else:
+            skipped[m] = reason
     if not methods and not explicit:
         # None of the defaults applies (a soft-tree student): occlusion needs only forwards.
         methods = ["occlusion"]
-    return methods
+    return methods, skipped
 
 
 def _stage_teacher(

@@ -44,12 +44,7 @@ def breast_cancer(seed: int = 0) -> RawData:
     """sklearn's Wisconsin breast-cancer table (569 rows, 30 numeric features, 2 classes)."""
     from sklearn.datasets import load_breast_cancer
 
-    d = load_breast_cancer()
-    x = torch.from_numpy(d.data.astype(np.float32))
-    y = torch.from_numpy(d.target.astype(np.int64))
-    return RawData(
-        x, y, "table", tuple(str(c) for c in d.target_names), tuple(str(f) for f in d.feature_names)
-    )
+    return _sklearn_table(load_breast_cancer())
 
 
 SHAPE_CLASSES = ("square", "disc", "triangle", "cross")
@@ -161,9 +156,12 @@ def wine(seed: int = 0) -> RawData:
     """sklearn's wine recognition table (178 rows, 13 numeric features, 3 cultivars)."""
     from sklearn.datasets import load_wine
 
-    d = load_wine()
-    x = torch.from_numpy(d.data.astype(np.float32))
-    y = torch.from_numpy(d.target.astype(np.int64))
-    return RawData(
-        x, y, "table", tuple(str(c) for c in d.target_names), tuple(str(f) for f in d.feature_names)
-    )
+    return _sklearn_table(load_wine())
+
+
+def _sklearn_table(d: object) -> RawData:
+    """A scikit-learn ``Bunch`` (data, target, target_names, feature_names) as a table."""
+    x = torch.from_numpy(d.data.astype(np.float32))  # type: ignore[attr-defined]
+    y = torch.from_numpy(d.target.astype(np.int64))  # type: ignore[attr-defined]
+    classes = tuple(str(c) for c in d.target_names)  # type: ignore[attr-defined]
+    return RawData(x, y, "table", classes, tuple(str(f) for f in d.feature_names))  # type: ignore[attr-defined]

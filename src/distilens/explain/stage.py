@@ -64,8 +64,8 @@ def inapplicable_reason(method: str, models: Sequence[nn.Module], example: Tenso
         for model in models:
             try:
                 last_spatial_layer(model, example[:1].to(next(model.parameters()).device))
-            except DistilensError:
-                return "needs models with convolutional layers"
+            except DistilensError as exc:
+                return f"cannot run here ({exc})"
     return None
 
 

@@ -43,6 +43,8 @@ class FeatureTap:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def __enter__(self) -> "FeatureTap":
+        if self.layers and isinstance(self.model, torch.jit.ScriptModule):
+            raise ModelError("a TorchScript model takes no hooks, so its layers cannot be tapped; use an eager (nn.Module) model")
         try:
             for name in self.layers:
                 module = get_layer(self.model, name)
@@ -82,6 +84,8 @@ def last_spatial_layer(model: nn.Module, example: Tensor) -> str:
 
     This is where Grad-CAM looks by default ("auto"). Raises for models without one.
     """
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ModelError("a TorchScript model takes no hooks, so it has no layer to tap; use an eager (nn.Module) model")
     order: list[str] = []
     handles = []
     try:
