@@ -83,6 +83,8 @@ def run(
 
     with _timed(timings, "data"):
         bundle = load_data(cfg)
+    if bundle.train.lazy:
+        console.print(f"data: read lazily from files ({bundle.loading()['num_workers']} worker processes)")
     objectives = build_objectives([{"name": l.name, "weight": l.weight, **l.options()} for l in cfg.distill.losses])
     student = _build(cfg.student.arch, cfg.student.args, bundle, cfg.seed + 1, "student")
     if cfg.teacher.weights:  # checked against the data here, before any training
@@ -199,6 +201,7 @@ def load_data(cfg: RunConfig) -> DataBundle:
     return load_dataset(
         d.source, seed=cfg.seed, val_fraction=d.val_fraction, test_fraction=d.test_fraction, target=d.target,
         image_size=d.image_size, channels=d.channels, skip_bad_files=d.skip_bad_files,
+        lazy=d.lazy, num_workers=d.num_workers, max_bytes=d.max_memory_bytes,
     )
 
 
@@ -310,7 +313,7 @@ def _evaluate(bundle: DataBundle, teacher: nn.Module, student: nn.Module, baseli
     y = bundle.test.targets
     t_logits = predict_logits(teacher, bundle.test)
     metrics: dict[str, Any] = {
-        "dataset": {"name": bundle.name, "num_classes": bundle.spec.num_classes, **bundle.sizes()},
+        "dataset": {"name": bundle.name, "num_classes": bundle.spec.num_classes, **bundle.sizes(), **bundle.loading()},
         "teacher": {**prediction_metrics(t_logits, y), **cost_metrics(teacher, bundle.spec)},
     }
     for role, model in (("student", student), ("baseline", baseline)):
