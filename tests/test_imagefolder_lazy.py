@@ -13,11 +13,12 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from distilens.config import load_config
 from distilens.data import iterate_batches, load_dataset
 from distilens.data.imagefolder import load_imagefolder
 from distilens.data.lazy import LazyImages
 from distilens.data.normalise import fit_normalisation, image_moments, stats_from_moments
-from distilens.errors import DataError
+from distilens.errors import ConfigError, DataError
 from test_cli import distilens
 from test_cli_byod import FAST
 
@@ -118,6 +119,10 @@ def test_workers_give_the_same_batches_as_in_process(folder: Path) -> None:
     first = next(outer)
     _assert_same_batches(list(iterate_batches(two.train, 4)), list(iterate_batches(zero.train, 4)))
     _assert_same_batches([first, *outer], list(iterate_batches(zero.train, 9)))
+    abandoned = iterate_batches(two.train, 5, shuffle=True, generator=torch.Generator().manual_seed(7))
+    next(abandoned)
+    del abandoned  # workers still hold prefetched batches of that epoch: the next one must not see them
+    _assert_same_batches(_batches(two.train, 8), _batches(zero.train, 8))
 
 
 def test_auto_chooses_by_memory_budget(folder: Path) -> None:
@@ -129,6 +134,10 @@ def test_auto_chooses_by_memory_budget(folder: Path) -> None:
         load_imagefolder(folder, max_bytes=need - 1, lazy=False)
     with pytest.raises(DataError, match="data.lazy must be auto, true or false"):
         load_imagefolder(folder, lazy="sometimes")  # type: ignore[arg-type]
+    assert load_config(None, overrides=["data.lazy=true"]).data.lazy is True
+    assert load_config(None).data.lazy == "auto" and load_config(None).data.num_workers is None
+    with pytest.raises(ConfigError, match="data.lazy': must be auto, true or false"):
+        load_config(None, overrides=["data.lazy=sometimes"])
 
 
 def test_fingerprint_follows_files_and_preprocessing(tmp_path: Path) -> None:

@@ -58,6 +58,13 @@ class DataConfig(_Strict):
     num_workers: int | None = Field(None, ge=0)  # lazy decoding processes; null: min(4, CPUs - 1)
     max_memory_bytes: int | None = Field(None, ge=1)  # null: 2 GiB
 
+    @field_validator("lazy", mode="before")
+    @classmethod
+    def _auto_or_bool(cls, lazy: Any) -> Any:
+        if lazy != "auto" and not isinstance(lazy, bool):
+            raise ValueError("must be auto, true or false")
+        return lazy
+
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "DataConfig":
         if self.val_fraction + self.test_fraction >= 0.9:
