@@ -83,8 +83,9 @@ def run(
 
     with _timed(timings, "data"):
         bundle = load_data(cfg)
-    if bundle.train.lazy:
-        console.print(f"data: read lazily from files ({bundle.loading()['num_workers']} worker processes)")
+    loading = bundle.loading()
+    lazily = f"read lazily from the files by {loading.get('num_workers')} worker process(es)"
+    console.print(f"data: {lazily if bundle.train.lazy else 'held in memory'}")
     objectives = build_objectives([{"name": l.name, "weight": l.weight, **l.options()} for l in cfg.distill.losses])
     student = _build(cfg.student.arch, cfg.student.args, bundle, cfg.seed + 1, "student")
     if cfg.teacher.weights:  # checked against the data here, before any training
