@@ -99,7 +99,8 @@ def test_indexing_like_a_tensor(folder: Path) -> None:
     x, ref = load_imagefolder(folder, lazy=True, num_workers=0).train.inputs, mem.train.inputs
     n = len(x)
     assert len(x) == ref.shape[0] and x.dtype == torch.float32 and x.dim() == 4
-    assert torch.equal(x[0], ref[0]) and torch.equal(x[-1], ref[-1]) and x[torch.tensor(2)].shape == ref[2].shape
+    assert torch.equal(x[0], ref[0]) and torch.equal(x[-1], ref[-1]) and torch.equal(x[np.int64(2)], ref[2])
+    assert x[torch.tensor(2)].shape == ref[2].shape == x[2].shape
     assert torch.equal(x[1:8:3], ref[1:8:3]) and torch.equal(x[[4, 0, 4]], ref[[4, 0, 4]])
     mask = torch.arange(n) % 2 == 0
     assert torch.equal(x[mask], ref[mask])

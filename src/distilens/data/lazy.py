@@ -187,7 +187,7 @@ class LazyImages:
 
     def __getitem__(self, index: int | slice | Tensor | Sequence[int]) -> Tensor:
         """Decode the images at ``index`` here: (B, C, H, W) for a slice/sequence, (C, H, W) for an int."""
-        one = isinstance(index, int) or (isinstance(index, Tensor) and index.dim() == 0)
+        one = not isinstance(index, slice) and torch.as_tensor(index).dim() == 0  # int, 0-d tensor, numpy int
         x, error = self._dataset.__getitems__(self._positions(index))
         if x is None:
             raise DataError(error)
