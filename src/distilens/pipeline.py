@@ -83,9 +83,6 @@ def run(
 
     with _timed(timings, "data"):
         bundle = load_data(cfg)
-    loading = bundle.loading()
-    lazily = f"read lazily from the files by {loading.get('num_workers')} worker process(es)"
-    console.print(f"data: {lazily if bundle.train.lazy else 'held in memory'}")
     objectives = build_objectives([{"name": l.name, "weight": l.weight, **l.options()} for l in cfg.distill.losses])
     student = _build(cfg.student.arch, cfg.student.args, bundle, cfg.seed + 1, "student")
     if cfg.teacher.weights:  # checked against the data here, before any training
@@ -105,6 +102,9 @@ def run(
             atomic_write_json(staging / "preprocessing.json", bundle.preprocessing.to_dict())
         history: list[dict[str, Any]] = []
         fit_args = {"device": device, "precision": cfg.runtime.precision}
+        # Printed once every input is checked: a bad input's error stays the only line.
+        lazily = f"read lazily from the files by {bundle.loading().get('num_workers')} worker process(es)"
+        console.print(f"data: {lazily if bundle.train.lazy else 'held in memory'}")
         with _progress(console) as bar:
             with _timed(timings, "teacher"):
                 teacher = _stage_teacher(cfg, bundle, teacher, teacher_arch, staging, history, bar, fit_args)
