@@ -163,5 +163,5 @@ def test_missing_folder_and_memory_budget(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         load_dataset(f"imagefolder:{tmp_path / 'nope'}")
     root = _folder(tmp_path / "f", {"a": 0, "b": 150}, n=4)
-    with pytest.raises(DataError, match=r"GB in memory.*image_size"):
-        load_imagefolder(root, max_bytes=1000)
+    with pytest.raises(DataError, match=r"GB in memory.*data.lazy: auto.*image_size"):
+        load_imagefolder(root, max_bytes=1000, lazy=False)

@@ -99,7 +99,8 @@ def export_run(
     target = Path(out) if out else run_dir / f"student{'-int8' if quantize else ''}{suffix}"
     report = export_model(
         student, bundle.spec, target, format, quantize,  # type: ignore[arg-type]
-        check_inputs=bundle.test.inputs, check_targets=bundle.test.targets,
+        # [:] decodes a lazily read test split (a no-op view for a tensor): the check needs every input.
+        check_inputs=bundle.test.inputs[:], check_targets=bundle.test.targets,
     )
     return {"path": str(target), **report}
 

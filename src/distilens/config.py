@@ -52,6 +52,18 @@ class DataConfig(_Strict):
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     skip_bad_files: bool = False
+    # imagefolder: read images from their files batch by batch (true), hold them in memory
+    # (false), or read lazily only when N×C×H×W×4 bytes exceed max_memory_bytes (auto).
+    lazy: Literal["auto"] | bool = "auto"
+    num_workers: int | None = Field(None, ge=0)  # lazy decoding processes; null: min(4, CPUs - 1)
+    max_memory_bytes: int | None = Field(None, ge=1)  # null: 2 GiB
+
+    @field_validator("lazy", mode="before")
+    @classmethod
+    def _auto_or_bool(cls, lazy: Any) -> Any:
+        if lazy != "auto" and not isinstance(lazy, bool):
+            raise ValueError("must be auto, true or false")
+        return lazy
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "DataConfig":

@@ -102,6 +102,9 @@ def run(
             atomic_write_json(staging / "preprocessing.json", bundle.preprocessing.to_dict())
         history: list[dict[str, Any]] = []
         fit_args = {"device": device, "precision": cfg.runtime.precision}
+        # Printed once every input is checked: a bad input's error stays the only line.
+        lazily = f"read lazily from the files by {bundle.loading().get('num_workers')} worker process(es)"
+        console.print(f"data: {lazily if bundle.train.lazy else 'held in memory'}")
         with _progress(console) as bar:
             with _timed(timings, "teacher"):
                 teacher = _stage_teacher(cfg, bundle, teacher, teacher_arch, staging, history, bar, fit_args)
@@ -199,6 +202,7 @@ def load_data(cfg: RunConfig) -> DataBundle:
     return load_dataset(
         d.source, seed=cfg.seed, val_fraction=d.val_fraction, test_fraction=d.test_fraction, target=d.target,
         image_size=d.image_size, channels=d.channels, skip_bad_files=d.skip_bad_files,
+        lazy=d.lazy, num_workers=d.num_workers, max_bytes=d.max_memory_bytes,
     )
 
 
@@ -310,7 +314,7 @@ def _evaluate(bundle: DataBundle, teacher: nn.Module, student: nn.Module, baseli
     y = bundle.test.targets
     t_logits = predict_logits(teacher, bundle.test)
     metrics: dict[str, Any] = {
-        "dataset": {"name": bundle.name, "num_classes": bundle.spec.num_classes, **bundle.sizes()},
+        "dataset": {"name": bundle.name, "num_classes": bundle.spec.num_classes, **bundle.sizes(), **bundle.loading()},
         "teacher": {**prediction_metrics(t_logits, y), **cost_metrics(teacher, bundle.spec)},
     }
     for role, model in (("student", student), ("baseline", baseline)):

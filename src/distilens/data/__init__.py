@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ def load_dataset(
     image_size: Sequence[int] | None = None,
     channels: int | None = None,
     skip_bad_files: bool = False,
+    lazy: bool | Literal["auto"] = "auto",
+    num_workers: int | None = None,
+    max_bytes: int | None = None,
 ) -> DataBundle:
     """Load a data set and split it into seeded, stratified train/val/test splits.
 
@@ -44,6 +47,11 @@ def load_dataset(
         image_size: imagefolder: (H, W) all images are resized to (required when sizes differ).
         channels: imagefolder: 1 or 3; default 1 when every image is grayscale, else 3.
         skip_bad_files: imagefolder: warn about and skip unreadable files instead of raising.
+        lazy: imagefolder: ``True`` reads images from their files batch by batch, ``False``
+            holds them in memory, ``"auto"`` reads lazily only over ``max_bytes``.
+        num_workers: imagefolder, lazy: decoding processes (0: this process; default
+            min(4, CPUs - 1)).
+        max_bytes: imagefolder: memory budget for all images as float32 (default 2 GiB).
 
     Example:
         >>> bundle = load_dataset("builtin:digits")
@@ -64,6 +72,7 @@ def load_dataset(
         return load_imagefolder(
             name, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
             image_size=image_size, channels=channels, skip_bad_files=skip_bad_files,
+            lazy=lazy, num_workers=num_workers, max_bytes=max_bytes,
         )
     if scheme == "csv":
         from .table import load_csv

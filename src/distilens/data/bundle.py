@@ -4,12 +4,31 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Literal
+from typing import Any, Iterator, Literal, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import Tensor
 
-__all__ = ["InputSpec", "Split", "DataBundle", "iterate_batches"]
+__all__ = ["InputSpec", "Split", "DataBundle", "LazyInputs", "iterate_batches"]
+
+
+@runtime_checkable
+class LazyInputs(Protocol):
+    """Inputs read when indexed (e.g. :class:`~distilens.data.lazy.LazyImages`), not held in memory.
+
+    ``inputs[index]`` returns the (B, *shape) float32 tensor of those samples.
+    """
+
+    @property
+    def shape(self) -> torch.Size: ...
+
+    def __getitem__(self, index: Any) -> Tensor: ...
+
+    def subset(self, index: Tensor) -> "LazyInputs": ...
+
+    def fingerprint(self) -> str: ...
+
+    def load_batches(self, batches: Sequence[Tensor]) -> Iterator[Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -54,15 +73,16 @@ class InputSpec:
 
 @dataclass
 class Split:
-    """One split held in memory.
+    """One split: inputs held in memory, or read lazily (image folders over the memory budget).
 
     Attributes:
-        inputs: (N, *spec.shape) float32, already normalised.
+        inputs: (N, *spec.shape) float32, already normalised; or :class:`LazyInputs` whose
+            indexing returns such tensors (``lazy`` is then true).
         targets: (N,) int64 class indices.
         masks: (N, H, W) bool ground-truth relevance masks, where the data has them.
     """
 
-    inputs: Tensor
+    inputs: Tensor | LazyInputs
     targets: Tensor
     masks: Tensor | None = None
     _fingerprint: str | None = field(default=None, repr=False, compare=False)
@@ -74,11 +94,21 @@ class Split:
     def __len__(self) -> int:
         return int(self.targets.shape[0])
 
+    @property
+    def lazy(self) -> bool:
+        return isinstance(self.inputs, LazyInputs)
+
     def fingerprint(self) -> str:
-        """SHA-256 of the inputs and targets (bytes, shapes, dtypes): the data part of cache keys."""
+        """SHA-256 of the inputs and targets (bytes, shapes, dtypes): the data part of cache keys.
+
+        Lazy inputs contribute their own fingerprint (for images: paths, sizes,
+        modification times and preprocessing) instead of their bytes.
+        """
         if self._fingerprint is None:
             h = hashlib.sha256()
-            for t in (self.inputs, self.targets):
+            if isinstance(self.inputs, LazyInputs):
+                h.update(b"lazy:" + self.inputs.fingerprint().encode())
+            for t in (self.targets,) if isinstance(self.inputs, LazyInputs) else (self.inputs, self.targets):
                 t = t.detach().cpu().contiguous()
                 h.update(f"{t.dtype}{tuple(t.shape)}".encode())
                 h.update(t.numpy().tobytes())
@@ -87,7 +117,8 @@ class Split:
 
     def subset(self, index: Tensor) -> "Split":
         masks = self.masks[index] if self.masks is not None else None
-        return Split(self.inputs[index], self.targets[index], masks)
+        inputs = self.inputs.subset(index) if isinstance(self.inputs, LazyInputs) else self.inputs[index]
+        return Split(inputs, self.targets[index], masks)
 
 
 @dataclass
@@ -109,16 +140,28 @@ class DataBundle:
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train), "n_val": len(self.val), "n_test": len(self.test)}
 
+    def loading(self) -> dict[str, Any]:
+        """``{"loading": "memory"}``, or ``{"loading": "lazy", "num_workers": n}`` for lazy splits."""
+        if not self.train.lazy:
+            return {"loading": "memory"}
+        return {"loading": "lazy", "num_workers": int(getattr(self.train.inputs, "num_workers", 0))}
+
 
 def iterate_batches(
     split: Split, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
 ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """Yield ``(inputs, targets, indices)`` batches; ``indices`` address the split (and caches).
 
-    Shuffling draws from ``generator`` only, so one seed fixes the order.
+    Shuffling draws from ``generator`` only, so one seed fixes the order. Lazy inputs are
+    read in that same order, by their worker processes ahead of use.
     """
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if isinstance(split.inputs, LazyInputs):
+        chunks = [order[start : start + batch_size] for start in range(0, n, batch_size)]
+        for x, idx in zip(split.inputs.load_batches(chunks), chunks):
+            yield x, split.targets[idx], idx
+        return
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         yield split.inputs[idx], split.targets[idx], idx

@@ -7,7 +7,9 @@ Layouts::
 
 Images are read with Pillow (PNG, JPEG, BMP, WebP, TIFF), converted to ``channels``
 (1 = grayscale, 3 = RGB; an alpha channel is dropped), resized to ``image_size`` with
-bilinear filtering, scaled to [0, 1] and held in memory as float32. Hidden files and
+bilinear filtering, scaled to [0, 1] and held in memory as float32 — or, for folders over
+the memory budget (or with ``lazy=True``), read batch by batch from their files by worker
+processes (:mod:`distilens.data.lazy`). Hidden files and
 folders (names starting with ".") and files with other extensions are ignored.
 :func:`read_image` is the one place that turns a file into an array, so prediction
 applies exactly the training preprocessing.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
@@ -27,8 +29,8 @@ from sklearn.model_selection import train_test_split
 
 from ..errors import DataError
 from .builtin import RawData
-from .bundle import DataBundle, InputSpec, Split
-from .normalise import apply_normalisation, fit_normalisation
+from .bundle import DataBundle, InputSpec, LazyInputs, Split
+from .normalise import apply_normalisation, image_moments, stats_from_moments
 
 __all__ = ["IMAGE_EXTENSIONS", "load_imagefolder", "read_image", "list_images", "DEFAULT_MAX_BYTES"]
 
@@ -129,7 +131,7 @@ def _scan(
                     probes.append(_probe(p))
                 except _PIL_ERRORS as exc:
                     if not skip_bad_files:
-                        raise DataError(f"'{p}' is not a readable image ({exc}); remove it or set data.skip_bad_files: true") from None
+                        raise _unreadable(p, exc) from None
                     bad.append(str(p))
                     continue
                 files[split].append((p, label))
@@ -171,12 +173,40 @@ def _read_all(items: list[tuple[Path, int]], channels: int, size: tuple[int, int
             keep.append(i)
         except _PIL_ERRORS as exc:
             if not skip_bad_files:
-                raise DataError(f"'{p}' is not a readable image ({exc}); remove it or set data.skip_bad_files: true") from None
+                raise _unreadable(p, exc) from None
             bad.append(str(p))
     if bad:
         warnings.warn(f"skipped {len(bad)} unreadable image file(s): {', '.join(bad)}", stacklevel=3)
     y = np.array([items[i][1] for i in keep], dtype=np.int64)
     return torch.from_numpy(x[keep] if bad else x), torch.from_numpy(y)
+
+
+def _unreadable(path: Path | str, reason: object) -> DataError:
+    return DataError(f"'{path}' is not a readable image ({reason}); remove it or set data.skip_bad_files: true")
+
+
+def _use_lazy(lazy: bool | str, need: int, max_bytes: int, root: Path, size: tuple[int, int], channels: int) -> bool:
+    """Whether to read lazily: ``"auto"`` when the float32 tensors would exceed ``max_bytes``."""
+    if lazy not in (True, False, "auto"):
+        raise DataError(f"data.lazy must be auto, true or false, not {lazy!r}")
+    if lazy == "auto":
+        return need > max_bytes
+    if not lazy and need > max_bytes:
+        raise DataError(
+            f"'{root}' needs {need / 1e9:.1f} GB in memory at {size[0]}×{size[1]}×{channels} (budget {max_bytes / 1e9:.1f} GB); "
+            "set data.lazy: auto to read it lazily, raise data.max_memory_bytes or lower data.image_size"
+        )
+    return bool(lazy)
+
+
+def _split_index(name: str, y: torch.Tensor, class_names: tuple[str, ...], seed: int, val_fraction: float, test_fraction: float) -> dict[str, torch.Tensor]:
+    """Sample indices of train/val/test: the package's seeded, stratified split (labels only)."""
+    from . import split_dataset
+
+    n = len(y)  # sample indices ride along as "masks" through the split
+    parts = split_dataset(name, RawData(torch.zeros(n, 1), y, "table", class_names, masks=torch.arange(n)),
+                          seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    return {s: getattr(parts, s).masks for s in _SPLIT_NAMES}
 
 
 def load_imagefolder(
@@ -188,9 +218,11 @@ def load_imagefolder(
     image_size: Sequence[int] | None = None,
     channels: int | None = None,
     skip_bad_files: bool = False,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
+    lazy: bool | Literal["auto"] = "auto",
+    num_workers: int | None = None,
 ) -> DataBundle:
-    """Load an image folder into normalised in-memory train/val/test splits.
+    """Load an image folder into normalised train/val/test splits, in memory or lazily.
 
     Args:
         root: A folder of class folders, or of ``train/`` and ``test/`` (optionally ``val/``)
@@ -203,19 +235,26 @@ def load_imagefolder(
         image_size: (H, W) every image is resized to; required when sizes differ.
         channels: 1 or 3; default 1 when every image is grayscale, else 3.
         skip_bad_files: Warn about and skip unreadable files instead of raising.
-        max_bytes: Refuse folders whose float32 tensors would exceed this many bytes.
+        max_bytes: Memory budget for the float32 tensors of all images (default
+            ``DEFAULT_MAX_BYTES``, 2 GiB); N × C × H × W × 4 bytes are needed.
+        lazy: ``True``: keep file lists and decode batches when used
+            (:class:`~distilens.data.lazy.LazyImages`); ``False``: decode everything into
+            memory (an error over ``max_bytes``); ``"auto"``: lazy only over ``max_bytes``.
+        num_workers: Processes that decode lazy batches (0: in this process; default
+            :func:`~distilens.data.lazy.default_num_workers`). Unused in memory.
 
     Returns:
-        A :class:`DataBundle` whose ``spec`` is (channels, H, W) with per-channel mean/std
-        of the training split; class names are the folder names, sorted.
+        A :class:`DataBundle` whose ``spec`` is (channels, H, W) with the exact per-channel
+        mean/std of the training split (:func:`~distilens.data.normalise.stats_from_moments`);
+        class names are the folder names, sorted. Lazy and in-memory loading of one folder
+        give the same statistics and bitwise-equal inputs. Every file is decoded once
+        here either way, so an unreadable file is reported before any training.
 
     Example:
         >>> bundle = load_imagefolder("pets/", image_size=(32, 32))
         >>> bundle.spec.shape
         (3, 32, 32)
     """
-    from . import split_dataset  # the package's seeded, stratified split
-
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"image folder '{root}' does not exist or is not a folder; check data.source")
@@ -229,19 +268,19 @@ def load_imagefolder(
     all_files = [p for items in files.values() for p, _ in items]
     channels, size = _resolve_shape(probes, all_files, image_size, channels)
     need = len(all_files) * channels * size[0] * size[1] * 4
-    if need > max_bytes:
-        raise DataError(
-            f"'{root}' needs {need / 1e9:.1f} GB in memory at {size[0]}×{size[1]}×{channels} (budget {max_bytes / 1e9:.1f} GB); "
-            "lower data.image_size (large folders are not streamed in this version)"
-        )
+    moments: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    loaded: dict[str, tuple[torch.Tensor | LazyInputs, torch.Tensor]]
+    if _use_lazy(lazy, need, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes, root, size, channels):
+        from .lazy import lazy_splits
+
+        loaded, moments = lazy_splits(files, channels, size, skip_bad_files, num_workers)
+    else:
+        loaded = {s: _read_all(items, channels, size, skip_bad_files) for s, items in files.items()}
     name = root.resolve().name
     if not given:
-        x, y = _read_all(files["all"], channels, size, skip_bad_files)
-        raw = RawData(x, y, "image", class_names)
-        return split_dataset(name, raw, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
-
-    loaded = {s: _read_all(items, channels, size, skip_bad_files) for s, items in files.items()}
-    if "val" not in loaded:
+        x, y = loaded.pop("all")
+        loaded = {s: (_take(x, i), y[i]) for s, i in _split_index(name, y, class_names, seed, val_fraction, test_fraction).items()}
+    elif "val" not in loaded:
         x, y = loaded["train"]
         try:
             tr, va = train_test_split(
@@ -250,8 +289,23 @@ def load_imagefolder(
         except ValueError as exc:
             raise DataError(f"'{root / 'train'}' cannot give a stratified validation split ({exc}); add images or add a val/ folder") from None
         tr, va = torch.from_numpy(np.sort(tr)), torch.from_numpy(np.sort(va))
-        loaded["train"], loaded["val"] = (x[tr], y[tr]), (x[va], y[va])
-    mean, std = fit_normalisation(loaded["train"][0], "image")
-    splits = {s: Split(apply_normalisation(x, mean, std, "image").contiguous(), y) for s, (x, y) in loaded.items()}
+        loaded["train"], loaded["val"] = (_take(x, tr), y[tr]), (_take(x, va), y[va])
+    train_x = loaded["train"][0]
+    if isinstance(train_x, LazyInputs):  # moments from the up-front decode: no second pass
+        per_image = (moments[f] for f in train_x.files)  # type: ignore[attr-defined]
+    else:
+        per_image = (image_moments(img.numpy()) for img in train_x)
+    mean, std = stats_from_moments(per_image, size[0] * size[1])
+    splits = {s: Split(_normalised(x, mean, std), y) for s, (x, y) in loaded.items()}
     spec = InputSpec("image", (channels, *size), class_names, None, tuple(mean.tolist()), tuple(std.tolist()))
     return DataBundle(name, splits["train"], splits["val"], splits["test"], spec)
+
+
+def _take(x: torch.Tensor | LazyInputs, index: torch.Tensor) -> torch.Tensor | LazyInputs:
+    return x.subset(index) if isinstance(x, LazyInputs) else x[index]
+
+
+def _normalised(x: torch.Tensor | LazyInputs, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor | LazyInputs:
+    if isinstance(x, LazyInputs):
+        return x.normalised(mean, std)  # type: ignore[attr-defined]
+    return apply_normalisation(x, mean, std, "image").contiguous()
