@@ -4,6 +4,13 @@ forward → weighted objectives (+ the model's own regularisation) → backward 
 → schedule → zero_grad, then a validation pass per epoch; the weights of the best
 validation epoch (accuracy, then loss) are kept. Optional: early stopping, a per-epoch
 checkpoint to resume from, TensorBoard scalars.
+
+Data-parallel (inside an initialised ``torch.distributed`` group, e.g. under ``torchrun``):
+every process draws the same shuffled order and trains on its share of each global batch
+of ``batch_size``; gradients (and floating buffers such as BatchNorm running means) are
+averaged over processes after each backward, epoch metrics are summed, and rank 0's
+validation numbers decide for all, so every process takes the same decisions. Rank 0
+alone writes checkpoints and TensorBoard events and calls ``on_epoch``.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from typing import Any, Callable, ContextManager, Literal
 import torch
 from torch import Tensor, nn
 
-from ..data.bundle import DataBundle, Split, iterate_batches
+from .. import distributed as _dist
+from ..data.bundle import DataBundle, Split, count_batches, iterate_batches
 from ..errors import DistilensError
 from ..models.tap import FeatureTap, last_spatial_layer
 from ..runtime import amp_dtype, autocast, resolve_device
@@ -168,6 +176,11 @@ def fit(
     tap_layers = sorted({name for name in layers if name is not None})
     _prepare(model, objectives, needs, layers, teacher_cache, example, bundle.train.targets[:2].to(dev), dtype, dev)
     regularization = getattr(model, "regularization", None)
+    world = _dist.world()
+    # Every process starts from rank 0's weights (objectives' own ones too), as DDP does.
+    for module in (model, *objectives):
+        _dist.broadcast_module(module)
+    buffers = [b for m in (model, *objectives) for b in m.buffers()]
 
     params = [p for p in model.parameters() if p.requires_grad]
     params += [p for o in objectives for p in o.parameters() if p.requires_grad]
@@ -177,7 +190,8 @@ def fit(
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
     else:
         raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
-    steps_per_epoch = math.ceil(len(bundle.train) / batch_size)
+    n_train = len(bundle.train)
+    steps_per_epoch = count_batches(n_train, batch_size, world.size)
     total_steps = epochs * steps_per_epoch
     warmup_steps = min(total_steps, int(round(warmup_epochs * steps_per_epoch)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(total_steps, warmup_steps))
@@ -210,7 +224,7 @@ def fit(
         result.history, result.best_epoch, result.best_val_accuracy = ck["history"], ck["best_epoch"], ck["best_val_accuracy"]
         watched, stale, result.stopped_early = ck["watched"], ck["stale"], ck["stopped_early"]
         start = result.resumed_from = ck["epoch"] + 1
-    writer = _tensorboard(tensorboard_dir)
+    writer = _tensorboard(tensorboard_dir) if world.main else None
     try:
         for epoch in range(start, epochs + 1):
             if result.stopped_early:
@@ -224,7 +238,10 @@ def fit(
             # per epoch: the first bad step and which terms were bad there.
             first_bad = torch.full((), -1, device=dev)
             bad_terms: Tensor | None = None
-            for i, (x, y, idx) in enumerate(iterate_batches(bundle.train, batch_size, shuffle=True, generator=generator)):
+            batches = iterate_batches(
+                bundle.train, batch_size, shuffle=True, generator=generator, rank=world.rank, world_size=world.size
+            )
+            for i, (x, y, idx) in enumerate(batches):
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
                 if "input_gradients" in all_needs:
                     x.requires_grad_(True)  # objectives differentiate the scores w.r.t. the inputs
@@ -243,7 +260,14 @@ def fit(
                 first_bad = torch.where(newly, torch.full_like(first_bad, i), first_bad)
                 bad_terms = bad_now if bad_terms is None else torch.where(newly, bad_now, bad_terms)
 
-                scaler.scale(loss).backward()
+                if world.size == 1:
+                    scaler.scale(loss).backward()
+                else:
+                    # Weighted so that averaging over processes gives the global batch's mean
+                    # gradient, also when the shares of a last, short batch differ in size.
+                    share = y.shape[0] * world.size / min(batch_size, n_train - i * batch_size)
+                    scaler.scale(loss * share).backward()
+                    _dist.sync_gradients(params, buffers)
                 if grad_clip is not None:
                     scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
                     nn.utils.clip_grad_norm_(params, grad_clip)
@@ -259,6 +283,8 @@ def fit(
                 correct += (logits.detach().argmax(1) == y).sum()
 
             # One device sync per epoch: the sums and flags stay on the device during the epoch.
+            if world.size > 1:
+                seen, first_bad, bad_terms = _reduce_epoch(sums, correct, seen, first_bad, bad_terms)
             if int(first_bad) >= 0:
                 assert bad_terms is not None
                 names = [n for n, bad in zip(["loss", *terms], bad_terms.tolist()) if bad]
@@ -271,7 +297,8 @@ def fit(
             row: dict[str, float] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
             row.update({name: float(v) / seen for name, v in sums.items()})
             row["train_accuracy"] = float(correct) / seen
-            row["val_accuracy"], row["val_loss"] = evaluate_split(model, bundle.val)
+            val = _dist.broadcast(torch.tensor(evaluate_split(model, bundle.val), dtype=torch.float64, device=dev))
+            row["val_accuracy"], row["val_loss"] = val.tolist()
             row["time_s"] = time.perf_counter() - t0
             result.history.append(row)
             # Small validation sets tie often; among equal accuracies the lower loss wins, so the
@@ -284,7 +311,7 @@ def fit(
             value = row["val_accuracy"] if monitor == "val_accuracy" else -row["val_loss"]
             watched, stale = (value, 0) if value > watched else (watched, stale + 1)
             result.stopped_early = early_stopping is not None and stale >= early_stopping and epoch < epochs
-            if checkpoint_path is not None:
+            if checkpoint_path is not None and world.main:
                 save_checkpoint(checkpoint_path, {
                     "signature": signature, "epoch": epoch, "model": model.state_dict(),
                     "objectives": [o.state_dict() for o in objectives], "optimizer": opt.state_dict(),
@@ -297,7 +324,7 @@ def fit(
                 for name, v in row.items():
                     if name != "epoch":
                         writer.add_scalar(name, v, epoch)
-            if on_epoch is not None:
+            if on_epoch is not None and world.main:
                 on_epoch(row)
     finally:
         if writer is not None:
@@ -306,6 +333,27 @@ def fit(
         model.load_state_dict(best_state)
     model.eval()
     return result
+
+
+def _reduce_epoch(
+    sums: dict[str, Tensor], correct: Tensor, seen: int, first_bad: Tensor, bad_terms: Tensor | None
+) -> tuple[int, Tensor, Tensor | None]:
+    """Sum the epoch's metrics over processes (``sums``, ``correct`` in place); the first bad step, any bad term."""
+    dev = correct.device
+    # float64: the counts stay exact; the loss sums differ from one process's only in rounding.
+    packed = torch.stack([*(v.double() for v in sums.values()), correct.double(), torch.tensor(float(seen), device=dev)])
+    _dist.all_reduce(packed)
+    for name, v in zip(list(sums), packed[:-2]):
+        sums[name] = v
+    correct.copy_(packed[-2])
+    # Steps are aligned across processes, so the smallest bad index is the run's first bad step:
+    # max(-index) over processes, with "never" as -inf; bad terms: any process's.
+    flags = [torch.where(first_bad < 0, torch.tensor(float("-inf"), device=dev), -first_bad.double())]
+    flags += [bad_terms.double()] if bad_terms is not None else []
+    reduced = _dist.all_reduce(torch.cat([f.reshape(-1) for f in flags]), "max")
+    first = -1 if math.isinf(float(reduced[0])) else int(-reduced[0])
+    bad = reduced[1:].bool() if bad_terms is not None else None
+    return int(packed[-1]), torch.full_like(first_bad, first), bad
 
 
 def _check_cache(objectives: list[Objective], needs: frozenset[str], cache: SoftLabelCache | None, n: int) -> None:
