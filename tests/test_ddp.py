@@ -23,7 +23,9 @@ from safetensors.torch import load_file
 
 from distilens import distributed
 from distilens.data.bundle import count_batches, iterate_batches
-from distilens.distill import CE, KD, Hint, SoftLabelCache, fit
+from distilens.distill import CE, KD, Hint, SoftLabelCache, StepTensors, fit
+from distilens.distill.objectives import Objective
+from distilens.distill.trainer import TrainingDiverged
 from distilens.models import build_model
 from distilens.testing import tiny_bundle
 
@@ -92,8 +94,24 @@ def _state(job: dict, result) -> dict:
             "best_epoch": result.best_epoch}
 
 
+class _BlowUpOnRank1(Objective):
+    """NaN on rank 1 only, from its 3rd step of epoch 2 on: every rank must stop alike."""
+
+    name = "blowup"
+
+    def forward(self, step: StepTensors) -> torch.Tensor:
+        bad = distributed.world().rank == 1 and step.epoch == 2 and step.step is not None and step.step >= 4 + 2
+        return step.student_logits.sum() * (float("nan") if bad else 0.0)
+
+
 def _worker(rank: int, out: str) -> None:
     """All the 2-process jobs in one spawn (starting processes costs more than the jobs)."""
+    bundle = tiny_bundle()  # 60 samples, batch 16: 4 steps per epoch on every rank
+    try:
+        fit(build_model("cnn", bundle.spec, width=4), bundle, objectives=[CE(), _BlowUpOnRank1()], epochs=3,
+            batch_size=16, device="cpu")
+    except TrainingDiverged as exc:
+        (Path(out) / f"nan-rank{rank}.txt").write_text(str(exc))
     for kind in ("mlp", "cnn"):
         job = _job(kind)
         torch.save(_state(job, _fit(job)), Path(out) / f"{kind}-rank{rank}.pt")
@@ -188,6 +206,12 @@ def test_two_processes_match_one(kind: str, two_ranks: Path) -> None:
     assert ranks[0]["best_epoch"] == single["best_epoch"]
 
 
+def test_a_non_finite_loss_on_one_rank_stops_every_rank_with_the_same_message(two_ranks: Path) -> None:
+    messages = [(two_ranks / f"nan-rank{r}.txt").read_text() for r in range(2)]
+    assert messages[0] == messages[1]
+    assert "epoch 2, step 3 of 4 (terms: loss, blowup)" in messages[0]
+
+
 def test_resume_reads_rank_zeros_checkpoint_on_every_rank(two_ranks: Path) -> None:
     for r in range(2):
         out = torch.load(two_ranks / f"resume-rank{r}.pt", weights_only=True)
@@ -251,6 +275,7 @@ def test_torchrun_matches_one_process_end_to_end(tmp_path: Path) -> None:
     for role in ("teacher", "student", "baseline"):
         assert ma[role]["accuracy"] == mb[role]["accuracy"]
     assert mb["environment"]["processes"] == "2"
+    assert "× 2 processes" in (b / "report.html").read_text() and "processes (torchrun)" not in (a / "report.html").read_text()
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from .errors import ConfigError, DistilensError
 
 __all__ = [
     "World", "PeerFailed", "world", "env_world", "is_main", "barrier", "session", "on_main", "all_reduce",
-    "broadcast", "broadcast_object", "broadcast_module", "sync_gradients",
+    "broadcast", "broadcast_object", "broadcast_module", "sync_gradients", "reduce_epoch_metrics",
 ]
 
 T = TypeVar("T")
@@ -154,6 +155,41 @@ def broadcast_object(obj: T) -> T:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def reduce_epoch_metrics(
+    sums: dict[str, Tensor], correct: Tensor, seen: int, first_bad: Tensor, bad_terms: Tensor | None
+) -> tuple[int, Tensor, Tensor | None]:
+    """Combine one epoch of :func:`distilens.fit`'s per-process bookkeeping over all processes.
+
+    Args:
+        sums: ``{term: Σ value·batch}``, replaced by the sums over processes.
+        correct: () correct predictions, overwritten in place with the total.
+        seen: Samples this process trained on.
+        first_bad: () index of this process's first non-finite step, -1 for none.
+        bad_terms: (1 + terms,) bool: which values were non-finite at that step.
+
+    Returns:
+        ``(seen, first_bad, bad_terms)`` over all processes: the sample total, the earliest
+        bad step (steps are aligned across processes) and the terms bad on any process.
+    """
+    dev = correct.device
+    # float64: the counts stay exact; the loss sums differ from one process's only in rounding.
+    packed = torch.stack([*(v.double() for v in sums.values()), correct.double(), torch.tensor(float(seen), device=dev)])
+    all_reduce(packed)
+    for name, v in zip(list(sums), packed[:-2]):
+        sums[name] = v
+    correct.copy_(packed[-2])
+    # min(index) as max(-index), with "no bad step" as -inf.
+    never = torch.tensor(float("-inf"), device=dev)
+    earliest = all_reduce(torch.where(first_bad < 0, never, -first_bad.double()), "max")
+    first = -1 if math.isinf(float(earliest)) else int(-earliest)
+    if first < 0 or bad_terms is None:
+        return int(packed[-1]), torch.full_like(first_bad, first), bad_terms
+    # The terms bad at that step, on the processes where it was their first bad one (later
+    # steps are bad everywhere: the averaged gradient carried the NaN into every model).
+    mine = bad_terms.double() if int(first_bad) == first else torch.zeros_like(bad_terms, dtype=torch.float64)
+    return int(packed[-1]), torch.full_like(first_bad, first), all_reduce(mine, "max").bool()
 
 
 def broadcast_module(module: nn.Module) -> None:

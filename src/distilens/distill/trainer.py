@@ -284,7 +284,7 @@ def fit(
 
             # One device sync per epoch: the sums and flags stay on the device during the epoch.
             if world.size > 1:
-                seen, first_bad, bad_terms = _reduce_epoch(sums, correct, seen, first_bad, bad_terms)
+                seen, first_bad, bad_terms = _dist.reduce_epoch_metrics(sums, correct, seen, first_bad, bad_terms)
             if int(first_bad) >= 0:
                 assert bad_terms is not None
                 names = [n for n, bad in zip(["loss", *terms], bad_terms.tolist()) if bad]
@@ -333,27 +333,6 @@ def fit(
         model.load_state_dict(best_state)
     model.eval()
     return result
-
-
-def _reduce_epoch(
-    sums: dict[str, Tensor], correct: Tensor, seen: int, first_bad: Tensor, bad_terms: Tensor | None
-) -> tuple[int, Tensor, Tensor | None]:
-    """Sum the epoch's metrics over processes (``sums``, ``correct`` in place); the first bad step, any bad term."""
-    dev = correct.device
-    # float64: the counts stay exact; the loss sums differ from one process's only in rounding.
-    packed = torch.stack([*(v.double() for v in sums.values()), correct.double(), torch.tensor(float(seen), device=dev)])
-    _dist.all_reduce(packed)
-    for name, v in zip(list(sums), packed[:-2]):
-        sums[name] = v
-    correct.copy_(packed[-2])
-    # Steps are aligned across processes, so the smallest bad index is the run's first bad step:
-    # max(-index) over processes, with "never" as -inf; bad terms: any process's.
-    flags = [torch.where(first_bad < 0, torch.tensor(float("-inf"), device=dev), -first_bad.double())]
-    flags += [bad_terms.double()] if bad_terms is not None else []
-    reduced = _dist.all_reduce(torch.cat([f.reshape(-1) for f in flags]), "max")
-    first = -1 if math.isinf(float(reduced[0])) else int(-reduced[0])
-    bad = reduced[1:].bool() if bad_terms is not None else None
-    return int(packed[-1]), torch.full_like(first_bad, first), bad
 
 
 def _check_cache(objectives: list[Objective], needs: frozenset[str], cache: SoftLabelCache | None, n: int) -> None:
