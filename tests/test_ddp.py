@@ -41,7 +41,6 @@ def _free_port() -> int:
 
 def _spawn(fn, world_size: int, *args: object) -> None:
     """Run ``fn(rank, world_size, port, *args)`` in ``world_size`` processes; fail after TIMEOUT_S."""
-    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the children
     ctx = mp.spawn(_entry, args=(fn, world_size, _free_port(), *args), nprocs=world_size, join=False)
     deadline = TIMEOUT_S
     step = 1.0
@@ -104,8 +103,19 @@ class _BlowUpOnRank1(Objective):
         return step.student_logits.sum() * (float("nan") if bad else 0.0)
 
 
+def _sync_case(rank: int) -> dict:
+    """Gradients: a only on rank 0, b nowhere, c everywhere; a float and an integer buffer."""
+    a, b, c = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
+    a.grad = torch.tensor([4.0, 2.0]) if rank == 0 else None
+    c.grad = torch.full((2,), float(rank + 1))
+    running, count = torch.full((3,), float(rank)), torch.tensor(rank)
+    distributed.sync_gradients([a, b, c], [running, count])
+    return {"a": a.grad, "b_is_none": b.grad is None, "c": c.grad, "running": running, "count": count}
+
+
 def _worker(rank: int, out: str) -> None:
     """All the 2-process jobs in one spawn (starting processes costs more than the jobs)."""
+    torch.save(_sync_case(rank), Path(out) / f"sync-rank{rank}.pt")
     bundle = tiny_bundle()  # 60 samples, batch 16: 4 steps per epoch on every rank
     try:
         fit(build_model("cnn", bundle.spec, width=4), bundle, objectives=[CE(), _BlowUpOnRank1()], epochs=3,
@@ -179,6 +189,10 @@ def test_outside_torchrun_everything_is_one_process(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     assert distributed.env_world() == distributed.World(1, 2, 0) and not distributed.is_main()
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(distributed.DistilensError, match="cannot join the process group .*MASTER_ADDR"):
+        with distributed.session(torch.device("cpu")):
+            pass
     monkeypatch.setenv("RANK", "2")
     with pytest.raises(distributed.DistilensError, match="RANK=2 does not fit WORLD_SIZE=2"):
         distributed.env_world()
@@ -204,6 +218,16 @@ def test_two_processes_match_one(kind: str, two_ranks: Path) -> None:
     assert diff < WEIGHT_ATOL
     _assert_close_history(ranks[0]["history"], single["history"])
     assert ranks[0]["best_epoch"] == single["best_epoch"]
+
+
+def test_sync_gradients_averages_and_keeps_none_only_where_no_rank_has_a_gradient(two_ranks: Path) -> None:
+    for r in range(2):
+        got = torch.load(two_ranks / f"sync-rank{r}.pt", weights_only=True)
+        assert torch.equal(got["a"], torch.tensor([2.0, 1.0]))  # (g + 0) / 2: rank 1 counts as zero
+        assert got["b_is_none"]
+        assert torch.equal(got["c"], torch.full((2,), 1.5))
+        assert torch.equal(got["running"], torch.full((3,), 0.5))
+        assert int(got["count"]) == r  # integer buffers are left alone
 
 
 def test_a_non_finite_loss_on_one_rank_stops_every_rank_with_the_same_message(two_ranks: Path) -> None:
@@ -267,6 +291,7 @@ def test_torchrun_matches_one_process_end_to_end(tmp_path: Path) -> None:
     for name in ("teacher", "student", "baseline"):
         wa, wb = load_file(a / f"{name}.safetensors"), load_file(b / f"{name}.safetensors")
         diff = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
+        print(f"{name}: max |w_torchrun - w_single| = {diff:.3g}")
         assert diff < WEIGHT_ATOL, (name, diff)
     # Rank 0 built the soft labels once and wrote one file. (The teachers differ in rounding,
     # so the two runs' cache keys differ.)

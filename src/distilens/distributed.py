@@ -171,7 +171,7 @@ def reduce_epoch_metrics(
 
     Returns:
         ``(seen, first_bad, bad_terms)`` over all processes: the sample total, the earliest
-        bad step (steps are aligned across processes) and the terms bad on any process.
+        bad step (steps are aligned across processes) and the terms that were bad there.
     """
     dev = correct.device
     # float64: the counts stay exact; the loss sums differ from one process's only in rounding.
@@ -262,7 +262,10 @@ def session(device: torch.device, *, timeout_s: float = 1800.0) -> Iterator[tupl
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    try:
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    except ValueError as exc:  # e.g. WORLD_SIZE set by hand without MASTER_ADDR/MASTER_PORT
+        raise ConfigError(f"cannot join the process group ({exc}); launch with torchrun --nproc_per_node=N") from None
     try:
         yield w, device
     finally:
