@@ -1,9 +1,9 @@
 """Data-parallel training: 2 gloo processes on the CPU against one process with the same seed.
 
 The reference values are one process's own run; DDP differs from it only in the order of
-float additions (per-rank gradient means, all-reduce), so weights agree to ~1e-7 and
-histories to ~1e-6 (measured: see README, "Data-parallel"). The tolerances below leave
-a margin of about 10× over what was measured.
+float additions (per-rank gradient means, all-reduce). Measured max |w_2 - w_1|: 3e-8 for
+the spawned fit (3 epochs), 1.5e-8 … 6e-8 for teacher, student and baseline of the torchrun
+run. The tolerance, 1e-5, leaves room for other CPUs and BLAS builds.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from distilens.distill.trainer import TrainingDiverged
 from distilens.models import build_model
 from distilens.testing import tiny_bundle
 
-WEIGHT_ATOL = 1e-5  # max |w_ddp - w_single| after 3 epochs (measured below 1e-6)
+WEIGHT_ATOL = 1e-5  # max |w_ddp - w_single| (measured: 3e-8 to 6e-8)
 TIMEOUT_S = 120
 
 

@@ -128,7 +128,7 @@ def fit(
         teacher_cache: Teacher outputs of ``bundle.train`` for objectives that need them,
             built with ``**teacher_cache_options(objectives)``.
         epochs: Passes over the training split.
-        batch_size: Samples per step.
+        batch_size: Samples per step (data-parallel: the global batch, shared by the processes).
         optimizer: ``adamw`` or ``sgd`` (Nesterov momentum).
         lr: Peak learning rate of the warm-up + cosine schedule (per step).
         weight_decay: Decoupled weight decay (AdamW) or L2 (SGD).
@@ -139,7 +139,8 @@ def fit(
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
         precision: ``auto``/``fp32``/``bf16``/``fp16``; half precision only on CUDA, with
             the loss terms computed in fp32.
-        on_epoch: Called with each epoch's history row (after the checkpoint is written).
+        on_epoch: Called with each epoch's history row (after the checkpoint is written);
+            data-parallel: on rank 0 only, which alone writes the checkpoint.
         early_stopping: Stop after this many epochs without improvement of ``monitor``
             (``None``: never).
         monitor: ``val_accuracy`` (higher is better) or ``val_loss`` (lower is better).
