@@ -8,9 +8,9 @@ checkpoint to resume from, TensorBoard scalars.
 Data-parallel (inside an initialised ``torch.distributed`` group, e.g. under ``torchrun``):
 every process draws the same shuffled order and trains on its share of each global batch
 of ``batch_size``; gradients (and floating buffers such as BatchNorm running means) are
-averaged over processes after each backward, epoch metrics are summed, and rank 0's
-validation numbers decide for all, so every process takes the same decisions. Rank 0
-alone writes checkpoints and TensorBoard events and calls ``on_epoch``.
+averaged over processes after each backward, epoch metrics are summed, and rank 0
+validates and its numbers decide for all, so every process takes the same decisions.
+Rank 0 alone writes checkpoints and TensorBoard events and calls ``on_epoch``.
 """
 
 from __future__ import annotations
@@ -298,7 +298,9 @@ def fit(
             row: dict[str, float] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
             row.update({name: float(v) / seen for name, v in sums.items()})
             row["train_accuracy"] = float(correct) / seen
-            val = _dist.broadcast(torch.tensor(evaluate_split(model, bundle.val), dtype=torch.float64, device=dev))
+            # Rank 0 validates (every rank holds the same weights) and its numbers decide for all.
+            val = torch.tensor(evaluate_split(model, bundle.val) if world.main else (0.0, 0.0), dtype=torch.float64)
+            val = _dist.broadcast(val.to(dev))
             row["val_accuracy"], row["val_loss"] = val.tolist()
             row["time_s"] = time.perf_counter() - t0
             result.history.append(row)
