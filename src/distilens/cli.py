@@ -40,12 +40,15 @@ def run_cmd(
 ) -> None:
     """Train the teacher, distil the student, evaluate, explain and write the report."""
     from .config import load_config
+    from .distributed import is_main
     from .pipeline import run
 
     cfg = load_config(config, set_ or [])
-    err = Console(stderr=True, quiet=quiet)
+    main = is_main()  # under torchrun only rank 0 prints
+    err = Console(stderr=True, quiet=quiet or not main)
     result = run(cfg, out=out, overwrite=overwrite, resume=resume, console=err, command=_command_line())
-    _print_summary(result.metrics, result.path)
+    if main:
+        _print_summary(result.metrics, result.path)
 
 
 @app.command("explain")

@@ -26,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from safetensors.torch import save_file
 from torch import nn
 
+from . import distributed as _dist
 from ._version import __version__
 from .config import RunConfig, dump_config
 from .data import DataBundle, InputSpec, load_dataset
@@ -69,13 +70,29 @@ def run(
     run is written into a staging folder and moved into place at the end, so an existing
     run folder is untouched if this run fails.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the teacher and students are trained
+    data-parallel (see :mod:`distilens.distributed`); rank 0 alone writes the run folder,
+    builds the soft-label cache (the others read its file) and runs the evaluate, explain
+    and report stages. The other ranks return after training, with empty ``metrics``.
+
     Raises:
         DistilensError: bad config, data, model or run folder (nothing is left behind).
     """
+    device = resolve_device(cfg.runtime.device)
+    # No collective runs before the staging folder is opened, so a bad input found by the
+    # checks below fails every process alike, with no process left waiting for another.
+    with _dist.session(device) as (_, device):
+        return _run(cfg, device, out=out, overwrite=overwrite, resume=resume, console=console, command=command)
+
+
+def _run(
+    cfg: RunConfig, device: torch.device, *, out: str | Path | None, overwrite: bool, resume: bool,
+    console: Console | None, command: str | None,
+) -> RunResult:
+    world = _dist.world()
     console = console or Console(stderr=True, quiet=True)
     config_yaml = dump_config(cfg)
     folder = RunFolder.prepare(out or Path("runs") / cfg.name, overwrite=overwrite, resume=resume, config_yaml=config_yaml)
-    device = resolve_device(cfg.runtime.device)
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     timings: dict[str, float] = {}
@@ -95,10 +112,11 @@ def run(
     teacher_arch = _teacher_arch(cfg)
     methods, skipped = explain_methods(cfg, bundle, teacher, student)
 
-    staging = folder.open(resume=resume)
+    staging = _dist.on_main(lambda: folder.open(resume=resume)) or folder.staging  # the others wait for it
     try:
-        atomic_write_text(staging / "config.yaml", config_yaml)
-        if bundle.preprocessing is not None:  # CSV tables: applied again at prediction time
+        if world.main:
+            atomic_write_text(staging / "config.yaml", config_yaml)
+        if bundle.preprocessing is not None and world.main:  # CSV tables: applied again at prediction time
             atomic_write_json(staging / "preprocessing.json", bundle.preprocessing.to_dict())
         history: list[dict[str, Any]] = []
         fit_args = {"device": device, "precision": cfg.runtime.precision}
@@ -109,14 +127,9 @@ def run(
             with _timed(timings, "teacher"):
                 teacher = _stage_teacher(cfg, bundle, teacher, teacher_arch, staging, history, bar, fit_args)
             with _timed(timings, "cache"):
-                dirs = [staging / "cache", folder.final / "cache"] + ([Path(cfg.distill.cache_dir)] if cfg.distill.cache_dir else [])
-                cache, hit = SoftLabelCache.load_or_build(
-                    teacher, bundle.train, directories=dirs, save_to=staging / "cache",
-                    dtype=cfg.distill.cache.dtype, top_k=cfg.distill.cache.top_k, **teacher_cache_options(objectives),
-                )
-                if cfg.distill.cache_dir:
-                    cache.save(cfg.distill.cache_dir)
-                console.print(f"soft labels: {'read from cache' if hit else 'computed'} ({cache.key[:12]})")
+                cache, hit = _shared_cache(cfg, bundle, teacher, objectives, staging, folder.final)
+                if world.main:
+                    console.print(f"soft labels: {'read from cache' if hit else 'computed'} ({cache.key[:12]})")
             with _timed(timings, "distill"):
                 _train_student(cfg, bundle, student, "student", objectives, cache, staging, history, bar, fit_args)
             baseline = None
@@ -124,6 +137,8 @@ def run(
                 with _timed(timings, "baseline"):
                     baseline = _build(cfg.student.arch, cfg.student.args, bundle, cfg.seed + 1, "student")
                     _train_student(cfg, bundle, baseline, "baseline", None, None, staging, history, bar, fit_args)
+        if not world.main:  # rank 0 alone evaluates, explains and writes the outputs
+            return RunResult(folder.final, {}, timings)
         _write_history(staging / "history.csv", history)
 
         with _timed(timings, "evaluate"):
@@ -147,7 +162,8 @@ def run(
     except TrainingDiverged:
         raise  # the staging folder keeps the last good checkpoint, for --resume
     except DistilensError:
-        folder.discard()
+        if world.main:
+            folder.discard()
         raise
     path = folder.commit()
     return RunResult(path, metrics, timings)
@@ -174,7 +190,7 @@ def _progress(console: Console) -> Iterator[Progress]:
         TextColumn("{task.fields[status]}"),
         TimeElapsedColumn(),
         console=console,
-        disable=console.quiet,
+        disable=console.quiet or not _dist.is_main(),
     )
     with bar:
         yield bar
@@ -260,7 +276,8 @@ def _stage_teacher(
 ) -> nn.Module:
     path = staging / "teacher.safetensors"
     if cfg.teacher.weights:
-        _save_teacher(teacher, staging, arch, bundle.spec)
+        if _dist.is_main():
+            _save_teacher(teacher, staging, arch, bundle.spec)
         return teacher.to(fit_args["device"])
     if path.is_file() and not (staging / "checkpoints" / "teacher.pt").is_file():  # a finished teacher, no checkpoint
         history.extend(_previous_history(staging, "teacher"))
@@ -272,8 +289,30 @@ def _stage_teacher(
         **_run_state(staging, "teacher"), **fit_args,
     )
     history.extend({"model": "teacher", **row} for row in result.history)
-    save_model(teacher, path, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=bundle.spec)
+    if _dist.is_main():
+        save_model(teacher, path, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=bundle.spec)
     return teacher
+
+
+def _shared_cache(
+    cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, objectives: list, staging: Path, final: Path
+) -> tuple[SoftLabelCache, bool]:
+    """The teacher's soft labels: rank 0 reads or builds them and saves the file; the others read it."""
+    options = {"dtype": cfg.distill.cache.dtype, "top_k": cfg.distill.cache.top_k, **teacher_cache_options(objectives)}
+
+    def build() -> tuple[SoftLabelCache, bool]:
+        dirs = [staging / "cache", final / "cache"] + ([Path(cfg.distill.cache_dir)] if cfg.distill.cache_dir else [])
+        cache, hit = SoftLabelCache.load_or_build(teacher, bundle.train, directories=dirs, save_to=staging / "cache", **options)
+        if cfg.distill.cache_dir:
+            cache.save(cfg.distill.cache_dir)
+        return cache, hit
+
+    made = _dist.on_main(build)
+    key, hit = _dist.broadcast_object((made[0].key, made[1]) if made is not None else None)  # type: ignore[misc]
+    if made is not None:
+        return made
+    path = staging / "cache" / SoftLabelCache.filename(key)
+    return SoftLabelCache.load(path, key=key, num_samples=len(bundle.train)), hit
 
 
 def _run_state(staging: Path, role: str) -> dict[str, Any]:
@@ -307,7 +346,8 @@ def _train_student(
         early_stopping=d.early_stopping, monitor=d.monitor, **_run_state(staging, role), **fit_args,
     )
     history.extend({"model": role, **row} for row in result.history)
-    save_model(model, path, arch=cfg.student.arch, args=cfg.student.args, spec=bundle.spec)
+    if _dist.is_main():
+        save_model(model, path, arch=cfg.student.arch, args=cfg.student.args, spec=bundle.spec)
 
 
 def _evaluate(bundle: DataBundle, teacher: nn.Module, student: nn.Module, baseline: nn.Module | None) -> dict[str, Any]:
@@ -374,5 +414,6 @@ def _environment(device: torch.device) -> dict[str, str]:
         "torch": torch.__version__,
         "distilens": __version__,
         "device": str(device),
+        "processes": str(_dist.world().size),
         "platform": platform.platform(),
     }

@@ -9,7 +9,7 @@ from typing import Any, Iterator, Literal, Protocol, Sequence, runtime_checkable
 import torch
 from torch import Tensor
 
-__all__ = ["InputSpec", "Split", "DataBundle", "LazyInputs", "iterate_batches"]
+__all__ = ["InputSpec", "Split", "DataBundle", "LazyInputs", "iterate_batches", "count_batches"]
 
 
 @runtime_checkable
@@ -148,20 +148,43 @@ class DataBundle:
 
 
 def iterate_batches(
-    split: Split, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    generator: torch.Generator | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """Yield ``(inputs, targets, indices)`` batches; ``indices`` address the split (and caches).
 
     Shuffling draws from ``generator`` only, so one seed fixes the order. Lazy inputs are
-    read in that same order, by their worker processes ahead of use.
+    read in that same order, by their worker processes ahead of use. With
+    ``world_size`` > 1 every process draws the same order and yields its contiguous share
+    (``torch.tensor_split``: sizes differ by at most one) of each global batch of
+    ``batch_size``; a last global batch with fewer samples than processes is dropped, so
+    every process takes :func:`count_batches` steps.
     """
     n = len(split)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    chunks = []
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        if world_size > 1:
+            if idx.numel() < world_size:
+                break
+            idx = idx.tensor_split(world_size)[rank]
+        chunks.append(idx)
     if isinstance(split.inputs, LazyInputs):
-        chunks = [order[start : start + batch_size] for start in range(0, n, batch_size)]
         for x, idx in zip(split.inputs.load_batches(chunks), chunks):
             yield x, split.targets[idx], idx
         return
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
+    for idx in chunks:
         yield split.inputs[idx], split.targets[idx], idx
+
+
+def count_batches(n: int, batch_size: int, world_size: int = 1) -> int:
+    """Steps :func:`iterate_batches` takes over ``n`` samples (the same on every process)."""
+    steps = -(-n // batch_size)
+    rest = n % batch_size
+    return steps - 1 if world_size > 1 and 0 < rest < world_size else steps

@@ -4,6 +4,13 @@ forward → weighted objectives (+ the model's own regularisation) → backward 
 → schedule → zero_grad, then a validation pass per epoch; the weights of the best
 validation epoch (accuracy, then loss) are kept. Optional: early stopping, a per-epoch
 checkpoint to resume from, TensorBoard scalars.
+
+Data-parallel (inside an initialised ``torch.distributed`` group, e.g. under ``torchrun``):
+every process draws the same shuffled order and trains on its share of each global batch
+of ``batch_size``; gradients (and floating buffers such as BatchNorm running means) are
+averaged over processes after each backward, epoch metrics are summed, and rank 0
+validates and its numbers decide for all, so every process takes the same decisions.
+Rank 0 alone writes checkpoints and TensorBoard events and calls ``on_epoch``.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from typing import Any, Callable, ContextManager, Literal
 import torch
 from torch import Tensor, nn
 
-from ..data.bundle import DataBundle, Split, iterate_batches
+from .. import distributed as _dist
+from ..data.bundle import DataBundle, Split, count_batches, iterate_batches
 from ..errors import DistilensError
 from ..models.tap import FeatureTap, last_spatial_layer
 from ..runtime import amp_dtype, autocast, resolve_device
@@ -120,7 +128,7 @@ def fit(
         teacher_cache: Teacher outputs of ``bundle.train`` for objectives that need them,
             built with ``**teacher_cache_options(objectives)``.
         epochs: Passes over the training split.
-        batch_size: Samples per step.
+        batch_size: Samples per step (data-parallel: the global batch, shared by the processes).
         optimizer: ``adamw`` or ``sgd`` (Nesterov momentum).
         lr: Peak learning rate of the warm-up + cosine schedule (per step).
         weight_decay: Decoupled weight decay (AdamW) or L2 (SGD).
@@ -131,7 +139,8 @@ def fit(
         device: ``auto``, ``cpu``, ``cuda[:N]`` or ``mps``.
         precision: ``auto``/``fp32``/``bf16``/``fp16``; half precision only on CUDA, with
             the loss terms computed in fp32.
-        on_epoch: Called with each epoch's history row (after the checkpoint is written).
+        on_epoch: Called with each epoch's history row (after the checkpoint is written);
+            data-parallel: on rank 0 only, which alone writes the checkpoint.
         early_stopping: Stop after this many epochs without improvement of ``monitor``
             (``None``: never).
         monitor: ``val_accuracy`` (higher is better) or ``val_loss`` (lower is better).
@@ -168,6 +177,11 @@ def fit(
     tap_layers = sorted({name for name in layers if name is not None})
     _prepare(model, objectives, needs, layers, teacher_cache, example, bundle.train.targets[:2].to(dev), dtype, dev)
     regularization = getattr(model, "regularization", None)
+    world = _dist.world()
+    # Every process starts from rank 0's weights (objectives' own ones too), as DDP does.
+    for module in (model, *objectives):
+        _dist.broadcast_module(module)
+    buffers = [b for m in (model, *objectives) for b in m.buffers()]
 
     params = [p for p in model.parameters() if p.requires_grad]
     params += [p for o in objectives for p in o.parameters() if p.requires_grad]
@@ -177,7 +191,8 @@ def fit(
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
     else:
         raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
-    steps_per_epoch = math.ceil(len(bundle.train) / batch_size)
+    n_train = len(bundle.train)
+    steps_per_epoch = count_batches(n_train, batch_size, world.size)
     total_steps = epochs * steps_per_epoch
     warmup_steps = min(total_steps, int(round(warmup_epochs * steps_per_epoch)))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(total_steps, warmup_steps))
@@ -210,7 +225,7 @@ def fit(
         result.history, result.best_epoch, result.best_val_accuracy = ck["history"], ck["best_epoch"], ck["best_val_accuracy"]
         watched, stale, result.stopped_early = ck["watched"], ck["stale"], ck["stopped_early"]
         start = result.resumed_from = ck["epoch"] + 1
-    writer = _tensorboard(tensorboard_dir)
+    writer = _tensorboard(tensorboard_dir) if world.main else None
     try:
         for epoch in range(start, epochs + 1):
             if result.stopped_early:
@@ -224,7 +239,10 @@ def fit(
             # per epoch: the first bad step and which terms were bad there.
             first_bad = torch.full((), -1, device=dev)
             bad_terms: Tensor | None = None
-            for i, (x, y, idx) in enumerate(iterate_batches(bundle.train, batch_size, shuffle=True, generator=generator)):
+            batches = iterate_batches(
+                bundle.train, batch_size, shuffle=True, generator=generator, rank=world.rank, world_size=world.size
+            )
+            for i, (x, y, idx) in enumerate(batches):
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
                 if "input_gradients" in all_needs:
                     x.requires_grad_(True)  # objectives differentiate the scores w.r.t. the inputs
@@ -243,7 +261,14 @@ def fit(
                 first_bad = torch.where(newly, torch.full_like(first_bad, i), first_bad)
                 bad_terms = bad_now if bad_terms is None else torch.where(newly, bad_now, bad_terms)
 
-                scaler.scale(loss).backward()
+                if world.size == 1:
+                    scaler.scale(loss).backward()
+                else:
+                    # Weighted so that averaging over processes gives the global batch's mean
+                    # gradient, also when the shares of a last, short batch differ in size.
+                    share = y.shape[0] * world.size / min(batch_size, n_train - i * batch_size)
+                    scaler.scale(loss * share).backward()
+                    _dist.sync_gradients(params, buffers)
                 if grad_clip is not None:
                     scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
                     nn.utils.clip_grad_norm_(params, grad_clip)
@@ -259,6 +284,8 @@ def fit(
                 correct += (logits.detach().argmax(1) == y).sum()
 
             # One device sync per epoch: the sums and flags stay on the device during the epoch.
+            if world.size > 1:
+                seen, first_bad, bad_terms = _dist.reduce_epoch_metrics(sums, correct, seen, first_bad, bad_terms)
             if int(first_bad) >= 0:
                 assert bad_terms is not None
                 names = [n for n, bad in zip(["loss", *terms], bad_terms.tolist()) if bad]
@@ -271,7 +298,10 @@ def fit(
             row: dict[str, float] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
             row.update({name: float(v) / seen for name, v in sums.items()})
             row["train_accuracy"] = float(correct) / seen
-            row["val_accuracy"], row["val_loss"] = evaluate_split(model, bundle.val)
+            # Rank 0 validates (every rank holds the same weights) and its numbers decide for all.
+            val = torch.tensor(evaluate_split(model, bundle.val) if world.main else (0.0, 0.0), dtype=torch.float64)
+            val = _dist.broadcast(val.to(dev))
+            row["val_accuracy"], row["val_loss"] = val.tolist()
             row["time_s"] = time.perf_counter() - t0
             result.history.append(row)
             # Small validation sets tie often; among equal accuracies the lower loss wins, so the
@@ -284,7 +314,7 @@ def fit(
             value = row["val_accuracy"] if monitor == "val_accuracy" else -row["val_loss"]
             watched, stale = (value, 0) if value > watched else (watched, stale + 1)
             result.stopped_early = early_stopping is not None and stale >= early_stopping and epoch < epochs
-            if checkpoint_path is not None:
+            if checkpoint_path is not None and world.main:
                 save_checkpoint(checkpoint_path, {
                     "signature": signature, "epoch": epoch, "model": model.state_dict(),
                     "objectives": [o.state_dict() for o in objectives], "optimizer": opt.state_dict(),
@@ -297,7 +327,7 @@ def fit(
                 for name, v in row.items():
                     if name != "epoch":
                         writer.add_scalar(name, v, epoch)
-            if on_epoch is not None:
+            if on_epoch is not None and world.main:
                 on_epoch(row)
     finally:
         if writer is not None:

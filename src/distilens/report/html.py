@@ -108,7 +108,7 @@ def render_report(
     repro = [
         ("seed", str(_get(metrics, "seed") if _get(metrics, "seed") is not None else "see config")),
         ("python / torch / distilens", " / ".join(str(env_info.get(k, "?")) for k in ("python", "torch", "distilens"))),
-        ("device", str(env_info.get("device", "?"))),
+        ("device", str(env_info.get("device", "?")) + _processes(env_info.get("processes"))),
         ("stage times (s)", ", ".join(f"{k} {v:.1f}" for k, v in (metrics.get("timing_s") or {}).items())),
         ("command", command or "distilens run config.yaml  (the config.yaml of this run folder)"),
     ]
@@ -133,3 +133,8 @@ def render_report(
 def write_report(path: str | Path, html: str) -> Path:
     """Write the page atomically."""
     return atomic_write_text(path, html)
+
+
+def _processes(n: object) -> str:
+    """`` × N processes (torchrun)`` for a data-parallel run, else nothing."""
+    return f" × {n} processes (torchrun)" if n not in (None, "1") else ""
