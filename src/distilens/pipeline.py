@@ -13,6 +13,7 @@ import csv
 import json
 import importlib.util
 import io
+import os
 import platform
 import time
 from contextlib import contextmanager
@@ -75,6 +76,8 @@ def run(
     console = console or Console(stderr=True, quiet=True)
     config_yaml = dump_config(cfg)
     folder = RunFolder.prepare(out or Path("runs") / cfg.name, overwrite=overwrite, resume=resume, config_yaml=config_yaml)
+    if cfg.distill.cache_dir:
+        _check_cache_dir(Path(cfg.distill.cache_dir))
     device = resolve_device(cfg.runtime.device)
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
@@ -184,6 +187,17 @@ def _epoch_callback(bar: Progress, label: str, epochs: int) -> Callable[[dict[st
         bar.update(task, advance=1, status=f"loss {row['loss']:.3f}  val acc {100 * row['val_accuracy']:.1f}%")
 
     return on_epoch
+
+
+def _check_cache_dir(path: Path) -> None:
+    """``distill.cache_dir`` must be a writable folder, or creatable: checked before any training."""
+    probe = path.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"distill.cache_dir '{path}': '{probe}' is a file; give a folder (it is created if missing)")
+    if not os.access(probe, os.W_OK):
+        raise ConfigError(f"distill.cache_dir '{path}': cannot write in '{probe}'; give a writable folder")
 
 
 def _build(arch: str, args: dict[str, Any], bundle: DataBundle, seed: int, role: str) -> nn.Module:
