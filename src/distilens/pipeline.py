@@ -37,6 +37,7 @@ from .errors import ConfigError, DistilensError, ModelError
 from .evaluate import cost_metrics, predict_logits, prediction_metrics
 from .explain import EXPLAINERS
 from .explain.stage import explain_models, inapplicable_reason
+from .interrupt import check_interrupt, deferred_interrupts
 from .io import atomic_write, atomic_write_json, atomic_write_text
 from .models import build_model, load_model, load_teacher, save_model
 from .report.build import read_history, write_run_report
@@ -72,6 +73,8 @@ def run(
 
     Raises:
         DistilensError: bad config, data, model or run folder (nothing is left behind).
+        Interrupted: Ctrl-C; training stopped after an epoch's checkpoint, and the staging
+            folder is kept for ``resume=True``.
     """
     console = console or Console(stderr=True, quiet=True)
     config_yaml = dump_config(cfg)
@@ -105,7 +108,8 @@ def run(
             atomic_write_json(staging / "preprocessing.json", bundle.preprocessing.to_dict())
         history: list[dict[str, Any]] = []
         fit_args = {"device": device, "precision": cfg.runtime.precision}
-        with _progress(console) as bar:
+        # Ctrl-C while training: stop after the epoch's checkpoint (interrupt.py); --resume continues.
+        with _progress(console) as bar, deferred_interrupts():
             with _timed(timings, "teacher"):
                 teacher = _stage_teacher(cfg, bundle, teacher, teacher_arch, staging, history, bar, fit_args)
             with _timed(timings, "cache"):
@@ -185,6 +189,7 @@ def _epoch_callback(bar: Progress, label: str, epochs: int) -> Callable[[dict[st
 
     def on_epoch(row: dict[str, float]) -> None:
         bar.update(task, advance=1, status=f"loss {row['loss']:.3f}  val acc {100 * row['val_accuracy']:.1f}%")
+        check_interrupt(label, int(row["epoch"]), epochs)  # fit() calls this after the checkpoint is written
 
     return on_epoch
 
