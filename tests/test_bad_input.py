@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import traceback
 import warnings
@@ -25,6 +26,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load
 
 from distilens.cli import main
 from distilens.data import load_dataset
@@ -327,3 +329,64 @@ def test_in_process_runner_matches_a_real_process(work: Path, capfd, monkeypatch
         here = cli(*argv, capfd=capfd)
         real = distilens(*argv, cwd=work)
         assert (real.returncode, real.stderr) == (here.code, here.stderr)
+
+
+# --------------------------------------------------------------------------- not in the table: these keep or make files
+
+from distilens.distill.checkpoint import load_checkpoint  # noqa: E402
+from distilens.distill.objectives import LOSSES, Objective, StepTensors  # noqa: E402
+
+
+class _BlowUp(Objective):
+    """A stand-in for a diverging loss: NaN from the 2nd step of epoch 2 on."""
+
+    name = "test_blowup"
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__(weight)
+        self.steps_in_epoch_2 = 0
+
+    def forward(self, step: StepTensors) -> torch.Tensor:
+        self.steps_in_epoch_2 += step.epoch == 2
+        return step.student_logits.sum() * (float("nan") if self.steps_in_epoch_2 >= 2 else 0.0)
+
+
+def test_a_loss_that_becomes_nan_stops_with_one_line_and_keeps_the_last_good_checkpoint(work, capfd, monkeypatch) -> None:
+    monkeypatch.chdir(work)
+    monkeypatch.setitem(LOSSES._items, "test_blowup", _BlowUp)
+    result = cli("run", "tiny.yaml", "--out", "runs/nan", "--quiet", S, "distill.epochs=3", S,
+                 "distill.losses=[{name: ce}, {name: test_blowup}]", capfd=capfd)
+    staging = work / "runs" / ".nan.partial"
+    try:
+        assert result.code == 2 and "Traceback" not in result.stderr, result.stderr
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, result.stderr
+        assert re.search(r"non-finite in epoch 2, step 2 of \d+ \(terms: loss, test_blowup\); the last good checkpoint is "
+                         r"'.*\.nan\.partial/checkpoints/student\.pt'; lower the learning rate", lines[0]), lines[0]
+        assert not (work / "runs" / "nan").exists()
+        assert load_checkpoint(staging / "checkpoints" / "student.pt")["epoch"] == 1
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def test_an_interrupted_cache_file_is_recomputed_with_a_warning(work, capfd, monkeypatch) -> None:
+    monkeypatch.chdir(work)
+    shared = work / "shared-cache"
+    try:
+        first = cli("run", "tiny.yaml", "--out", "runs/cache1", "--quiet", S, "distill.cache_dir=shared-cache", capfd=capfd)
+        assert first.code == 0, first.stderr
+        (cache_file,) = shared.glob("softlabels-*.safetensors")
+        good = load(cache_file.read_bytes())  # a copy: load_file would map the file we are about to cut
+        cache_file.write_bytes(cache_file.read_bytes()[: cache_file.stat().st_size // 2])  # cut short mid-write
+        second = cli("run", "tiny.yaml", "--out", "runs/cache2", "--quiet", S, "distill.cache_dir=shared-cache", capfd=capfd)
+        assert second.code == 0, second.stderr
+        assert "Traceback" not in second.stderr
+        warned = [line for line in second.stderr.splitlines() if "soft-label cache" in line]
+        assert warned and "computing the soft labels again" in warned[0], second.stderr
+        again = load(cache_file.read_bytes())  # the recomputed soft labels replaced the broken file
+        assert again.keys() == good.keys() and all(torch.equal(again[k], good[k]) for k in good)
+        a, b = (load((work / "runs" / r / "student.safetensors").read_bytes()) for r in ("cache1", "cache2"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    finally:
+        for path in (shared, work / "runs" / "cache1", work / "runs" / "cache2"):
+            shutil.rmtree(path, ignore_errors=True)
