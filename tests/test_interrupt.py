@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,8 +61,8 @@ def test_the_resume_command_is_the_same_command_with_resume() -> None:
     assert _interrupted_message(KeyboardInterrupt(), ["explain", "runs/x"]) == "interrupted; run the same command again"
 
 
-def _start(cwd: Path, out: str, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+def _start(cwd: Path, out: str, *extra: str, warn: bool = False) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONWARNINGS": "default" if warn else "ignore", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "distilens", "run", "--out", out, *ARGS, *extra], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -75,9 +76,10 @@ def _wait_for(path: Path, proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_during_distillation_then_resume_gives_identical_weights(tmp_path) -> None:
+    """Also: a copy of the stopped run whose checkpoint is then cut in half resumes from the one before."""
     victim = _start(tmp_path, "runs/stopped")
     staging = tmp_path / "runs" / ".stopped.partial"
-    _wait_for(staging / "checkpoints" / "student.pt", victim)
+    _wait_for(staging / "checkpoints" / "student.prev.pt", victim)  # two epochs written
     victim.send_signal(signal.SIGINT)
     _, err = victim.communicate(timeout=300)
     assert victim.returncode == 130, err
@@ -89,14 +91,24 @@ def test_ctrl_c_during_distillation_then_resume_gives_identical_weights(tmp_path
     assert load_checkpoint(staging / "checkpoints" / "student.pt")["epoch"] == int(m.group(1)) < 12
     assert not (tmp_path / "runs" / "stopped").exists() and staging.is_dir()
 
+    cut_staging = tmp_path / "runs" / ".cut.partial"
+    shutil.copytree(staging, cut_staging)
+    checkpoint = cut_staging / "checkpoints" / "student.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+
     reference = _start(tmp_path, "runs/straight")
     resumed = _start(tmp_path, "runs/stopped", "--resume")
-    assert reference.wait(timeout=600) == 0, reference.stderr.read()
-    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()
+    cut = _start(tmp_path, "runs/cut", "--resume", warn=True)
+    assert reference.wait(timeout=900) == 0, reference.stderr.read()
+    assert resumed.wait(timeout=900) == 0, resumed.stderr.read()
+    _, err = cut.communicate(timeout=900)
+    assert cut.returncode == 0, err
+    assert f"resuming from the previous one, 'student.prev.pt' (epoch {int(m.group(1)) - 1})" in err, err
     a = load_file(str(tmp_path / "runs" / "straight" / "student.safetensors"))
-    b = load_file(str(tmp_path / "runs" / "stopped" / "student.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), "resumed weights differ"
-    assert not staging.exists()
+    for run in ("stopped", "cut"):
+        b = load_file(str(tmp_path / "runs" / run / "student.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), f"{run}: resumed weights differ"
+    assert not staging.exists() and not cut_staging.exists()
 
 
 @pytest.mark.slow
