@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -27,6 +28,14 @@ app = typer.Typer(
 _LISTABLE = ("datasets", "models", "losses", "explainers")
 
 
+class _Stopped(Exception):
+    """Carries a Ctrl-C past typer, which would turn it into a bare exit code and drop where it stopped."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__(str(interrupt))
+        self.interrupt = interrupt
+
+
 @app.command("run")
 def run_cmd(
     config: Optional[Path] = typer.Argument(None, help="YAML run config; omitted: the built-in digits demo."),
@@ -46,7 +55,10 @@ def run_cmd(
     cfg = load_config(config, set_ or [])
     main = is_main()  # under torchrun only rank 0 prints
     err = Console(stderr=True, quiet=quiet or not main)
-    result = run(cfg, out=out, overwrite=overwrite, resume=resume, console=err, command=_command_line())
+    try:
+        result = run(cfg, out=out, overwrite=overwrite, resume=resume, console=err, command=_command_line())
+    except KeyboardInterrupt as exc:
+        raise _Stopped(exc) from None
     if main:
         _print_summary(result.metrics, result.path)
 
@@ -174,13 +186,16 @@ def _print_summary(metrics: dict[str, Any], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning :class:`DistilensError` into one line and exit code 2."""
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        app(args=argv, prog_name="distilens", standalone_mode=False)
+        if app(args=args, prog_name="distilens", standalone_mode=False) == 130:
+            raise KeyboardInterrupt  # typer turned a Ctrl-C into its exit code; say so all the same
     except DistilensError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted; run the same command with --resume to continue", file=sys.stderr)
+    except (KeyboardInterrupt, _Stopped) as exc:
+        print(_interrupted_message(exc.interrupt if isinstance(exc, _Stopped) else exc, args), file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a further Ctrl-C while exiting: no traceback from atexit
         sys.exit(130)
     except SystemExit:
         raise
@@ -192,6 +207,19 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"error: {click_error}", file=sys.stderr)
         sys.exit(2)
+
+
+def _interrupted_message(exc: KeyboardInterrupt, args: list[str]) -> str:
+    """One line after Ctrl-C: where training stopped, and the command that continues it."""
+    from .interrupt import Interrupted
+
+    if not args or args[0] != "run":
+        return "interrupted; run the same command again"
+    resume = [a for a in args if a != "--overwrite"] + ([] if "--resume" in args else ["--resume"])
+    where = "interrupted"
+    if isinstance(exc, Interrupted) and exc.role is not None:
+        where = f"interrupted after epoch {exc.epoch} of {exc.epochs} of {exc.role}"
+    return f"{where}; resume with: {shlex.join(['distilens', *resume])}"
 
 
 def _click_exception(exc: Exception) -> str | None:

@@ -13,6 +13,7 @@ import csv
 import json
 import importlib.util
 import io
+import os
 import platform
 import time
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ from .errors import ConfigError, DistilensError, ModelError
 from .evaluate import cost_metrics, predict_logits, prediction_metrics
 from .explain import EXPLAINERS
 from .explain.stage import explain_models, inapplicable_reason
+from .interrupt import check_interrupt, deferred_interrupts
 from .io import atomic_write, atomic_write_json, atomic_write_text
 from .models import build_model, load_model, load_teacher, save_model
 from .report.build import read_history, write_run_report
@@ -77,6 +79,8 @@ def run(
 
     Raises:
         DistilensError: bad config, data, model or run folder (nothing is left behind).
+        Interrupted: Ctrl-C; training stopped after an epoch's checkpoint, and the staging
+            folder is kept for ``resume=True``.
     """
     device = resolve_device(cfg.runtime.device)
     # No collective runs before the staging folder is opened, so a bad input found by the
@@ -93,6 +97,8 @@ def _run(
     console = console or Console(stderr=True, quiet=True)
     config_yaml = dump_config(cfg)
     folder = RunFolder.prepare(out or Path("runs") / cfg.name, overwrite=overwrite, resume=resume, config_yaml=config_yaml)
+    if cfg.distill.cache_dir:
+        _check_cache_dir(Path(cfg.distill.cache_dir))
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
     timings: dict[str, float] = {}
@@ -123,7 +129,8 @@ def _run(
         # Printed once every input is checked: a bad input's error stays the only line.
         lazily = f"read lazily from the files by {bundle.loading().get('num_workers')} worker process(es)"
         console.print(f"data: {lazily if bundle.train.lazy else 'held in memory'}")
-        with _progress(console) as bar:
+        # Ctrl-C while training: stop after the epoch's checkpoint (interrupt.py); --resume continues.
+        with _progress(console) as bar, deferred_interrupts():
             with _timed(timings, "teacher"):
                 teacher = _stage_teacher(cfg, bundle, teacher, teacher_arch, staging, history, bar, fit_args)
             with _timed(timings, "cache"):
@@ -201,8 +208,20 @@ def _epoch_callback(bar: Progress, label: str, epochs: int) -> Callable[[dict[st
 
     def on_epoch(row: dict[str, float]) -> None:
         bar.update(task, advance=1, status=f"loss {row['loss']:.3f}  val acc {100 * row['val_accuracy']:.1f}%")
+        check_interrupt(label, int(row["epoch"]), epochs)  # fit() calls this after the checkpoint is written
 
     return on_epoch
+
+
+def _check_cache_dir(path: Path) -> None:
+    """``distill.cache_dir`` must be a writable folder, or creatable: checked before any training."""
+    probe = path.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"distill.cache_dir '{path}': '{probe}' is a file; give a folder (it is created if missing)")
+    if not os.access(probe, os.W_OK):
+        raise ConfigError(f"distill.cache_dir '{path}': cannot write in '{probe}'; give a writable folder")
 
 
 def _build(arch: str, args: dict[str, Any], bundle: DataBundle, seed: int, role: str) -> nn.Module:

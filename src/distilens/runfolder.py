@@ -98,7 +98,7 @@ def _check_writable(parent: Path) -> None:
     while not probe_dir.exists():
         probe_dir = probe_dir.parent
     if not probe_dir.is_dir():
-        raise RunFolderError(f"'{probe_dir}' is a file, so the run folder cannot be made under it")
+        raise RunFolderError(f"'{probe_dir}' is a file, so the run folder cannot be made under it; choose another --out")
     try:
         fd, probe = tempfile.mkstemp(prefix=".distilens-write-test-", dir=probe_dir)
     except OSError as exc:

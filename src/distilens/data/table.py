@@ -98,7 +98,7 @@ def read_csv(path: str | Path) -> tuple[list[str], list[list[str]], list[int]]:
     if header is None:
         raise DataError(f"CSV file '{path}' is empty; it needs a header row and data rows")
     if not rows:
-        raise DataError(f"CSV file '{path}' has a header but no data rows")
+        raise DataError(f"CSV file '{path}' has a header but no data rows; add one row per sample below the header")
     return header, rows, numbers
 
 

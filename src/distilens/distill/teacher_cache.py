@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from ..data.bundle import Split, iterate_batches
 from ..explain import differentiable as _diff
 from ..io import atomic_write
-from ..models.io import state_dict_digest
+from ..models.io import state_dict_digest, tensors_digest
 from ..models.tap import FeatureTap, get_layer, last_spatial_layer
 
 __all__ = ["SoftLabelCache"]
@@ -230,6 +230,7 @@ class SoftLabelCache:
         meta = {
             "format": _VERSION, "key": self.key, "dtype": self.dtype, "top_k": str(self.top_k or 0),
             "num_classes": str(self.num_classes), "aliases": json.dumps(self.aliases, sort_keys=True),
+            "sha256": tensors_digest(tensors),
         }
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
         return path
@@ -249,6 +250,8 @@ class SoftLabelCache:
             raise ValueError(f"cannot read soft-label cache '{path}': {exc}") from None
         if meta.get("key") != key or ("logits" not in tensors and "topk_logp" not in tensors):
             raise ValueError(f"soft-label cache '{path}' belongs to another teacher or data set")
+        if "sha256" in meta and meta["sha256"] != tensors_digest(tensors):  # older files carry no digest
+            raise ValueError(f"soft-label cache '{path}' does not match its SHA-256 digest (changed on disk)")
         try:
             cache = cls._from_store(tensors, meta)
         except (KeyError, ValueError, RuntimeError, json.JSONDecodeError) as exc:

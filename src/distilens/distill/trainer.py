@@ -289,7 +289,7 @@ def fit(
             if int(first_bad) >= 0:
                 assert bad_terms is not None
                 names = [n for n, bad in zip(["loss", *terms], bad_terms.tolist()) if bad]
-                kept = f"; the last good checkpoint is '{checkpoint_path}'" if checkpoint_path else ""
+                kept = f"; the last good checkpoint is '{checkpoint_path}'" if checkpoint_path and Path(checkpoint_path).is_file() else ""
                 raise TrainingDiverged(
                     f"the training loss became non-finite in epoch {epoch}, step {int(first_bad) + 1} of "
                     f"{steps_per_epoch} (terms: {', '.join(names)}){kept}; lower the learning rate, set "

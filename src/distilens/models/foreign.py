@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from ..data.bundle import InputSpec
 from ..errors import ModelError
-from .io import load_model
+from .io import UNREADABLE_SAFETENSORS, load_model
 from .zoo import build_model
 
 __all__ = ["load_teacher", "check_teacher", "build_architecture", "is_torchscript", "IMPORT_PREFIX"]
@@ -106,7 +106,7 @@ def _load_state_dict(path: Path) -> dict[str, Tensor]:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as exc:
-            raise ModelError(f"cannot read weights '{path}': {exc}") from None
+            raise ModelError(f"cannot read weights '{path}': {exc}; {UNREADABLE_SAFETENSORS}") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -118,7 +118,10 @@ def _load_state_dict(path: Path) -> dict[str, Tensor]:
             "or safetensors.torch.save_file(model.state_dict(), 'teacher.safetensors')"
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
-        raise ModelError(f"teacher.weights '{path}' is not a PyTorch weights file ({str(exc).splitlines()[0]})") from None
+        raise ModelError(
+            f"teacher.weights '{path}' is not a PyTorch weights file ({str(exc).splitlines()[0]}); it may be cut short: "
+            "save the state dict again with torch.save(model.state_dict(), 'teacher.pt')"
+        ) from None
     for key in _STATE_DICT_KEYS:  # common checkpoint wrappers: {"state_dict": {...}, "epoch": 3}
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -167,6 +170,8 @@ def load_teacher(
         >>> teacher = load_teacher("resnet.pt", arch="resnet", args={"depth": 20}, spec=bundle.spec)
     """
     path = Path(weights)
+    if path.is_dir():
+        raise ModelError(f"teacher.weights '{path}' is a folder; give the path of a weights file (.safetensors, .pt)")
     if not path.is_file():
         raise ModelError(f"teacher.weights '{path}' does not exist; check the path")
     meta = _distilens_meta(path) if path.suffix == ".safetensors" else None
@@ -206,7 +211,10 @@ def check_teacher(model: nn.Module, spec: InputSpec, role: str = "teacher") -> n
             out = model(x)
     except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as exc:
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ModelError(f"{role} cannot take inputs of shape {tuple(spec.shape)}: {first[:300]}") from None
+        raise ModelError(
+            f"{role} cannot take inputs of shape {tuple(spec.shape)}: {first[:300]}; {role} and data must match: "
+            "use a model made for this data's inputs"
+        ) from None
     if not isinstance(out, Tensor):
         raise ModelError(
             f"{role} returns a {type(out).__name__}, not a tensor of logits; wrap it in a module whose forward returns (B, C) logits"
@@ -214,5 +222,7 @@ def check_teacher(model: nn.Module, spec: InputSpec, role: str = "teacher") -> n
     if out.dim() != 2 or out.shape[0] != 2:
         raise ModelError(f"{role} returns shape {tuple(out.shape)} for a batch of 2; it must return (B, {spec.num_classes}) logits")
     if out.shape[1] != spec.num_classes:
-        raise ModelError(f"{role} predicts {out.shape[1]} classes, the data has {spec.num_classes}")
+        raise ModelError(
+            f"{role} predicts {out.shape[1]} classes, the data has {spec.num_classes}; use a model trained on this data's classes"
+        )
     return model

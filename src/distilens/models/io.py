@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -21,15 +21,24 @@ from ..errors import ModelError
 from ..io import atomic_write, atomic_write_json
 from .zoo import build_model, count_params
 
-__all__ = ["save_model", "load_model", "state_dict_digest"]
+__all__ = ["save_model", "load_model", "state_dict_digest", "tensors_digest"]
 
 _FORMAT = "distilens-model/1"
+# The fix to suggest when a .safetensors file cannot be parsed.
+UNREADABLE_SAFETENSORS = (
+    "it is not a complete safetensors file (cut short, or another format); save or download it again"
+)
 
 
 def state_dict_digest(model: nn.Module) -> str:
     """SHA-256 over the names, dtypes, shapes and bytes of a model's state dict."""
+    return tensors_digest(model.state_dict())
+
+
+def tensors_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over the names, dtypes, shapes and bytes of named tensors (order-independent)."""
     h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
+    for name, t in sorted(tensors.items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -88,7 +97,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
     try:
         state = load_file(str(path), device=str(map_location))
     except (SafetensorError, OSError) as exc:
-        raise ModelError(f"cannot read weights '{path}': {exc}") from None
+        raise ModelError(f"cannot read weights '{path}': {exc}; {UNREADABLE_SAFETENSORS}") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
