@@ -21,6 +21,24 @@ def _inputs(spec: InputSpec, n: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(n, *spec.shape, generator=g), torch.randint(0, spec.num_classes, (n,), generator=g)
 
 
+def _trained_mlp(n: int = 64) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """An MLP fitted to a learnable rule, so its decisions have margins that int8 should keep.
+
+    (An untrained network's logits are nearly tied, and the int8/float agreement on it is a
+    coin toss that changes with the onnxruntime release.)
+    """
+    torch.manual_seed(0)
+    model = build_model("mlp", TABLE, hidden=[256, 256])
+    x, _ = _inputs(TABLE, n)
+    y = (x[:, :3] @ torch.tensor([[1.0, -1.0, 0.0], [0.0, 1.0, -1.0], [-1.0, 0.0, 1.0]])).argmax(1)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(100):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval(), x, y
+
+
 @pytest.mark.parametrize("arch, spec", [("resnet", SPEC), ("mobilenet", SPEC), ("mlp", TABLE)])
 def test_torchscript_matches_pytorch(tmp_path: Path, arch: str, spec: InputSpec) -> None:
     model = build_model(arch, spec).eval()
@@ -32,14 +50,13 @@ def test_torchscript_matches_pytorch(tmp_path: Path, arch: str, spec: InputSpec)
 
 
 def test_torchscript_int8_reports_size_and_accuracy(tmp_path: Path) -> None:
-    model = build_model("mlp", TABLE, hidden=[256, 256]).eval()
-    x, y = _inputs(TABLE, 64)
+    model, x, y = _trained_mlp()
     info = export_model(model, TABLE, tmp_path / "q.ts", "torchscript", quantize="int8", check_inputs=x, check_targets=y)
     q = info["quantization"]
     assert q["quantized_layers"] == ["features.1", "features.3", "head"]
     assert q["size_bytes_int8"] < q["size_bytes_float"] / 2
-    assert q["accuracy_change"] is not None and abs(q["accuracy_change"]) <= 0.2
-    assert q["agreement"] > 0.8 and info["max_abs_diff"] < 1e-4  # file vs the eager int8 model
+    assert q["accuracy_change"] is not None and abs(q["accuracy_change"]) <= 0.1
+    assert q["agreement"] > 0.9 and info["max_abs_diff"] < 1e-4  # file vs the eager int8 model
     conv = export_model(build_model("cnn", SPEC, width=4).eval(), SPEC, tmp_path / "c.ts", "torchscript", quantize="int8")
     assert "convolution(s) stay float32" in conv["quantization"]["note"]
 
@@ -77,12 +94,11 @@ def test_onnx_matches_pytorch(tmp_path: Path, arch: str, spec: InputSpec) -> Non
 def test_onnx_int8(tmp_path: Path) -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
-    model = build_model("mlp", TABLE, hidden=[256, 256]).eval()
-    x, y = _inputs(TABLE, 64)
+    model, x, y = _trained_mlp()
     info = export_model(model, TABLE, tmp_path / "q.onnx", "onnx", quantize="int8", check_inputs=x, check_targets=y)
     q = info["quantization"]
     assert q["size_bytes_int8"] < q["size_bytes_float"] / 2
-    assert q["agreement"] > 0.8 and q["accuracy_int8"] is not None
+    assert q["agreement"] > 0.9 and q["accuracy_int8"] is not None
 
 
 def test_onnx_legacy_exporter_without_onnxscript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
