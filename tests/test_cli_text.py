@@ -132,3 +132,11 @@ def test_export_torchscript_takes_token_ids(runs, student: str, capsys) -> None:
     model, meta = load_model(run / "student.safetensors")
     ids = torch.randint(0, meta["input_spec"]["vocab_size"], (3, meta["input_spec"]["shape"][0]))
     assert torch.allclose(scripted(ids), model(ids), atol=1e-5)
+
+
+def test_explain_command_skips_image_explainers_on_text(runs) -> None:
+    run = runs["tiny_transformer"]
+    assert cli("explain", str(run)) == 0
+    block = json.loads((run / "metrics.json").read_text())["explanations"]
+    assert block["methods"] == [] and set(block["skipped"]) == {"gradcam", "integrated_gradients"}
+    assert (run / "report.html").is_file()

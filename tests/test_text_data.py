@@ -156,7 +156,7 @@ def test_text_defaults_fill_only_what_the_user_left_unset() -> None:
     base = ["data.source=csv:x.csv", "data.text=t", "data.target=y"]
     cfg = apply_text_defaults(load_config(None, base))
     assert (cfg.teacher.arch, cfg.student.arch) == ("tiny_transformer", "embedding_bag")
-    assert cfg.teacher.args == {"dim": 256, "layers": 4, "heads": 4}
+    assert cfg.teacher.args == {"dim": 128, "layers": 2, "heads": 4}
     cfg = apply_text_defaults(load_config(None, base + ["student.arch=text_cnn", "teacher.args.layers=1"]))
     assert cfg.student.arch == "text_cnn" and cfg.student.args == {}  # not the image width: 8
     assert cfg.teacher.arch == "tiny_transformer" and cfg.teacher.args == {"layers": 1}  # args set: kept

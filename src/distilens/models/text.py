@@ -146,6 +146,7 @@ class _SelfAttention(nn.Module):
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
         self.heads = heads
+        self.scale = 1.0 / math.sqrt(dim // heads)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
@@ -153,8 +154,8 @@ class _SelfAttention(nn.Module):
     def forward(self, x: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, L, D), keys (B, L) bool → output (B, L, D), probabilities (B, H, L, L)."""
         b, n, d = x.shape
-        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 × (B, H, L, Dh)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(d // self.heads)  # (B, H, L, L)
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)  # (B, H, L, Dh)
+        scores = q @ k.transpose(-2, -1) * self.scale  # (B, H, L, L)
         allowed = keys[:, None, None, :]  # (B, 1, 1, L)
         # The most negative finite value, not -inf: exp underflows to exactly 0 and a text
         # without tokens gets a uniform row (zeroed next) instead of NaN gradients.
