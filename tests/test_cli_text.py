@@ -25,6 +25,7 @@ teacher:
   arch: tiny_transformer
   args: {{dim: 16, layers: 1, heads: 2}}
   train: {{epochs: 4, lr: 0.01, batch_size: 16}}
+  weights: {weights}
 student:
   arch: {student}
   args: {args}
@@ -70,8 +71,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     data = write_reviews(work / "reviews.csv")
     out = {}
     for i, (student, args) in enumerate(STUDENTS.items()):
+        # The first run trains the teacher; the others load it (a distilens teacher file).
+        weights = "null" if i == 0 else f'"{work / "embedding_bag" / "teacher.safetensors"}"'
         cfg = work / f"{student}.yaml"
-        cfg.write_text(CONFIG.format(csv=data, student=student, args=args, baseline=str(i == 0).lower()))
+        cfg.write_text(CONFIG.format(csv=data, student=student, args=args, baseline=str(i == 0).lower(), weights=weights))
         assert cli("run", str(cfg), "--quiet", "--out", str(work / student)) == 0
         out[student] = work / student
     return out
@@ -85,6 +88,8 @@ def test_run_writes_metrics_tokenizer_and_report(runs, student: str) -> None:
     m = json.loads((run / "metrics.json").read_text())
     assert m["dataset"] == {"name": "reviews", "num_classes": 2, "n_train": 140, "n_val": 20, "n_test": 40}
     assert m["teacher"]["accuracy"] >= 0.75  # one sentiment word decides; the rest is filler
+    first = json.loads((runs["embedding_bag"] / "metrics.json").read_text())
+    assert m["teacher"]["accuracy"] == first["teacher"]["accuracy"]  # the same teacher, loaded
     for key in ("accuracy", "agreement", "predictive_kl", "ece", "params", "flops", "latency_ms"):
         assert key in m["student"], key
     assert set(m["student"]["latency_ms"]) == {"batch1", "batch64"}
