@@ -64,6 +64,12 @@ class DataConfig(_Strict):
         if lazy != "auto" and not isinstance(lazy, bool):
             raise ValueError("must be auto, true or false")
         return lazy
+    # Text tables (csv/tsv/jsonl): the text column; set, the file is a text data set.
+    text: str | None = None
+    max_length: int = Field(128, ge=1)  # tokens per text; longer texts are truncated
+    tokenizer: Literal["word", "teacher"] | None = None  # null: teacher when it brings one, else word
+    max_vocab: int = Field(20000, ge=3)  # word-level vocabulary, [PAD] and [UNK] included
+    min_freq: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "DataConfig":

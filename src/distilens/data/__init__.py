@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,12 @@ def load_dataset(
     lazy: bool | Literal["auto"] = "auto",
     num_workers: int | None = None,
     max_bytes: int | None = None,
+    text: str | None = None,
+    max_length: int = 128,
+    tokenizer: str | None = None,
+    max_vocab: int = 20000,
+    min_freq: int = 1,
+    teacher_tokenizer: Any = None,
 ) -> DataBundle:
     """Load a data set and split it into seeded, stratified train/val/test splits.
 
@@ -52,6 +58,9 @@ def load_dataset(
         num_workers: imagefolder, lazy: decoding processes (0: this process; default
             min(4, CPUs - 1)).
         max_bytes: imagefolder: memory budget for all images as float32 (default 2 GiB).
+        text: csv/tsv/jsonl: the text column; when set the file is a text data set
+            (:func:`~distilens.data.text.load_text`, which documents the remaining options:
+            ``max_length``, ``tokenizer``, ``max_vocab``, ``min_freq``, ``teacher_tokenizer``).
 
     Example:
         >>> bundle = load_dataset("builtin:digits")
@@ -74,6 +83,16 @@ def load_dataset(
             image_size=image_size, channels=channels, skip_bad_files=skip_bad_files,
             lazy=lazy, num_workers=num_workers, max_bytes=max_bytes,
         )
+    if scheme == "csv" and text is not None:
+        from .text import load_text
+
+        return load_text(
+            name, text=text, target=target, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+            max_length=max_length, tokenizer=tokenizer, max_vocab=max_vocab, min_freq=min_freq,  # type: ignore[arg-type]
+            teacher_tokenizer=teacher_tokenizer,
+        )
+    if scheme == "csv" and name.lower().endswith(".jsonl"):
+        raise DataError(f"data.source '{source}': .jsonl files are read as text data; set data.text to the text field")
     if scheme == "csv":
         from .table import load_csv
 

@@ -205,7 +205,11 @@ def check_teacher(model: nn.Module, spec: InputSpec, role: str = "teacher") -> n
     """
     model.eval()
     param = next(iter(model.parameters()), None)
-    x = torch.zeros(2, *spec.shape, device=param.device if param is not None else "cpu")
+    device = param.device if param is not None else "cpu"
+    if spec.kind == "text":  # token ids: two texts of padding only
+        x = torch.full((2, *spec.shape), spec.pad_id, dtype=torch.long, device=device)
+    else:
+        x = torch.zeros(2, *spec.shape, device=device)
     try:
         with torch.no_grad():
             out = model(x)

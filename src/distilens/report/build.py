@@ -118,7 +118,8 @@ def write_run_report(run_dir: str | Path, *, command: str | None = None) -> Path
 
     methods = []
     expl = (metrics or {}).get("explanations")
-    tensors = _read_tensors(run_dir / "explanations.safetensors", missing if expl else [])
+    # Only a run that explained something (not text, where every explainer was skipped) has maps.
+    tensors = _read_tensors(run_dir / "explanations.safetensors", missing if expl and expl.get("methods") else [])
     for block in (expl or {}).get("methods", []):
         name = block["method"]
         entry: dict[str, Any] = {"block": block, "figures": {}}

@@ -1,0 +1,147 @@
+"""`distilens run`, `predict` and `export` end to end on a tiny generated text CSV, per student kind."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from distilens.cli import main
+from distilens.data.tokenize import TextTokenizer
+from distilens.models import load_model
+
+POSITIVE = ["great", "wonderful", "moving", "brilliant", "superb"]
+NEGATIVE = ["awful", "boring", "dull", "terrible", "clumsy"]
+FILLER = "the a film movie story plot actors scene ending music was is and with but quite very really".split()
+
+CONFIG = """\
+name: text-tiny
+data: {{source: "csv:{csv}", text: review, target: label, max_length: 24}}
+teacher:
+  arch: tiny_transformer
+  args: {{dim: 16, layers: 1, heads: 2}}
+  train: {{epochs: 4, lr: 0.01, batch_size: 16}}
+  weights: {weights}
+student:
+  arch: {student}
+  args: {args}
+distill:
+  epochs: 3
+  batch_size: 16
+  baseline: {baseline}
+runtime: {{threads: 1}}
+"""
+STUDENTS = {
+    "embedding_bag": "{dim: 8}",
+    "text_cnn": "{dim: 8, maps: 4}",
+    "tiny_transformer": "{dim: 8, layers: 1, heads: 2}",
+}
+
+
+def write_reviews(path: Path, n: int = 200, seed: int = 0) -> Path:
+    """Synthetic reviews: filler words plus one or two sentiment words that decide the label."""
+    rng = random.Random(seed)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["review", "label"])
+        for _ in range(n):
+            label = rng.choice(["good", "bad"])
+            words = [rng.choice(FILLER) for _ in range(rng.randint(4, 14))]
+            for _ in range(rng.randint(1, 2)):
+                words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label == "good" else NEGATIVE))
+            w.writerow([" ".join(words).capitalize() + rng.choice([".", "!", "..."]), label])
+    return path
+
+
+def cli(*args: str) -> int:
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    work = tmp_path_factory.mktemp("text")
+    data = write_reviews(work / "reviews.csv")
+    out = {}
+    for i, (student, args) in enumerate(STUDENTS.items()):
+        # The first run trains the teacher; the others load it (a distilens teacher file).
+        weights = "null" if i == 0 else f'"{work / "embedding_bag" / "teacher.safetensors"}"'
+        cfg = work / f"{student}.yaml"
+        cfg.write_text(CONFIG.format(csv=data, student=student, args=args, baseline=str(i == 0).lower(), weights=weights))
+        assert cli("run", str(cfg), "--quiet", "--out", str(work / student)) == 0
+        out[student] = work / student
+    return out
+
+
+@pytest.mark.parametrize("student", list(STUDENTS))
+def test_run_writes_metrics_tokenizer_and_report(runs, student: str) -> None:
+    run = runs[student]
+    for name in ("tokenizer.json", "teacher.safetensors", "student.safetensors", "metrics.json", "report.html"):
+        assert (run / name).is_file(), name
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["dataset"] == {"name": "reviews", "num_classes": 2, "n_train": 140, "n_val": 20, "n_test": 40}
+    assert m["teacher"]["accuracy"] >= 0.75  # one sentiment word decides; the rest is filler
+    first = json.loads((runs["embedding_bag"] / "metrics.json").read_text())
+    assert m["teacher"]["accuracy"] == first["teacher"]["accuracy"]  # the same teacher, loaded
+    for key in ("accuracy", "agreement", "predictive_kl", "ece", "params", "flops", "latency_ms"):
+        assert key in m["student"], key
+    assert set(m["student"]["latency_ms"]) == {"batch1", "batch64"}
+    assert m["teacher"]["flops"] > 0 and m["compression"]["params_ratio"] > 0
+    assert "gradcam" in m["explanations"]["skipped"] and m["explanations"]["methods"] == []
+    assert ("baseline" in m) == (student == "embedding_bag")
+    spec = json.loads((run / "student.json").read_text())["input_spec"]
+    assert spec["kind"] == "text" and 5 <= spec["shape"][0] <= 24 and spec["vocab_size"] > 20
+    html = (run / "report.html").read_text()
+    assert "reviews" in html and "<script src=" not in html
+
+
+def test_predict_matches_the_student_on_tokenised_text(runs, tmp_path, capsys) -> None:
+    run = runs["embedding_bag"]
+    new = tmp_path / "new.csv"
+    new.write_text('id,review\n1,"A brilliant, superb film!"\n2,Dull and boring ending.\n', encoding="utf-8")
+    capsys.readouterr()
+    assert cli("predict", str(run), str(new)) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "source,class,probability" and len(lines) == 3
+    student, meta = load_model(run / "student.safetensors")
+    tok = TextTokenizer.from_file(run / "tokenizer.json")
+    ids = tok.encode(["A brilliant, superb film!", "Dull and boring ending."], meta["input_spec"]["shape"][0]).ids
+    probs = student(ids).softmax(1)
+    names = meta["input_spec"]["class_names"]
+    for line, p in zip(lines[1:], probs):
+        source, cls, prob = line.split(",")
+        assert cls == names[int(p.argmax())] and abs(float(prob) - float(p.max())) < 1e-5
+    assert lines[1].startswith("new.csv:line 2,")
+
+
+def test_predict_on_a_file_without_the_text_column_is_a_one_line_error(runs, tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("comment\nhello\n", encoding="utf-8")
+    assert cli("predict", str(runs["text_cnn"]), str(bad)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "'review' not found" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("student", list(STUDENTS))
+def test_export_torchscript_takes_token_ids(runs, student: str, capsys) -> None:
+    run = runs[student]
+    assert cli("export", str(run), "--format", "torchscript") == 0
+    scripted = torch.jit.load(str(run / "student.pt"))
+    model, meta = load_model(run / "student.safetensors")
+    ids = torch.randint(0, meta["input_spec"]["vocab_size"], (3, meta["input_spec"]["shape"][0]))
+    assert torch.allclose(scripted(ids), model(ids), atol=1e-5)
+
+
+def test_explain_command_skips_image_explainers_on_text(runs) -> None:
+    run = runs["tiny_transformer"]
+    assert cli("explain", str(run)) == 0
+    block = json.loads((run / "metrics.json").read_text())["explanations"]
+    assert block["methods"] == [] and set(block["skipped"]) == {"gradcam", "integrated_gradients"}
+    assert (run / "report.html").is_file()
