@@ -86,7 +86,7 @@ def test_run_writes_metrics_tokenizer_and_report(runs, student: str) -> None:
     for name in ("tokenizer.json", "teacher.safetensors", "student.safetensors", "metrics.json", "report.html"):
         assert (run / name).is_file(), name
     m = json.loads((run / "metrics.json").read_text())
-    assert m["dataset"] == {"name": "reviews", "num_classes": 2, "n_train": 140, "n_val": 20, "n_test": 40}
+    assert m["dataset"] == {"name": "reviews", "num_classes": 2, "n_train": 140, "n_val": 20, "n_test": 40, "loading": "memory"}
     assert m["teacher"]["accuracy"] >= 0.75  # one sentiment word decides; the rest is filler
     first = json.loads((runs["embedding_bag"] / "metrics.json").read_text())
     assert m["teacher"]["accuracy"] == first["teacher"]["accuracy"]  # the same teacher, loaded
