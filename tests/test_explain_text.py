@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -14,65 +13,11 @@ from distilens.errors import DistilensError
 from distilens.explain.text import TEXT_EXPLAINERS, attribute_text, token_to_word, word_scores, words
 from distilens.explain.text_compare import explain_text_models, word_agreement
 from distilens.testing import assert_no_hooks
+from distilens.testing.text import Enc, MeanBag, TinyAttention, encode, wordlevel, wordpiece
 
 tokenizers = pytest.importorskip("tokenizers")
 
 PAD = 0
-
-
-class MeanBag(nn.Module):
-    """logits = W₂·g(mean of non-pad embeddings) + b₂, g = tanh(W₁· + b₁) or the identity."""
-
-    def __init__(self, vocab: int = 12, dim: int = 4, classes: int = 3, hidden: int | None = None, seed: int = 0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.pad_id = PAD
-        self.emb = nn.Embedding(vocab, dim)
-        self.hidden = nn.Linear(dim, hidden) if hidden else None
-        self.head = nn.Linear(hidden or dim, classes)
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.emb
-
-    def pool(self, e: Tensor, mask: Tensor) -> Tensor:
-        h = (e * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)  # an all-pad row pools to 0
-        return torch.tanh(self.hidden(h)) if self.hidden is not None else h
-
-    def forward_features(self, ids: Tensor) -> Tensor:
-        return self.pool(self.emb(ids), (ids != self.pad_id).float())
-
-    def forward(self, ids: Tensor) -> Tensor:
-        return self.head(self.forward_features(ids))
-
-
-class TinyAttention(nn.Module):
-    """One self-attention layer (2 heads, padded keys masked), mean pool over non-pad tokens, linear head."""
-
-    def __init__(self, vocab: int = 12, dim: int = 8, classes: int = 2, seed: int = 0) -> None:
-        super().__init__()
-        torch.manual_seed(seed)
-        self.pad_id = PAD
-        self.emb = nn.Embedding(vocab, dim)
-        self.attn = nn.MultiheadAttention(dim, 2, batch_first=True)
-        self.head = nn.Linear(dim, classes)
-
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.emb
-
-    def _layer(self, ids: Tensor) -> tuple[Tensor, Tensor]:
-        e = self.emb(ids)
-        out, probs = self.attn(e, e, e, key_padding_mask=ids == self.pad_id, need_weights=True, average_attn_weights=False)
-        return e + out, probs
-
-    def attention_maps(self, ids: Tensor) -> list[Tensor]:
-        return [self._layer(ids)[1]]
-
-    def forward_features(self, ids: Tensor) -> Tensor:
-        mask = (ids != self.pad_id).float()[..., None]
-        return (self._layer(ids)[0] * mask).sum(1) / mask.sum(1)
-
-    def forward(self, ids: Tensor) -> Tensor:
-        return self.head(self.forward_features(ids))
 
 
 class FixedAttention(MeanBag):
@@ -247,48 +192,23 @@ def test_bad_inputs_are_user_errors() -> None:
 # --- words from two different tokenizers -----------------------------------------------------------
 
 
-@dataclass
-class Enc:
-    ids: Tensor
-    offsets: list[list[tuple[int, int]]]
+WP_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "na", "##ive", "caf", "##e", "!", "a", "good", "##ish", "film", ",", "bad"]
+WL_VOCAB = ["[PAD]", "[UNK]", "naïve", "café", "!", "a", "goodish", "film", ",", "bad"]
 
 
-def _encode(tok: "tokenizers.Tokenizer", texts: list[str], pad: int = PAD) -> Enc:
-    out = tok.encode_batch(texts)
-    length = max(len(e.ids) for e in out)
-    ids = torch.full((len(texts), length), pad, dtype=torch.long)
-    for i, e in enumerate(out):
-        ids[i, : len(e.ids)] = torch.tensor(e.ids)
-    return Enc(ids, [[tuple(o) for o in e.offsets] for e in out])
+def _wp(texts: list[str]) -> Enc:
+    return encode(wordpiece(WP_VOCAB), texts)
 
 
-def wordpiece() -> "tokenizers.Tokenizer":
-    from tokenizers import models, normalizers, pre_tokenizers, processors
-
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "na", "##ive", "caf", "##e", "!", "a", "good", "##ish", "film", ",", "bad"]
-    tok = tokenizers.Tokenizer(models.WordPiece({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    return tok
-
-
-def wordlevel() -> "tokenizers.Tokenizer":
-    from tokenizers import Regex, models, normalizers, pre_tokenizers
-
-    vocab = ["[PAD]", "[UNK]", "naïve", "café", "!", "a", "goodish", "film", ",", "bad"]
-    tok = tokenizers.Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
-    tok.normalizer = normalizers.Lowercase()
-    words_re = pre_tokenizers.Split(Regex(r"\w+(?:'\w+)?|[^\w\s]"), behavior="isolated")
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), words_re])
-    return tok
+def _wl(texts: list[str]) -> Enc:
+    return encode(wordlevel(WL_VOCAB), texts)
 
 
 TEXTS = ["Naïve café!", "A goodish film, a bad film", "bad"]
 
 
 def test_wordpiece_and_wordlevel_align_to_the_same_words() -> None:
-    wp, wl = _encode(wordpiece(), TEXTS), _encode(wordlevel(), TEXTS)
+    wp, wl = _wp(TEXTS), _wl(TEXTS)
     # [CLS] na ##ive caf ##e ! [SEP]: the sub-words of "Naïve" and "café" add up per word.
     assert wp.offsets[0] == [(0, 0), (0, 2), (2, 5), (6, 9), (9, 10), (10, 11), (0, 0)]
     spans, s = word_scores(TEXTS[0], wp.offsets[0], torch.tensor([100.0, 1, 2, 3, 4, 5, 100, 0]))
@@ -317,7 +237,7 @@ def test_words_no_token_covers_are_left_out_of_the_agreement() -> None:
 
 
 def test_a_model_agrees_with_itself() -> None:
-    enc = _encode(wordlevel(), TEXTS)
+    enc = _wl(TEXTS)
     model = MeanBag(vocab=10, hidden=4)
     block, payload = explain_text_models(
         model, model, TEXTS, enc, enc, methods=["integrated_gradients", "gradient_x_input", "occlusion"],
@@ -333,7 +253,7 @@ def test_a_model_agrees_with_itself() -> None:
 
 
 def test_teacher_and_student_with_different_tokenizers() -> None:
-    wp, wl = _encode(wordpiece(), TEXTS), _encode(wordlevel(), TEXTS)
+    wp, wl = _wp(TEXTS), _wl(TEXTS)
     teacher, student = TinyAttention(vocab=15, seed=2), MeanBag(vocab=10, classes=2, hidden=3, seed=3)
     block, payload = explain_text_models(
         teacher, student, TEXTS, wp, wl, methods=["attention_rollout", "integrated_gradients", "occlusion"],
@@ -360,7 +280,7 @@ def test_teacher_and_student_with_different_tokenizers() -> None:
 
 
 def test_explain_text_models_rejects_mismatched_rows_and_inapplicable_methods() -> None:
-    enc = _encode(wordlevel(), TEXTS)
+    enc = _wl(TEXTS)
     model = MeanBag(vocab=10)
     with pytest.raises(DistilensError, match="3 texts but 2 teacher"):
         explain_text_models(model, model, TEXTS, Enc(enc.ids[:2], enc.offsets[:2]), enc)
