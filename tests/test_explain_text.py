@@ -145,8 +145,9 @@ def test_attention_rollout_of_two_hand_made_layers() -> None:
     torch.testing.assert_close(first, torch.tensor([[0.8125, 0.1875, 0.0]]))
     mean = attribute_text(model, ids, 0, method="attention_rollout", query="mean")
     torch.testing.assert_close(mean, torch.tensor([[0.53125, 0.46875, 0.0]]))
-    model.pooling = "cls"
-    torch.testing.assert_close(attribute_text(model, ids, 0, method="attention_rollout"), first)
+    for pooling, expected in (("first", first), ("cls", first), ("mean", mean)):
+        model.pooling = pooling
+        torch.testing.assert_close(attribute_text(model, ids, 0, method="attention_rollout"), expected)
 
 
 # --- every method: batched == per-sample, pads zero, mode and hooks restored ----------------------
@@ -288,3 +289,54 @@ def test_explain_text_models_rejects_mismatched_rows_and_inapplicable_methods() 
         explain_text_models(model, model, TEXTS, enc, enc, methods=["attention_rollout"])
     with pytest.raises(DistilensError, match="attention"):
         explain_text_models(model, model, TEXTS, enc, enc, methods=["attention_rollout"], skip_inapplicable=False)
+
+
+class _TinyBert(nn.Module):
+    """A randomly initialised 2-layer BERT behind the text contract ([CLS]-pooled); nothing downloaded."""
+
+    pooling = "first"
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        transformers = pytest.importorskip("transformers")
+        cfg = transformers.BertConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                      intermediate_size=32, max_position_embeddings=32, num_labels=2)
+        torch.manual_seed(0)
+        self.bert = transformers.BertForSequenceClassification(cfg)
+        self.pad_id = PAD
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.bert.get_input_embeddings()
+
+    def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.bert(input_ids=ids, attention_mask=(ids != PAD).long() if mask is None else mask).logits
+
+
+def test_integrated_gradients_on_a_hugging_face_bert_with_sub_words() -> None:
+    enc = _wp(TEXTS)
+    model = _TinyBert(len(WP_VOCAB))
+    keep = torch.tensor([[o == (0, 0) for o in offs] + [False] * (enc.ids.shape[1] - len(offs)) for offs in enc.offsets])
+    target = torch.tensor([0, 1, 1])
+    got = attribute_text(model, enc.ids, target, method="integrated_gradients", keep=keep, n_steps=256)
+    assert (got[keep] == 0).all() and (got[enc.ids == PAD] == 0).all()
+    with torch.no_grad():
+        model.eval()
+        fx = model(enc.ids).gather(1, target.view(-1, 1)).squeeze(1)
+        # The baseline keeps [CLS]/[SEP], puts [PAD] elsewhere, and keeps the input's attention mask.
+        base = torch.where(keep | (enc.ids == PAD), enc.ids, torch.full_like(enc.ids, PAD))
+        fb = model(base, (enc.ids != PAD).long()).gather(1, target.view(-1, 1)).squeeze(1)
+    torch.testing.assert_close(got.sum(1), fx - fb, rtol=1e-3, atol=1e-4)
+    # The word scores of "Naïve café!" are the sums of its sub-word scores.
+    spans, per_word = word_scores(TEXTS[0], enc.offsets[0], got[0])
+    torch.testing.assert_close(per_word, torch.stack([got[0, 1:3].sum(), got[0, 3:5].sum(), got[0, 5]]).double())
+
+
+def test_list_explainers_shows_the_text_methods() -> None:
+    from typer.testing import CliRunner
+
+    from distilens.cli import app
+
+    out = CliRunner().invoke(app, ["list", "explainers"])
+    assert out.exit_code == 0
+    text_part = out.output.split("text models (token ids):")[1]
+    assert [line.split()[0] for line in text_part.strip().splitlines()] == TEXT_EXPLAINERS.names()

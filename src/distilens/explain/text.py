@@ -269,11 +269,11 @@ def _attention_rollout(
     Per layer, heads averaged, Â = 0.5·A + 0.5·I with rows renormalised (the residual
     connection); R = Â_L ⋯ Â_1. The score of token j is R[q, j] for the pooled query: the
     first token (``query="first"``, [CLS]-pooled models) or the mean over non-pad query rows
-    (``"mean"``, mean-pooled models); ``"auto"`` reads ``model.pooling`` ("cls" → first,
-    else mean). Independent of the target class (attention is class-agnostic).
+    (``"mean"``, mean-pooled models); ``"auto"`` reads ``model.pooling`` ("first" or "cls"
+    → first; "mean" or no such attribute → mean). Independent of the target class.
     """
     if query == "auto":
-        query = "first" if getattr(model, "pooling", "mean") == "cls" else "mean"
+        query = "first" if getattr(model, "pooling", "mean") in ("first", "cls") else "mean"
     if query not in ("first", "mean"):
         raise DistilensError(f"attention_rollout: query must be 'auto', 'first' or 'mean', got '{query}'")
     maps = model.attention_maps(ids)
