@@ -300,7 +300,8 @@ class _TinyBert(nn.Module):
         super().__init__()
         transformers = pytest.importorskip("transformers")
         cfg = transformers.BertConfig(vocab_size=vocab, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                      intermediate_size=32, max_position_embeddings=32, num_labels=2)
+                                      intermediate_size=32, max_position_embeddings=32, num_labels=2,
+                                      attn_implementation="eager")
         torch.manual_seed(0)
         self.bert = transformers.BertForSequenceClassification(cfg)
         self.pad_id = PAD
@@ -310,6 +311,10 @@ class _TinyBert(nn.Module):
 
     def forward(self, ids: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.bert(input_ids=ids, attention_mask=(ids != PAD).long() if mask is None else mask).logits
+
+    def attention_maps(self, ids: Tensor) -> list[Tensor]:
+        out = self.bert(input_ids=ids, attention_mask=(ids != PAD).long(), output_attentions=True)
+        return [a * (ids != PAD)[:, None, None, :] for a in out.attentions]
 
 
 def test_integrated_gradients_on_a_hugging_face_bert_with_sub_words() -> None:
@@ -340,3 +345,16 @@ def test_list_explainers_shows_the_text_methods() -> None:
     assert out.exit_code == 0
     text_part = out.output.split("text models (token ids):")[1]
     assert [line.split()[0] for line in text_part.strip().splitlines()] == TEXT_EXPLAINERS.names()
+
+
+def test_hugging_face_attention_survives_the_hook_safety_net() -> None:
+    # transformers installs its attention-capturing hooks on first use and marks the model;
+    # removing them (no hook may be left behind) must not leave later calls without attentions.
+    enc = _wp(TEXTS)
+    model = _TinyBert(len(WP_VOCAB))
+    first = attribute_text(model, enc.ids, 0, method="attention_rollout")
+    assert_no_hooks(model)
+    again = attribute_text(model, enc.ids, 0, method="attention_rollout")
+    torch.testing.assert_close(again, first)
+    assert len(model.attention_maps(enc.ids)) == 2
+    torch.testing.assert_close(first.sum(1), torch.ones(3))  # [CLS]'s rollout row is a distribution
