@@ -28,7 +28,8 @@ class FixedAttention(MeanBag):
         self.maps = maps
 
     def attention_maps(self, ids: Tensor) -> list[Tensor]:
-        return self.maps
+        n = ids.shape[1]  # trailing pad columns are cut before the model runs
+        return [m[..., :n, :n] for m in self.maps]
 
 
 IDS = torch.tensor([[3, 5, 7, 2, PAD, PAD], [1, 4, 4, 9, 11, 6], [8, 2, PAD, PAD, PAD, PAD]])
@@ -358,3 +359,13 @@ def test_hugging_face_attention_survives_the_hook_safety_net() -> None:
     torch.testing.assert_close(again, first)
     assert len(model.attention_maps(enc.ids)) == 2
     torch.testing.assert_close(first.sum(1), torch.ones(3))  # [CLS]'s rollout row is a distribution
+
+
+@pytest.mark.parametrize("method", TEXT_EXPLAINERS.names())
+def test_extra_padding_changes_nothing(method: str) -> None:
+    model = TinyAttention(seed=3)
+    longer = torch.cat([IDS, torch.full((3, 5), PAD)], 1)
+    short = attribute_text(model, IDS, torch.tensor([0, 1, 0]), method=method, **FAST.get(method, {}))
+    long = attribute_text(model, longer, torch.tensor([0, 1, 0]), method=method, **FAST.get(method, {}))
+    assert long.shape == longer.shape and (long[:, IDS.shape[1]:] == 0).all()
+    torch.testing.assert_close(long[:, : IDS.shape[1]], short)

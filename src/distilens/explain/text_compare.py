@@ -83,11 +83,14 @@ def _keep_specials(enc: EncodedLike) -> Tensor:
 
 
 def _explain(model: nn.Module, enc: EncodedLike, idx: Tensor, target: Tensor, method: str, batch_size: int, **opts: Any) -> Tensor:
+    """(n, L) token scores of the rows ``idx``, run in batches of similar length (less padding)."""
     ids, keep = enc.ids[idx], _keep_specials(enc)[idx]
-    return torch.cat([
-        attribute_text(model, ids[i : i + batch_size], target[i : i + batch_size], method, keep=keep[i : i + batch_size], **opts)
-        for i in range(0, ids.shape[0], batch_size)
-    ]).cpu()
+    order = torch.tensor([len(enc.offsets[int(i)]) for i in idx]).argsort(stable=True)
+    out = torch.zeros(ids.shape, dtype=torch.float32)
+    for s in range(0, ids.shape[0], batch_size):
+        rows = order[s : s + batch_size]
+        out[rows] = attribute_text(model, ids[rows], target[rows], method, keep=keep[rows], **opts).cpu()
+    return out
 
 
 @torch.no_grad()
