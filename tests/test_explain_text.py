@@ -286,6 +286,10 @@ def test_explain_text_models_rejects_mismatched_rows_and_inapplicable_methods() 
     model = MeanBag(vocab=10)
     with pytest.raises(DistilensError, match="3 texts but 2 teacher"):
         explain_text_models(model, model, TEXTS, Enc(enc.ids[:2], enc.offsets[:2]), enc)
+    with pytest.raises(DistilensError, match="no texts to explain"):
+        explain_text_models(model, model, TEXTS, enc, enc, n_samples=0)
+    with pytest.raises(DistilensError, match="did you mean"):
+        explain_text_models(model, model, TEXTS, enc, enc, methods=["oclusion"])
     with pytest.raises(DistilensError, match="no explain method applies"):
         explain_text_models(model, model, TEXTS, enc, enc, methods=["attention_rollout"])
     with pytest.raises(DistilensError, match="attention"):

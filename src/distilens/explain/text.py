@@ -68,6 +68,10 @@ def token_to_word(
         offsets: ``(start, end)`` per non-pad token of one text, as ``Encoded.offsets[i]``.
         word_spans: :func:`words` of the same text.
         length: Pad the result with −1 to this length (the ids' L); default ``len(offsets)``.
+
+    Example:
+        >>> token_to_word([(0, 0), (0, 2), (2, 5), (6, 10), (0, 0)], words("naïve café"), length=6).tolist()
+        [-1, 0, 0, 1, -1, -1]
     """
     n = len(offsets) if length is None else length
     out = torch.full((n,), -1, dtype=torch.long)

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from ..errors import DistilensError
 from ..io import atomic_write_json
 from .agreement import agreement_scores
+from .attribute import eval_mode
 from .compare import Comparison
 from .stage import applicable_methods, stratified_indices
 from .text import TEXT_EXPLAINERS, _sum_into_words, attribute_text, text_inapplicable_reason, words
@@ -95,13 +96,10 @@ def _explain(model: nn.Module, enc: EncodedLike, idx: Tensor, target: Tensor, me
 
 @torch.no_grad()
 def _predict(model: nn.Module, ids: Tensor, batch_size: int) -> Tensor:
+    """(n,) predicted classes, in batches, eval mode (mode restored)."""
     device = next(model.parameters()).device
-    was = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return torch.cat([model(ids[i : i + batch_size].to(device)).argmax(1).cpu() for i in range(0, ids.shape[0], batch_size)])
-    finally:
-        model.train(was)
 
 
 def explain_text_models(
@@ -168,6 +166,8 @@ def explain_text_models(
         >>> save_text_explanations(run_dir, payload); block["agreement"]["spearman"]
     """
     n = len(texts)
+    if n == 0 or (n_samples is not None and n_samples < 1):
+        raise DistilensError("explain text: no texts to explain; pass at least one text and n_samples >= 1")
     if teacher_enc.ids.shape[0] != n or student_enc.ids.shape[0] != n:
         raise DistilensError(
             f"explain text: {n} texts but {teacher_enc.ids.shape[0]} teacher and {student_enc.ids.shape[0]} student rows; "
@@ -187,7 +187,7 @@ def explain_text_models(
     target = t_pred if targets is None else torch.as_tensor(targets).long()[idx]
     sample_texts = [texts[int(i)] for i in idx]
     spans = [words(t) for t in sample_texts]
-    n_classes = int(max(int(target.max()), int(t_pred.max()), int(s_pred.max()))) + 1 if idx.numel() else 0
+    n_classes = int(torch.cat([target, t_pred, s_pred]).max()) + 1
     names = [str(c) for c in class_names] if class_names is not None else [str(c) for c in range(n_classes)]
 
     blocks, per_method = [], {}

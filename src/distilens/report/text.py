@@ -37,6 +37,10 @@ def word_segments(text: str, spans: Sequence[Sequence[int]], scores: Sequence[fl
 
     Scores are scaled by the row's largest |score|, so each model's row uses its full colour
     range (teacher and student scores have different units).
+
+    Example:
+        >>> [s["text"] for s in word_segments("so good!", [(0, 2), (3, 7), (7, 8)], [0.1, 0.9, -0.2])]
+        ['so', ' ', 'good', '!']
     """
     scale = max((abs(s) for s in scores if s is not None and math.isfinite(s)), default=0.0)
     out: list[dict[str, Any]] = []
