@@ -74,18 +74,18 @@ def _agree(t: Tensor, s: Tensor, both: Tensor, topk: float) -> dict[str, Tensor]
     return agreement_scores(t[both][None], s[both][None], topk)  # (1, W_common) each
 
 
-def _keep_specials(enc: EncodedLike) -> Tensor:
-    """(N, L) bool: tokens with offset (0, 0) — [CLS], [SEP] — which the explainers leave in place."""
-    keep = torch.zeros(enc.ids.shape, dtype=torch.bool)
-    for i, offs in enumerate(enc.offsets):
-        for j, (a, b) in enumerate(offs[: enc.ids.shape[1]]):
-            keep[i, j] = a == b == 0
+def _keep_specials(enc: EncodedLike, idx: Tensor) -> Tensor:
+    """(n, L) bool for rows ``idx``: tokens with offset (0, 0) — [CLS], [SEP] — which the explainers leave in place."""
+    keep = torch.zeros(len(idx), enc.ids.shape[1], dtype=torch.bool)
+    for r, i in enumerate(idx.tolist()):
+        for j, (a, b) in enumerate(enc.offsets[i][: enc.ids.shape[1]]):
+            keep[r, j] = a == b == 0
     return keep
 
 
 def _explain(model: nn.Module, enc: EncodedLike, idx: Tensor, target: Tensor, method: str, batch_size: int, **opts: Any) -> Tensor:
     """(n, L) token scores of the rows ``idx``, run in batches of similar length (less padding)."""
-    ids, keep = enc.ids[idx], _keep_specials(enc)[idx]
+    ids, keep = enc.ids[idx], _keep_specials(enc, idx)
     order = torch.tensor([len(enc.offsets[int(i)]) for i in idx]).argsort(stable=True)
     out = torch.zeros(ids.shape, dtype=torch.float32)
     for s in range(0, ids.shape[0], batch_size):
