@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from distilens.errors import DistilensError
@@ -41,6 +43,30 @@ IDS = torch.tensor([[3, 5, 7, 2, PAD, PAD], [1, 4, 4, 9, 11, 6], [8, 2, PAD, PAD
 def test_words_are_words_and_single_punctuation() -> None:
     text = "Don't panic!! naïve café, 42"
     assert [text[a:b] for a, b in words(text)] == ["Don't", "panic", "!", "!", "naïve", "café", ",", "42"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
+def test_words_tile_the_text_apart_from_whitespace(text: str) -> None:
+    spans = words(text)
+    assert all(a < b for a, b in spans) and all(b1 <= a2 for (_, b1), (a2, _) in zip(spans, spans[1:]))
+    covered = set().union(*(range(a, b) for a, b in spans)) if spans else set()
+    assert all(text[i].isspace() for i in range(len(text)) if i not in covered)
+    # Each word is a single punctuation mark or made of word characters (and one inner apostrophe).
+    assert all(b - a == 1 or all(c.isalnum() or c == "_" for c in text[a:b].replace("'", "")) for a, b in spans)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["naïve", "café", "good", "film", "!", ",", "don't", "ok"]), min_size=1, max_size=12),
+       st.integers(0, 2**31 - 1))
+def test_word_scores_conserve_the_token_scores(tokens: list[str], seed: int) -> None:
+    text = " ".join(tokens)
+    enc = _wp([text])
+    scores = torch.randn(enc.ids.shape[1], generator=torch.Generator().manual_seed(seed))
+    _, per_word = word_scores(text, enc.offsets[0], scores)
+    owner = token_to_word(enc.offsets[0], words(text), length=enc.ids.shape[1])
+    torch.testing.assert_close(per_word.sum(), scores[owner >= 0].double().sum())
+    assert (owner[[i for i, o in enumerate(enc.offsets[0]) if o == (0, 0)]] == -1).all()  # [CLS], [SEP]
 
 
 def test_token_to_word_by_largest_overlap() -> None:
