@@ -145,10 +145,17 @@ def list_cmd(
     registries: dict[str, Any] = {"datasets": DATASETS, "losses": LOSSES, "explainers": EXPLAINERS}
     if what not in registries:
         raise DistilensError(f"cannot list '{what}'; choose one of: {', '.join(_LISTABLE)}")
-    registry = registries[what]
-    for name in registry.names():
-        doc = (registry.get(name).__doc__ or "").strip().splitlines()
-        typer.echo(f"{name:<22}{doc[0] if doc else ''}")
+    listed: list[tuple[str, Any]] = [("", registries[what])]
+    if what == "explainers":
+        from .explain import TEXT_EXPLAINERS
+
+        listed.append(("text models (token ids):", TEXT_EXPLAINERS))
+    for header, registry in listed:
+        if header:
+            typer.echo(header)
+        for name in registry.names():
+            doc = (registry.get(name).__doc__ or "").strip().splitlines()
+            typer.echo(f"{'  ' if header else ''}{name:<22}{doc[0] if doc else ''}")
 
 
 def _command_line() -> str:

@@ -1,5 +1,6 @@
 """Explanations: attribution methods, teacher–student comparison, agreement, faithfulness,
-localisation and sanity checks, and the pipeline's explain stage."""
+localisation and sanity checks, and the pipeline's explain stage; for text models, token
+attributions and word-level agreement (:mod:`.text`, :mod:`.text_compare`)."""
 
 from . import layers as _layers  # noqa: F401  (registers gradcam, attention, neuron_importance)
 from . import perturbation as _perturbation  # noqa: F401  (registers occlusion, kernel_shap, lime)
@@ -10,6 +11,8 @@ from .faithfulness import deletion_insertion
 from .localization import mass_in_mask, pointing_game
 from .sanity import cascading_randomization
 from .stage import explain_models
+from .text import TEXT_EXPLAINERS, attribute_text, token_to_word, word_scores, words
+from .text_compare import explain_text_models, save_text_explanations, word_agreement
 
 __all__ = [
     "EXPLAINERS",
@@ -30,4 +33,12 @@ __all__ = [
     "pointing_game",
     "cascading_randomization",
     "explain_models",
+    "TEXT_EXPLAINERS",
+    "attribute_text",
+    "words",
+    "token_to_word",
+    "word_scores",
+    "word_agreement",
+    "explain_text_models",
+    "save_text_explanations",
 ]

@@ -27,6 +27,9 @@ EXPLAINERS: Registry[Explainer] = Registry("explainer")
 #: A reference input: a constant, or a tensor shaped like one input (or like the batch).
 Baseline = float | Tensor
 
+#: The attribute transformers sets on a model once its output-capturing hooks are installed.
+_HF_HOOKS_MARK = "_output_capturing_hooks_installed"
+
 _HOOK_DICTS = (
     "_forward_hooks",
     "_forward_hooks_with_kwargs",
@@ -55,8 +58,14 @@ def no_hook_leak(model: nn.Module) -> Iterator[None]:
 
     Captum removes its own hooks, but not on every error path; this is the safety net that
     makes "no hook left behind, also after a failing call" hold for all methods.
+
+    Hugging Face transformers (≥ 5) install output-capturing hooks the first time attentions
+    or hidden states are asked for, and mark the model so as never to install them again;
+    when such hooks are removed here, the mark is cleared too, so the next call re-installs
+    them instead of silently returning no attentions.
     """
     before = {id(m): {d: set(getattr(m, d, {})) for d in _HOOK_DICTS} for m in model.modules()}
+    marked = {id(m) for m in model.modules() if getattr(m, _HF_HOOKS_MARK, False)}
     try:
         yield
     finally:
@@ -67,6 +76,8 @@ def no_hook_leak(model: nn.Module) -> Iterator[None]:
                 if hooks:
                     for key in [k for k in hooks if k not in known.get(d, set())]:
                         del hooks[key]
+            if getattr(m, _HF_HOOKS_MARK, False) and id(m) not in marked:
+                setattr(m, _HF_HOOKS_MARK, False)
 
 
 @contextmanager

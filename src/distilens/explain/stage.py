@@ -8,13 +8,14 @@ localisation where the split has masks, a sanity check, and sample indices for g
 from __future__ import annotations
 
 import inspect
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..data.bundle import Split
 from ..errors import DistilensError
+from ..registry import Registry
 from ..models.tap import last_spatial_layer
 from .attribute import EXPLAINERS
 from .compare import Comparison, compare
@@ -22,7 +23,7 @@ from .faithfulness import FaithBaseline, deletion_insertion
 from .localization import mass_in_mask, pointing_game
 from .sanity import cascading_randomization
 
-__all__ = ["explain_models", "stratified_indices", "inapplicable_reason"]
+__all__ = ["explain_models", "stratified_indices", "inapplicable_reason", "applicable_methods"]
 
 #: Methods whose maps live on the input grid only for image models with spatial layers.
 _SPATIAL = ("gradcam", "attention")
@@ -67,6 +68,29 @@ def inapplicable_reason(method: str, models: Sequence[nn.Module], example: Tenso
             except DistilensError as exc:
                 return f"cannot run here ({exc})"
     return None
+
+
+def applicable_methods(
+    methods: Sequence[str], registry: Registry[Any], reason: Callable[[str], str | None], skip_inapplicable: bool
+) -> tuple[list[str], dict[str, str]]:
+    """Split ``methods`` into those to run and ``{name: why not}`` for the rest.
+
+    Unknown names fail with did-you-mean; an inapplicable method raises
+    :class:`DistilensError` unless ``skip_inapplicable``; none left to run raises too.
+    """
+    run, skipped = [], {}
+    for method in methods:
+        registry.get(method)
+        why = reason(method)
+        if why is None:
+            run.append(method)
+        elif skip_inapplicable:
+            skipped[method] = why
+        else:
+            raise DistilensError(f"explain method '{method}' {why}; pick another method or skip it")
+    if not run:
+        raise DistilensError(f"no explain method applies here ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
+    return run, skipped
 
 
 def _means(values: dict[str, Tensor]) -> dict[str, float | None]:
@@ -137,18 +161,9 @@ def explain_models(
     idx = stratified_indices(split.targets, n_samples, seed)
     inputs = split.inputs[idx]
     masks = split.masks[idx] if split.masks is not None and inputs.dim() == 4 else None
-    run, skipped = [], {}
-    for method in methods:
-        EXPLAINERS.get(method)  # unknown names fail here, with did-you-mean
-        reason = inapplicable_reason(method, (teacher, student), inputs)
-        if reason is None:
-            run.append(method)
-        elif skip_inapplicable:
-            skipped[method] = reason
-        else:
-            raise DistilensError(f"explain method '{method}' {reason}; pick another method or skip it")
-    if not run:
-        raise DistilensError(f"no explain method applies here ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
+    run, skipped = applicable_methods(
+        methods, EXPLAINERS, lambda m: inapplicable_reason(m, (teacher, student), inputs), skip_inapplicable
+    )
 
     comparisons, blocks = [], []
     for method in run:

@@ -15,9 +15,11 @@ import yaml
 from safetensors.torch import load_file
 
 from ..explain.compare import Comparison
+from ..explain.text_compare import TEXT_PAYLOAD
 from ..models.io import load_model
 from .figures import feature_importance_bars, heatmap_grid, row_attributions
 from .html import render_report, write_report
+from .text import text_context
 from .tree import decision_paths, tree_figure
 from .plots import (
     agreement_distribution,
@@ -118,8 +120,11 @@ def write_run_report(run_dir: str | Path, *, command: str | None = None) -> Path
 
     methods = []
     expl = (metrics or {}).get("explanations")
-    # Only a run that explained something (not text, where every explainer was skipped) has maps.
-    tensors = _read_tensors(run_dir / "explanations.safetensors", missing if expl and expl.get("methods") else [])
+    # Maps only where images were explained: text runs keep theirs in explanations/text.json,
+    # and a run whose explainers were all skipped has none.
+    word_level = (expl or {}).get("level") == "word"
+    has_maps = bool(expl and expl.get("methods")) and not word_level
+    tensors = _read_tensors(run_dir / "explanations.safetensors", missing if has_maps else [])
     for block in (expl or {}).get("methods", []):
         name = block["method"]
         entry: dict[str, Any] = {"block": block, "figures": {}}
@@ -144,6 +149,7 @@ def write_run_report(run_dir: str | Path, *, command: str | None = None) -> Path
         missing=missing,
         command=command,
         tree_paths=tree_paths,
+        text=_text_section(run_dir, missing if word_level else []),
     )
     return write_report(run_dir / "report.html", html)
 
@@ -182,6 +188,15 @@ def _explanation_figures(cmp: Comparison, block: dict[str, Any], spec: dict[str,
         out["rows"] = row_attributions(cmp, spec["feature_names"])
     out["distribution"] = agreement_distribution(scores, cmp.method)
     return out
+
+
+def _text_section(run_dir: Path, missing: list[str]) -> dict[str, Any] | None:
+    """The word-level text section from explanations/text.json, when the run explained text."""
+    payload = _read_json(run_dir / TEXT_PAYLOAD, [])
+    if payload is None:
+        missing.append(str(TEXT_PAYLOAD))
+        return None
+    return text_context(payload)
 
 
 def _kd_temperature(cfg: dict[str, Any] | None) -> float:

@@ -83,6 +83,7 @@ def render_report(
     missing: list[str],
     command: str | None,
     tree_paths: list[dict[str, Any]] | None = None,
+    text: dict[str, Any] | None = None,
 ) -> str:
     """Render the page as a string; every value from the user is escaped by Jinja2.
 
@@ -96,6 +97,7 @@ def render_report(
         missing: Files the run folder lacks (their sections are left out and listed).
         command: The command that made the run, if known.
         tree_paths: For a soft-tree student, decision paths of sample inputs.
+        text: For text data, the word-level section (:func:`distilens.report.text.text_context`).
     """
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).parent)), autoescape=True, undefined=jinja2.StrictUndefined
@@ -127,6 +129,7 @@ def render_report(
         repro=repro,
         config_yaml=config_yaml,
         tree_paths=tree_paths or [],
+        text=text,
     )
 
 
