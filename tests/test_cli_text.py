@@ -94,12 +94,17 @@ def test_run_writes_metrics_tokenizer_and_report(runs, student: str) -> None:
         assert key in m["student"], key
     assert set(m["student"]["latency_ms"]) == {"batch1", "batch64"}
     assert m["teacher"]["flops"] > 0 and m["compression"]["params_ratio"] > 0
-    assert "gradcam" in m["explanations"]["skipped"] and m["explanations"]["methods"] == []
+    expl = m["explanations"]  # word level: the image-only gradcam is skipped, IG runs on tokens
+    assert expl["level"] == "word" and "gradcam" in expl["skipped"]
+    assert [b["method"] for b in expl["methods"]] == ["integrated_gradients"] and expl["n_samples"] == 40
+    assert -1.0 <= expl["agreement"]["spearman"] <= 1.0
+    assert (run / "explanations" / "text.json").is_file()
     assert ("baseline" in m) == (student == "embedding_bag")
     spec = json.loads((run / "student.json").read_text())["input_spec"]
     assert spec["kind"] == "text" and 5 <= spec["shape"][0] <= 24 and spec["vocab_size"] > 20
     html = (run / "report.html").read_text()
     assert "reviews" in html and "<script src=" not in html
+    assert "integrated_gradients: highlighted words" in html and '<span class="who">student</span>' in html
 
 
 def test_predict_matches_the_student_on_tokenised_text(runs, tmp_path, capsys) -> None:
@@ -139,9 +144,17 @@ def test_export_torchscript_takes_token_ids(runs, student: str, capsys) -> None:
     assert torch.allclose(scripted(ids), model(ids), atol=1e-5)
 
 
-def test_explain_command_skips_image_explainers_on_text(runs) -> None:
-    run = runs["tiny_transformer"]
-    assert cli("explain", str(run)) == 0
+def test_explain_command_runs_token_explainers_on_text(runs, capsys) -> None:
+    run = runs["tiny_transformer"]  # a transformer teacher and student: rollout applies
+    assert cli("explain", str(run), "--method", "attention_rollout", "--method", "occlusion") == 0
     block = json.loads((run / "metrics.json").read_text())["explanations"]
-    assert block["methods"] == [] and set(block["skipped"]) == {"gradcam", "integrated_gradients"}
-    assert (run / "report.html").is_file()
+    assert [b["method"] for b in block["methods"]] == ["attention_rollout", "occlusion"]
+    payload = json.loads((run / "explanations" / "text.json").read_text())
+    assert "attention_rollout" in json.dumps(payload)
+    assert "attention_rollout: highlighted words" in (run / "report.html").read_text()
+    # An image explainer named explicitly on text, or rollout on a bag of embeddings: one line, exit 2.
+    capsys.readouterr()
+    assert cli("explain", str(run), "--method", "gradcam") == 2
+    assert cli("explain", str(runs["embedding_bag"]), "--method", "attention_rollout") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "attention maps" in err[1] and "Traceback" not in "".join(err)

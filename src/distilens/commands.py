@@ -78,7 +78,6 @@ def explain_run(
     teacher = _load_run_teacher(run_dir, bundle)
     student, _ = load_model(run_dir / "student.safetensors")
     chosen, skipped = explain_methods(cfg, bundle, teacher, student)
-    # Text data: every image/table explainer is skipped (the text explainers are separate).
     block = explain_stage(cfg, bundle, teacher, student, chosen, run_dir) if chosen else {"methods": []}
     if skipped:
         block.setdefault("skipped", {}).update(skipped)

@@ -44,7 +44,9 @@ from .models import build_model, load_model, load_teacher, save_model
 from .report.build import read_history, write_run_report
 from .runfolder import RunFolder
 from .runtime import resolve_device, seed_everything
-from .text_pipeline import TEXT_SKIP_REASON, apply_text_defaults, save_tokenizers, teacher_tokenizer
+from .text_pipeline import (
+    apply_text_defaults, explain_text_stage, save_tokenizers, teacher_tokenizer, text_explain_methods,
+)
 
 __all__ = ["run", "RunResult"]
 
@@ -278,8 +280,8 @@ def explain_methods(
     left out and reported.
     """
     explicit = "methods" in cfg.explain.model_fields_set
-    if bundle.spec.kind == "text":  # the text explainers are a stage of their own
-        return [], {m: TEXT_SKIP_REASON for m in cfg.explain.methods}
+    if bundle.spec.kind == "text":  # token explainers, compared word by word
+        return text_explain_methods(cfg, teacher, student)
     methods, skipped = [], {}
     for m in cfg.explain.methods:
         try:
@@ -403,7 +405,12 @@ def _evaluate(bundle: DataBundle, teacher: nn.Module, student: nn.Module, baseli
 def explain_stage(
     cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module, methods: list[str], folder: Path
 ) -> dict[str, Any]:
-    """Run the explain stage; the maps go to explanations.safetensors, the numbers are returned."""
+    """Run the explain stage; the maps go to explanations.safetensors, the numbers are returned.
+
+    Text: word-level comparisons go to explanations/text.json instead.
+    """
+    if bundle.spec.kind == "text":
+        return explain_text_stage(cfg, bundle, teacher, student, methods, folder)
     e = cfg.explain
     comparisons, block = explain_models(
         teacher, student, bundle.test, methods, e.n_samples, seed=cfg.seed, steps=e.steps,
