@@ -1,15 +1,21 @@
 import pytest
 import torch
 
+from distilens.data import InputSpec
 from distilens.errors import DistilensError, ModelError
 from distilens.models import FeatureTap, MODELS, build_model, count_params, last_spatial_layer, load_model, save_model
+from distilens.models.text import TEXT_MODELS
 from distilens.testing import assert_no_hooks
 
 
 @pytest.mark.parametrize("arch", MODELS.names())
 def test_every_model_builds_and_predicts(arch: str, digits) -> None:
-    model = build_model(arch, digits.spec)
-    out = model(digits.train.inputs[:3])
+    if arch in TEXT_MODELS:  # token ids in, on a 10-class text spec
+        spec = InputSpec("text", (16,), digits.spec.class_names, vocab_size=30, pad_id=0)
+        model, x = build_model(arch, spec), torch.randint(0, 30, (3, 16))
+    else:
+        model, x = build_model(arch, digits.spec), digits.train.inputs[:3]
+    out = model(x)
     assert out.shape == (3, 10) and torch.isfinite(out).all()
 
 

@@ -125,7 +125,7 @@ def list_cmd(
 
         for row in describe_models(load_dataset(data).spec):
             params = f"{row['params']:>10,}" if row["params"] is not None else f"{'–':>10}"
-            typer.echo(f"{row['name']:<14}{params}  {row['summary']}{'  (' + row['note'] + ')' if row['note'] else ''}")
+            typer.echo(f"{row['name']:<17}{params}  {row['summary']}{'  (' + row['note'] + ')' if row['note'] else ''}")
         return
     registries: dict[str, Any] = {"datasets": DATASETS, "losses": LOSSES, "explainers": EXPLAINERS}
     if what not in registries:

@@ -52,6 +52,12 @@ class DataConfig(_Strict):
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     skip_bad_files: bool = False
+    # Text tables (csv/tsv/jsonl): the text column; set, the file is a text data set.
+    text: str | None = None
+    max_length: int = Field(128, ge=1)  # tokens per text; longer texts are truncated
+    tokenizer: Literal["word", "teacher"] | None = None  # null: teacher when it brings one, else word
+    max_vocab: int = Field(20000, ge=3)  # word-level vocabulary, [PAD] and [UNK] included
+    min_freq: int = Field(1, ge=1)
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "DataConfig":

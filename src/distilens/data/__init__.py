@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,12 @@ def load_dataset(
     image_size: Sequence[int] | None = None,
     channels: int | None = None,
     skip_bad_files: bool = False,
+    text: str | None = None,
+    max_length: int = 128,
+    tokenizer: str | None = None,
+    max_vocab: int = 20000,
+    min_freq: int = 1,
+    teacher_tokenizer: Any = None,
 ) -> DataBundle:
     """Load a data set and split it into seeded, stratified train/val/test splits.
 
@@ -44,6 +50,9 @@ def load_dataset(
         image_size: imagefolder: (H, W) all images are resized to (required when sizes differ).
         channels: imagefolder: 1 or 3; default 1 when every image is grayscale, else 3.
         skip_bad_files: imagefolder: warn about and skip unreadable files instead of raising.
+        text: csv/tsv/jsonl: the text column; when set the file is a text data set
+            (:func:`~distilens.data.text.load_text`, which documents the remaining options:
+            ``max_length``, ``tokenizer``, ``max_vocab``, ``min_freq``, ``teacher_tokenizer``).
 
     Example:
         >>> bundle = load_dataset("builtin:digits")
@@ -65,6 +74,16 @@ def load_dataset(
             name, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
             image_size=image_size, channels=channels, skip_bad_files=skip_bad_files,
         )
+    if scheme == "csv" and text is not None:
+        from .text import load_text
+
+        return load_text(
+            name, text=text, target=target, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction,
+            max_length=max_length, tokenizer=tokenizer, max_vocab=max_vocab, min_freq=min_freq,  # type: ignore[arg-type]
+            teacher_tokenizer=teacher_tokenizer,
+        )
+    if scheme == "csv" and name.lower().endswith(".jsonl"):
+        raise DataError(f"data.source '{source}': .jsonl files are read as text data; set data.text to the text field")
     if scheme == "csv":
         from .table import load_csv
 

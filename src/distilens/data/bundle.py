@@ -17,20 +17,25 @@ class InputSpec:
     """What a model of this data takes and predicts.
 
     Attributes:
-        kind: ``"image"`` (inputs (C, H, W)) or ``"table"`` (inputs (F,)).
+        kind: ``"image"`` (inputs (C, H, W)), ``"table"`` (inputs (F,)) or ``"text"``
+            (inputs (L,) int64 token ids, right-padded with ``pad_id``).
         shape: Shape of one input, without the batch dimension.
         class_names: One name per class; ``len(class_names)`` is the number of classes.
         feature_names: Column names for tables, else ``None``.
         mean: Normalisation subtracted from raw inputs (per channel or per feature).
         std: Normalisation divisor (per channel or per feature).
+        vocab_size: Text: number of token ids (0 for images and tables).
+        pad_id: Text: the padding token id.
     """
 
-    kind: Literal["image", "table"]
+    kind: Literal["image", "table", "text"]
     shape: tuple[int, ...]
     class_names: tuple[str, ...]
     feature_names: tuple[str, ...] | None = None
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    vocab_size: int = 0
+    pad_id: int = 0
 
     @property
     def num_classes(self) -> int:
@@ -38,6 +43,8 @@ class InputSpec:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if self.kind != "text":  # image and table specs stay as they were before text data
+            del d["vocab_size"], d["pad_id"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
@@ -49,6 +56,8 @@ class InputSpec:
             feature_names=tuple(d["feature_names"]) if d.get("feature_names") else None,
             mean=tuple(float(m) for m in d.get("mean", ())),
             std=tuple(float(s) for s in d.get("std", ())),
+            vocab_size=int(d.get("vocab_size", 0)),
+            pad_id=int(d.get("pad_id", 0)),
         )
 
 
@@ -97,6 +106,12 @@ class DataBundle:
     ``preprocessing`` is the fitted row preprocessing of CSV tables
     (:class:`distilens.data.table.TablePreprocessor`: save ``to_dict()`` beside the model
     to predict on new rows); ``None`` where ``spec`` alone describes it (images, builtins).
+
+    Text data (:func:`distilens.data.text.load_text`) also keeps ``texts`` (the raw texts
+    per split, in row order) and ``tokenizer`` (a :class:`~distilens.data.tokenize.TextTokenizer`).
+    When the teacher tokenises differently from the student, ``teacher_inputs`` holds the
+    teacher's ids per split (same rows, same order), with ``teacher_spec`` and
+    ``teacher_tokenizer``; :meth:`teacher_split` gives the split a teacher reads.
     """
 
     name: str
@@ -105,6 +120,18 @@ class DataBundle:
     test: Split
     spec: InputSpec
     preprocessing: Any = None
+    texts: dict[str, list[str]] | None = None
+    tokenizer: Any = None
+    teacher_inputs: dict[str, Tensor] | None = None
+    teacher_spec: InputSpec | None = None
+    teacher_tokenizer: Any = None
+
+    def teacher_split(self, name: str) -> Split:
+        """Split ``name`` ("train", "val", "test") as the teacher reads it (its own token ids)."""
+        split: Split = getattr(self, name)
+        if self.teacher_inputs is None:
+            return split
+        return Split(self.teacher_inputs[name], split.targets, split.masks)
 
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train), "n_val": len(self.val), "n_test": len(self.test)}

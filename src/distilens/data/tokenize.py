@@ -237,15 +237,17 @@ class TextTokenizer:
             encs = self._tok.encode_batch(texts, add_special_tokens=True) if texts else []
         finally:
             self._tok.no_truncation()
-        width = max_length if pad_to_max else max((len(e.ids) for e in encs), default=1)
-        ids = torch.full((len(texts), max(width, 1)), self.pad_id, dtype=torch.long)
+        width = max(max_length if pad_to_max else max((len(e.ids) for e in encs), default=1), 1)
+        rows: list[list[int]] = []
         offsets: list[list[tuple[int, int]]] = []
-        for row, e in enumerate(encs):
-            ids[row, : len(e.ids)] = torch.tensor(e.ids, dtype=torch.long)
+        for e in encs:
+            rows.append(e.ids + [self.pad_id] * (width - len(e.ids)))
+            special = e.special_tokens_mask
             offsets.append(
-                [(0, 0) if special else (int(a), int(b))
-                 for (a, b), special in zip(e.offsets, e.special_tokens_mask)]
+                [(0, 0) if s else (int(a), int(b)) for (a, b), s in zip(e.offsets, special)]
+                if any(special) else [(int(a), int(b)) for a, b in e.offsets]
             )
+        ids = torch.tensor(rows, dtype=torch.long) if rows else torch.zeros((0, width), dtype=torch.long)
         return Encoded(ids=ids, offsets=offsets)
 
     def decode_tokens(self, ids: Tensor) -> list[str]:

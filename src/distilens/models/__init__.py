@@ -5,6 +5,7 @@ from .tap import FeatureTap, get_layer, last_spatial_layer
 from .soft_tree import SoftDecisionTree
 from .zoo import CNN, MLP, MODELS, build_model, count_params
 from .convnets import MobileNet, ResNet, describe_models  # registers resnet, mobilenet
+from .text import EmbeddingBagClassifier, TextCNN, TinyTransformer  # registers the text models
 from .foreign import build_architecture, check_teacher, load_teacher
 from .hf import HFTextClassifier, MiniLMClassifier, load_hf_teacher  # registers hf, minilm
 
@@ -24,6 +25,9 @@ __all__ = [
     "ResNet",
     "MobileNet",
     "describe_models",
+    "EmbeddingBagClassifier",
+    "TextCNN",
+    "TinyTransformer",
     "load_teacher",
     "check_teacher",
     "build_architecture",

@@ -16,6 +16,7 @@ from torch import nn
 from ..data.bundle import InputSpec
 from ..errors import ModelError
 from .zoo import MODELS, build_model, count_params
+from .text import REFERENCE_TEXT_SPEC, TEXT_MODELS
 
 __all__ = ["ResNet", "MobileNet", "describe_models"]
 
@@ -173,5 +174,7 @@ def describe_models(spec: InputSpec) -> list[dict[str, Any]]:
             note = ""
         except ModelError as exc:
             params, note = None, str(exc)
+            if name in TEXT_MODELS:  # count them for a reference text input instead
+                params, note = count_params(build_model(name, REFERENCE_TEXT_SPEC)), "text: 20,000-token vocabulary, 128 tokens"
         rows.append({"name": name, "params": params, "summary": doc[0] if doc else "", "note": note})
     return rows

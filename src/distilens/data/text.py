@@ -1,0 +1,238 @@
+"""Text tables: one text column and one label column in a .csv, .tsv or .jsonl file.
+
+Rules (documented for users in README, "Text"):
+
+* ``data.source: csv:PATH`` with ``data.text: COLUMN`` set is a text data set; the file's
+  extension picks the format: ``.jsonl`` (one JSON object per line), ``.tsv`` (tab
+  separated), anything else CSV (``,``, or ``;``/tab when the header holds more of those).
+* Files are read as strict UTF-8 (a BOM is allowed); an undecodable byte is an error naming
+  its line. Row numbers in messages are file lines (CSV: the header is line 1).
+* Every row needs a non-blank text and a label; the classes are the distinct labels, sorted
+  (numerically when all are numbers).
+* The split is the seeded, stratified one of every other data set
+  (:func:`distilens.data.split_dataset`); a word-level vocabulary is fitted on the training
+  split only, then all rows are tokenised to ``L = min(max_length, longest row)`` ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import torch
+
+from ..errors import ConfigError, DataError
+from ..registry import did_you_mean
+from .builtin import RawData
+from .bundle import DataBundle, InputSpec, Split
+from .table import _class_names, _rows_text
+from .tokenize import TextTokenizer
+
+__all__ = ["read_text_table", "load_text", "text_spec"]
+
+_SPLITS = ("train", "val", "test")
+
+
+def _decode(path: Path) -> str:
+    if not path.is_file():
+        raise DataError(f"text file '{path}' does not exist; check data.source")
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DataError(
+            f"'{path}' line {line}: byte 0x{data[exc.start]:02x} is not UTF-8; save the file as UTF-8"
+        ) from None
+
+
+def _read_delimited(path: Path, text: str, delimiter: str) -> tuple[list[str], list[dict[str, str]], list[int]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    header: list[str] | None = None
+    rows: list[dict[str, str]] = []
+    numbers: list[int] = []
+    start = 1
+    try:
+        for row in reader:
+            line, start = start, reader.line_num + 1  # a quoted text may span lines
+            if not row or all(not c.strip() for c in row):
+                continue
+            if header is None:
+                header = [c.strip() for c in row]
+                continue
+            if len(row) != len(header):
+                raise DataError(
+                    f"'{path}' line {line} has {len(row)} values, the header has {len(header)}; "
+                    "quote texts that contain the delimiter"
+                )
+            rows.append(dict(zip(header, row)))
+            numbers.append(line)
+    except csv.Error as exc:
+        raise DataError(f"'{path}' line {reader.line_num}: {exc}; fix the quoting") from None
+    if header is None:
+        raise DataError(f"'{path}' is empty; it needs a header row and data rows")
+    return header, rows, numbers
+
+
+def _read_jsonl(path: Path, text: str) -> tuple[list[str], list[dict[str, Any]], list[int]]:
+    header: list[str] = []
+    rows: list[dict[str, Any]] = []
+    numbers: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"'{path}' line {number} is not valid JSON ({exc.msg}); fix the line") from None
+        if not isinstance(obj, dict):
+            raise DataError(f"'{path}' line {number} is a JSON {type(obj).__name__}, not an object of fields")
+        header += [k for k in obj if k not in header]
+        rows.append(obj)
+        numbers.append(number)
+    return header, rows, numbers
+
+
+def read_text_table(path: str | Path) -> tuple[list[str], list[dict[str, Any]], list[int]]:
+    """Read a .csv/.tsv/.jsonl file into ``(columns, rows, line_numbers)``.
+
+    Rows are dicts column → value (strings for CSV/TSV, JSON values for JSONL).
+
+    Raises:
+        DataError: missing file, bytes that are not UTF-8, bad JSON, ragged rows, no rows.
+    """
+    path = Path(path)
+    text = _decode(path)
+    suffix = path.suffix.lower()
+    if suffix == ".jsonl":
+        header, rows, numbers = _read_jsonl(path, text)
+    else:
+        first = text.split("\n", 1)[0]
+        delimiter = "\t" if suffix == ".tsv" else max([",", ";", "\t"], key=first.count) if first else ","
+        header, rows, numbers = _read_delimited(path, text, delimiter)
+    if not rows:
+        raise DataError(f"'{path}' has no data rows")
+    return header, rows, numbers
+
+
+def _column(path: Path, header: list[str], name: str | None, key: str) -> str:
+    if not name:
+        raise DataError(f"{key}: a text source needs this column; columns of {path.name} are: {', '.join(header)}")
+    if name not in header:
+        raise DataError(
+            f"{key}: column '{name}' not found in {path.name}{did_you_mean(name, header)}; "
+            f"columns are: {', '.join(header)}"
+        )
+    return name
+
+
+def _cell(value: Any) -> str | None:
+    """A cell as text; ``None`` when missing (absent, JSON null, or blank)."""
+    if value is None:
+        return None
+    s = value if isinstance(value, str) else json.dumps(value) if isinstance(value, (bool, list, dict)) else str(value)
+    return s if s.strip() else None
+
+
+def text_spec(tokenizer: TextTokenizer, length: int, class_names: Sequence[str]) -> InputSpec:
+    """The :class:`InputSpec` of ids (L,) made by ``tokenizer``."""
+    return InputSpec(
+        "text", (int(length),), tuple(class_names), vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id
+    )
+
+
+def load_text(
+    path: str | Path,
+    *,
+    text: str | None,
+    target: str | None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    max_length: int = 128,
+    tokenizer: Literal["word", "teacher"] | None = None,
+    max_vocab: int = 20000,
+    min_freq: int = 1,
+    teacher_tokenizer: TextTokenizer | None = None,
+) -> DataBundle:
+    """Load a text table into token-id splits (N, L) with the raw texts kept on the bundle.
+
+    Args:
+        path: A .csv, .tsv or .jsonl file.
+        text: The text column.
+        target: The label column.
+        seed: Seeds the stratified split.
+        val_fraction: Fraction of rows for validation.
+        test_fraction: Fraction of rows for testing.
+        max_length: Most tokens per text (longer texts are truncated).
+        tokenizer: ``"word"`` (a vocabulary fitted on the training texts) or ``"teacher"``
+            (``teacher_tokenizer`` for every model); ``None``: teacher when one is given.
+        max_vocab: Word-level vocabulary size, special tokens included.
+        min_freq: Smallest training count a word needs for its own id.
+        teacher_tokenizer: The teacher's own tokenizer, where it brings one.
+
+    Returns:
+        A :class:`DataBundle` of kind ``"text"``: ``inputs`` are int64 ids, ``texts`` the raw
+        texts per split, ``tokenizer`` the models' tokenizer. When the teacher tokenises
+        differently, ``teacher_inputs``/``teacher_spec``/``teacher_tokenizer`` hold its ids
+        for the same rows in the same order.
+
+    Example:
+        >>> bundle = load_text("reviews.csv", text="review", target="label")
+        >>> bundle.train.inputs.dtype, bundle.texts["train"][0]
+        (torch.int64, 'A gripping, well-acted film.')
+    """
+    from . import split_dataset  # the package's seeded, stratified split
+
+    path = Path(path)
+    header, rows, numbers = read_text_table(path)
+    text_col = _column(path, header, text, "data.text")
+    target_col = _column(path, header, target, "data.target")
+    if text_col == target_col:
+        raise DataError(f"data.text and data.target are both '{text_col}'; the label needs its own column")
+    texts = [_cell(r.get(text_col)) for r in rows]
+    blank = [n for t, n in zip(texts, numbers) if t is None]
+    if blank:
+        raise DataError(f"'{path}': text column '{text_col}' is empty in line(s) {_rows_text(blank)}; fill them in or remove those rows")
+    labels = [_cell(r.get(target_col)) for r in rows]
+    missing = [n for v, n in zip(labels, numbers) if v is None]
+    if missing:
+        raise DataError(f"'{path}': target column '{target_col}' is empty in line(s) {_rows_text(missing)}; fill them in or remove those rows")
+    labels = [v.strip() for v in labels]  # type: ignore[union-attr]
+    class_names = _class_names(labels)
+    if len(class_names) < 2:
+        raise DataError(f"'{path}': target column '{target_col}' has one class ('{class_names[0]}'); a classifier needs two or more")
+    y = torch.tensor([class_names.index(v) for v in labels], dtype=torch.int64)
+
+    # Row indices ride through split_dataset as "masks" (as for CSV tables).
+    n = len(rows)
+    carrier = RawData(torch.zeros(n, 1), y, "table", tuple(class_names), masks=torch.arange(n))
+    parts = split_dataset(path.name, carrier, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    index = {s: getattr(parts, s).masks for s in _SPLITS}
+    all_texts: list[str] = texts  # type: ignore[assignment]
+
+    choice = tokenizer or ("teacher" if teacher_tokenizer is not None else "word")
+    if choice == "teacher":
+        if teacher_tokenizer is None:
+            raise ConfigError(
+                "data.tokenizer: 'teacher' needs a teacher that brings its own tokenizer (teacher.weights: hf:PATH); "
+                "use data.tokenizer: word"
+            )
+        tok = teacher_tokenizer
+    else:
+        tok = TextTokenizer.word_level([all_texts[i] for i in index["train"].tolist()], max_vocab=max_vocab, min_freq=min_freq)
+    ids = tok.encode(all_texts, max_length).ids  # (N, L): one L for every split
+    splits = {s: Split(ids[i].contiguous(), y[i].contiguous()) for s, i in index.items()}
+    bundle = DataBundle(
+        path.stem, splits["train"], splits["val"], splits["test"], text_spec(tok, ids.shape[1], class_names),
+        texts={s: [all_texts[j] for j in i.tolist()] for s, i in index.items()}, tokenizer=tok,
+    )
+    if teacher_tokenizer is not None and tok is not teacher_tokenizer:
+        t_ids = teacher_tokenizer.encode(all_texts, max_length).ids
+        bundle.teacher_tokenizer = teacher_tokenizer
+        bundle.teacher_inputs = {s: t_ids[i].contiguous() for s, i in index.items()}
+        bundle.teacher_spec = text_spec(teacher_tokenizer, t_ids.shape[1], class_names)
+    return bundle

@@ -1,0 +1,287 @@
+"""Text classifiers over token ids: fastText-style bag of embeddings, Kim's CNN, a tiny transformer.
+
+Every model takes ``ids`` (B, L) int64, right-padded with ``self.pad_id``, and derives its
+padding mask as ``ids != self.pad_id``; appending pad tokens never changes its output. The
+shared interface (the text contract):
+
+* ``get_input_embeddings() -> nn.Embedding``: token attributions hook its output;
+* ``forward_features(ids) -> (B, D)``: the pooled representation before the head (``hint``);
+* :class:`TinyTransformer` also has ``attention_maps(ids) -> [(B, H, L, L)]``: exact
+  post-softmax attention probabilities per layer, pad keys at probability 0.
+
+Example:
+    >>> model = EmbeddingBagClassifier(vocab_size=100, num_classes=2, pad_id=0)
+    >>> model(torch.tensor([[5, 7, 0]])).shape
+    torch.Size([1, 2])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..data.bundle import InputSpec
+from ..errors import ModelError
+from .zoo import MODELS
+
+__all__ = [
+    "EmbeddingBagClassifier", "TextCNN", "TinyTransformer", "masked_mean", "REFERENCE_TEXT_SPEC", "TEXT_MODELS",
+]
+
+
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``x`` (B, L, D) over the positions where ``mask`` (B, L) is true; 0 for empty rows."""
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class _TextModel(nn.Module):
+    """The contract's shared parts: a token embedding with ``pad_id`` and a linear head."""
+
+    def __init__(self, vocab_size: int, dim: int, pad_id: int) -> None:
+        super().__init__()
+        if vocab_size < 2 or not 0 <= pad_id < vocab_size:
+            raise ValueError(f"need vocab_size >= 2 and 0 <= pad_id < vocab_size, got {vocab_size}, {pad_id}")
+        self.pad_id = int(pad_id)
+        self.embedding = nn.Embedding(vocab_size, dim, padding_idx=self.pad_id)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding lookup (B, L) → (B, L, D)."""
+        return self.embedding
+
+    def padding_mask(self, ids: Tensor) -> Tensor:
+        """(B, L) bool: true at real tokens."""
+        return ids != self.pad_id
+
+    def forward_features(self, ids: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """(B, L) int64 ids → (B, C) logits."""
+        return self.head(self.dropout(self.forward_features(ids)))
+
+
+class EmbeddingBagClassifier(_TextModel):
+    """fastText (Joulin et al. 2017, "Bag of Tricks for Efficient Text Classification").
+
+    The mean of the token embeddings (pads excluded), an optional hidden ReLU layer, a linear
+    head.
+
+    Args:
+        vocab_size: Number of token ids.
+        num_classes: Number of classes C.
+        pad_id: The padding id (its tokens are left out of the mean).
+        dim: Embedding width D.
+        hidden: Width of the optional hidden layer (0: none).
+        dropout: Dropout before the head.
+    """
+
+    def __init__(
+        self, vocab_size: int, num_classes: int, pad_id: int = 0, dim: int = 64, hidden: int = 0, dropout: float = 0.0
+    ) -> None:
+        super().__init__(vocab_size, dim, pad_id)
+        self.hidden = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU()) if hidden > 0 else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden if hidden > 0 else dim, num_classes)
+
+    def forward_features(self, ids: Tensor) -> Tensor:
+        """(B, L) ids → (B, D) mean embedding (through the hidden layer when there is one)."""
+        return self.hidden(masked_mean(self.embedding(ids), self.padding_mask(ids)))
+
+
+class TextCNN(_TextModel):
+    """Kim 2014 ("Convolutional Neural Networks for Sentence Classification").
+
+    Convolutions of several widths over the token embeddings, ReLU, max over time, dropout,
+    a linear head. Pad embeddings are zeroed and windows holding only pads are left out of
+    the max, so trailing pads change nothing; a text shorter than a filter still gets that
+    filter's windows (the text is zero-padded on both sides).
+
+    Args:
+        vocab_size: Number of token ids.
+        num_classes: Number of classes C.
+        pad_id: The padding id.
+        dim: Embedding width.
+        widths: Filter widths (tokens per window).
+        maps: Feature maps per width.
+        dropout: Dropout on the pooled features (0.5 in the paper).
+    """
+
+    def __init__(
+        self, vocab_size: int, num_classes: int, pad_id: int = 0, dim: int = 64,
+        widths: Sequence[int] = (3, 4, 5), maps: int = 100, dropout: float = 0.5,
+    ) -> None:
+        super().__init__(vocab_size, dim, pad_id)
+        self.widths = tuple(int(w) for w in widths)
+        if not self.widths or min(self.widths) < 1:
+            raise ValueError(f"widths must be positive integers, got {widths}")
+        self.convs = nn.ModuleList(nn.Conv1d(dim, maps, w, padding=w - 1) for w in self.widths)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(maps * len(self.widths), num_classes)
+
+    def forward_features(self, ids: Tensor) -> Tensor:
+        """(B, L) ids → (B, maps·len(widths)) max-over-time features."""
+        mask = self.padding_mask(ids)
+        x = (self.embedding(ids) * mask.unsqueeze(-1)).transpose(1, 2)  # (B, L, D) -> (B, D, L)
+        m = mask.to(x.dtype).unsqueeze(1)  # (B, 1, L)
+        pooled = []
+        for w, conv in zip(self.widths, self.convs):
+            h = F.relu(conv(x))  # (B, maps, L + w - 1): window j covers tokens j-w+1 .. j
+            # A window is real when it holds at least one real token (same full padding).
+            real = F.max_pool1d(F.pad(m, (w - 1, w - 1)), w, stride=1) > 0  # (B, 1, L + w - 1)
+            h = h.masked_fill(~real, float("-inf")).amax(dim=2)
+            pooled.append(torch.where(torch.isinf(h), torch.zeros_like(h), h))  # texts without tokens
+        return torch.cat(pooled, dim=1)
+
+
+class _SelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention that returns its probabilities (Vaswani et al. 2017)."""
+
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
+        """x (B, L, D), keys (B, L) bool → output (B, L, D), probabilities (B, H, L, L)."""
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 × (B, H, L, Dh)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d // self.heads)  # (B, H, L, L)
+        allowed = keys[:, None, None, :]  # (B, 1, 1, L)
+        # The most negative finite value, not -inf: exp underflows to exactly 0 and a text
+        # without tokens gets a uniform row (zeroed next) instead of NaN gradients.
+        scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
+        probs = scores.softmax(dim=-1) * allowed
+        y = (self.dropout(probs) @ v).transpose(1, 2).reshape(b, n, d)  # (B, H, L, Dh) -> (B, L, D)
+        return self.out(y), probs
+
+
+class _Block(nn.Module):
+    """Pre-LN transformer layer: x + attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = _SelfAttention(dim, heads, dropout)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
+        a, probs = self.attn(self.norm1(x), keys)
+        x = x + self.drop(a)
+        return x + self.drop(self.mlp(self.norm2(x))), probs
+
+
+class TinyTransformer(_TextModel):
+    """A small pre-LN transformer encoder (Vaswani et al. 2017; pre-LN as in Xiong et al. 2020).
+
+    Token plus learned position embeddings, ``layers`` blocks with self-attention over real
+    tokens only, a final LayerNorm, masked-mean (or first-token) pooling, a linear head.
+
+    Args:
+        vocab_size: Number of token ids.
+        num_classes: Number of classes C.
+        pad_id: The padding id.
+        max_len: Most positions (the data's L).
+        dim: Model width d.
+        layers: Number of blocks.
+        heads: Attention heads per block.
+        mlp_ratio: MLP width as a multiple of d.
+        dropout: Dropout on attention probabilities and residual branches.
+        pooling: ``"mean"`` over real tokens or ``"first"`` (a [CLS] token).
+    """
+
+    def __init__(
+        self, vocab_size: int, num_classes: int, pad_id: int = 0, max_len: int = 128, dim: int = 128,
+        layers: int = 2, heads: int = 4, mlp_ratio: int = 4, dropout: float = 0.1,
+        pooling: Literal["mean", "first"] = "mean",
+    ) -> None:
+        super().__init__(vocab_size, dim, pad_id)
+        if pooling not in ("mean", "first"):
+            raise ValueError(f"pooling must be 'mean' or 'first', got {pooling!r}")
+        self.max_len, self.pooling = int(max_len), pooling
+        self.positions = nn.Embedding(self.max_len, dim)
+        self.blocks = nn.ModuleList(_Block(dim, heads, mlp_ratio, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(dim, num_classes)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+        nn.init.normal_(self.positions.weight, std=0.02)
+        with torch.no_grad():
+            self.embedding.weight[self.pad_id].zero_()
+
+    def _encode(self, ids: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
+        if ids.shape[1] > self.max_len:
+            raise ValueError(f"texts of {ids.shape[1]} tokens are longer than the model's {self.max_len} positions")
+        keys = self.padding_mask(ids)
+        x = self.embedding(ids) + self.positions.weight[: ids.shape[1]]  # (B, L, D)
+        maps = []
+        for block in self.blocks:
+            x, probs = block(x, keys)
+            maps.append(probs)
+        return self.norm(x), keys, maps
+
+    def forward_features(self, ids: Tensor) -> Tensor:
+        """(B, L) ids → (B, D) pooled final hidden states."""
+        h, keys, _ = self._encode(ids)
+        return h[:, 0] if self.pooling == "first" else masked_mean(h, keys)
+
+    def attention_maps(self, ids: Tensor) -> list[Tensor]:
+        """Post-softmax attention probabilities per layer, each (B, H, L, L); pad keys are 0."""
+        return self._encode(ids)[2]
+
+
+# --------------------------------------------------------------------------- the zoo
+
+#: The input spec ``distilens list models`` counts text models' parameters for when the
+#: data is not text: a 20,000-token vocabulary, texts of 128 tokens, two classes.
+REFERENCE_TEXT_SPEC = InputSpec("text", (128,), ("negative", "positive"), vocab_size=20000, pad_id=0)
+TEXT_MODELS = ("embedding_bag", "text_cnn", "tiny_transformer")
+
+
+def _vocab(name: str, spec: InputSpec, vocab_size: int | None, pad_id: int | None) -> tuple[int, int]:
+    if vocab_size is None and spec.kind != "text":
+        raise ModelError(f"model '{name}' needs text data (token ids), but the data is a {spec.kind}; use 'mlp' or 'cnn'")
+    return int(vocab_size if vocab_size is not None else spec.vocab_size), int(pad_id if pad_id is not None else spec.pad_id)
+
+
+@MODELS.register("embedding_bag")
+def embedding_bag(
+    spec: InputSpec, dim: int = 64, hidden: int = 0, dropout: float = 0.0,
+    vocab_size: int | None = None, pad_id: int | None = None,
+) -> nn.Module:
+    """fastText-style mean of token embeddings and a linear head, for text (Joulin et al. 2017)."""
+    v, p = _vocab("embedding_bag", spec, vocab_size, pad_id)
+    return EmbeddingBagClassifier(v, spec.num_classes, p, int(dim), int(hidden), float(dropout))
+
+
+@MODELS.register("text_cnn")
+def text_cnn(
+    spec: InputSpec, dim: int = 64, widths: Sequence[int] = (3, 4, 5), maps: int = 100, dropout: float = 0.5,
+    vocab_size: int | None = None, pad_id: int | None = None,
+) -> nn.Module:
+    """Kim 2014 CNN for text: filter widths 3/4/5, max over time, dropout 0.5."""
+    v, p = _vocab("text_cnn", spec, vocab_size, pad_id)
+    return TextCNN(v, spec.num_classes, p, int(dim), tuple(int(w) for w in widths), int(maps), float(dropout))
+
+
+@MODELS.register("tiny_transformer")
+def tiny_transformer(
+    spec: InputSpec, dim: int = 128, layers: int = 2, heads: int = 4, mlp_ratio: int = 4, dropout: float = 0.1,
+    pooling: str = "mean", max_len: int | None = None, vocab_size: int | None = None, pad_id: int | None = None,
+) -> nn.Module:
+    """Small pre-LN transformer encoder for text (d=128, 2 layers, 4 heads by default)."""
+    v, p = _vocab("tiny_transformer", spec, vocab_size, pad_id)
+    length = int(max_len) if max_len is not None else int(spec.shape[0])
+    return TinyTransformer(
+        v, spec.num_classes, p, length, int(dim), int(layers), int(heads), int(mlp_ratio), float(dropout), pooling  # type: ignore[arg-type]
+    )
