@@ -18,6 +18,7 @@ from torch import nn
 from .config import ExplainConfig, load_config
 from .data import DataBundle, InputSpec
 from .data.table import TablePreprocessor
+from .data.text import TextPreprocessor
 from .errors import DataError, RunFolderError
 from .export import export_model
 from .io import atomic_write_bytes, atomic_write_json
@@ -26,6 +27,7 @@ from .pipeline import explain_methods, explain_stage, load_data
 from .predict import predict, write_predictions
 from .report.build import write_run_report
 from .report.figures import heatmap_png
+from .text_pipeline import load_run_tokenizer
 
 __all__ = ["explain_run", "report_run", "export_run", "predict_run"]
 
@@ -115,6 +117,9 @@ def predict_run(path: str | Path, inputs: str | Path, *, out: str | Path | None 
     spec = InputSpec.from_dict(meta["input_spec"])
     pre_path = run_dir / "preprocessing.json"
     preprocessing = TablePreprocessor.from_dict(json.loads(pre_path.read_text(encoding="utf-8"))) if pre_path.is_file() else None
+    if spec.kind == "text":  # the run's tokenizer, on the column it was trained on
+        text_column = load_config(run_dir / "config.yaml").data.text or ""
+        preprocessing = TextPreprocessor(load_run_tokenizer(run_dir), text_column, spec.shape[0])
     if not Path(inputs).exists():
         raise DataError(f"input '{inputs}' does not exist; give an image, a folder of images or a CSV file")
     rows = predict(student, spec, preprocessing, inputs, explain=explain)

@@ -80,6 +80,8 @@ def prediction_metrics(logits: Tensor, targets: Tensor, teacher_logits: Tensor |
 
 
 def _example(spec: InputSpec, batch: int, device: torch.device) -> Tensor:
+    if spec.kind == "text":  # texts of the full length L: one non-pad token id everywhere
+        return torch.full((batch, *spec.shape), (spec.pad_id + 1) % max(spec.vocab_size, 2), dtype=torch.long, device=device)
     return torch.zeros((batch, *spec.shape), device=device)
 
 

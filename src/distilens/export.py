@@ -129,7 +129,8 @@ def export_model(
 
     Args:
         model: A classifier returning (B, C) logits; it is copied to the CPU, not changed.
-        spec: The data's :class:`InputSpec`; inputs are (B, *spec.shape), normalised.
+        spec: The data's :class:`InputSpec`; inputs are (B, *spec.shape), normalised (text:
+            int64 token ids (B, L)).
         path: Destination file (e.g. ``runs/x/student.onnx``).
         format: ``"onnx"`` or ``"torchscript"``.
         quantize: ``"int8"`` for dynamic int8 quantisation of Linear layers, else ``None``.
@@ -158,9 +159,13 @@ def export_model(
         raise ConfigError(f"quantize '{quantize}' is not supported; use int8 or leave it out")
     path = Path(path)
     model = copy.deepcopy(model).cpu().float().eval()
-    if check_inputs is None:
-        check_inputs = torch.randn(8, *spec.shape, generator=torch.Generator().manual_seed(0))
-    x = check_inputs.detach().cpu().float()
+    g = torch.Generator().manual_seed(0)
+    if check_inputs is None and spec.kind == "text":
+        check_inputs = torch.randint(0, max(spec.vocab_size, 1), (8, *spec.shape), generator=g)
+    elif check_inputs is None:
+        check_inputs = torch.randn(8, *spec.shape, generator=g)
+    x = check_inputs.detach().cpu()
+    x = x.long() if spec.kind == "text" else x.float()  # token ids stay int64
     if tuple(x.shape[1:]) != tuple(spec.shape):
         raise ModelError(f"check inputs have shape {tuple(x.shape[1:])} per sample, the model takes {tuple(spec.shape)}")
     example = x[:2] if len(x) >= 2 else x.repeat(2, *([1] * (x.dim() - 1)))

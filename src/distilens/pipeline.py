@@ -41,6 +41,7 @@ from .models import build_model, load_model, load_teacher, save_model
 from .report.build import read_history, write_run_report
 from .runfolder import RunFolder
 from .runtime import resolve_device, seed_everything
+from .text_pipeline import TEXT_SKIP_REASON, apply_text_defaults, save_tokenizers, teacher_tokenizer
 
 __all__ = ["run", "RunResult"]
 
@@ -73,6 +74,7 @@ def run(
         DistilensError: bad config, data, model or run folder (nothing is left behind).
     """
     console = console or Console(stderr=True, quiet=True)
+    cfg = apply_text_defaults(cfg)
     config_yaml = dump_config(cfg)
     folder = RunFolder.prepare(out or Path("runs") / cfg.name, overwrite=overwrite, resume=resume, config_yaml=config_yaml)
     device = resolve_device(cfg.runtime.device)
@@ -100,6 +102,7 @@ def run(
         atomic_write_text(staging / "config.yaml", config_yaml)
         if bundle.preprocessing is not None:  # CSV tables: applied again at prediction time
             atomic_write_json(staging / "preprocessing.json", bundle.preprocessing.to_dict())
+        save_tokenizers(bundle, staging)  # text: tokenizer.json (+ teacher_tokenizer.json)
         history: list[dict[str, Any]] = []
         fit_args = {"device": device, "precision": cfg.runtime.precision}
         with _progress(console) as bar:
@@ -108,7 +111,7 @@ def run(
             with _timed(timings, "cache"):
                 dirs = [staging / "cache", folder.final / "cache"] + ([Path(cfg.distill.cache_dir)] if cfg.distill.cache_dir else [])
                 cache, hit = SoftLabelCache.load_or_build(
-                    teacher, bundle.train, directories=dirs, save_to=staging / "cache",
+                    teacher, bundle.teacher_split("train"), directories=dirs, save_to=staging / "cache",
                     dtype=cfg.distill.cache.dtype, top_k=cfg.distill.cache.top_k, **teacher_cache_options(objectives),
                 )
                 if cfg.distill.cache_dir:
@@ -132,6 +135,8 @@ def run(
                 metrics["explanations"] = explain_stage(cfg, bundle, teacher, student, methods, staging)
                 if skipped:
                     metrics["explanations"].setdefault("skipped", {}).update(skipped)
+            elif skipped:
+                metrics["explanations"] = {"methods": [], "skipped": skipped}
         metrics["environment"] = _environment(device)
         with _timed(timings, "report"):
             # The page shows the stage times so far; metrics.json gets the final ones below.
@@ -199,6 +204,8 @@ def load_data(cfg: RunConfig) -> DataBundle:
     return load_dataset(
         d.source, seed=cfg.seed, val_fraction=d.val_fraction, test_fraction=d.test_fraction, target=d.target,
         image_size=d.image_size, channels=d.channels, skip_bad_files=d.skip_bad_files,
+        text=d.text, max_length=d.max_length, tokenizer=d.tokenizer, max_vocab=d.max_vocab, min_freq=d.min_freq,
+        teacher_tokenizer=teacher_tokenizer(cfg),
     )
 
 
@@ -231,6 +238,8 @@ def explain_methods(
     left out and reported.
     """
     explicit = "methods" in cfg.explain.model_fields_set
+    if bundle.spec.kind == "text":  # the text explainers are a stage of their own
+        return [], {m: TEXT_SKIP_REASON for m in cfg.explain.methods}
     methods, skipped = [], {}
     for m in cfg.explain.methods:
         try:
@@ -256,7 +265,7 @@ def _stage_teacher(
 ) -> nn.Module:
     path = staging / "teacher.safetensors"
     if cfg.teacher.weights:
-        _save_teacher(teacher, staging, arch, bundle.spec)
+        _save_teacher(teacher, staging, arch, bundle.teacher_spec or bundle.spec)
         return teacher.to(fit_args["device"])
     if path.is_file() and not (staging / "checkpoints" / "teacher.pt").is_file():  # a finished teacher, no checkpoint
         history.extend(_previous_history(staging, "teacher"))
@@ -308,10 +317,10 @@ def _train_student(
 
 def _evaluate(bundle: DataBundle, teacher: nn.Module, student: nn.Module, baseline: nn.Module | None) -> dict[str, Any]:
     y = bundle.test.targets
-    t_logits = predict_logits(teacher, bundle.test)
+    t_logits = predict_logits(teacher, bundle.teacher_split("test"))
     metrics: dict[str, Any] = {
         "dataset": {"name": bundle.name, "num_classes": bundle.spec.num_classes, **bundle.sizes()},
-        "teacher": {**prediction_metrics(t_logits, y), **cost_metrics(teacher, bundle.spec)},
+        "teacher": {**prediction_metrics(t_logits, y), **cost_metrics(teacher, bundle.teacher_spec or bundle.spec)},
     }
     for role, model in (("student", student), ("baseline", baseline)):
         if model is not None:
@@ -349,7 +358,7 @@ def _save_predictions(folder: Path, bundle: DataBundle, cache: SoftLabelCache, m
                "train/teacher": cache.logits.detach().cpu().contiguous()}
     for role, model in models.items():
         if model is not None:
-            tensors[f"test/{role}"] = predict_logits(model, bundle.test)
+            tensors[f"test/{role}"] = predict_logits(model, bundle.teacher_split("test") if role == "teacher" else bundle.test)
     atomic_write(folder / "predictions.safetensors", lambda tmp: save_file(tensors, tmp))
 
 

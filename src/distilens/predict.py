@@ -20,6 +20,7 @@ from .data.bundle import InputSpec
 from .data.imagefolder import IMAGE_EXTENSIONS, list_images, read_image
 from .data.normalise import apply_normalisation
 from .data.table import TablePreprocessor, read_csv
+from .data.text import TextPreprocessor
 from .errors import DataError
 from .io import atomic_write_text
 
@@ -40,10 +41,19 @@ def _image_inputs(spec: InputSpec, files: list[Path]) -> Tensor:
     return apply_normalisation(x, torch.tensor(spec.mean), torch.tensor(spec.std), "image")
 
 
-def _sources(spec: InputSpec, preprocessing: TablePreprocessor | None, input_path: Path) -> tuple[list[str], Any]:
+def _sources(
+    spec: InputSpec, preprocessing: TablePreprocessor | TextPreprocessor | None, input_path: Path
+) -> tuple[list[str], Any]:
     """Names of the inputs and a loader ``load(i, j) -> (j - i, *spec.shape)`` model inputs."""
     if not input_path.exists():
         raise DataError(f"prediction input '{input_path}' does not exist; give an image, a folder of images or a CSV file")
+    if spec.kind == "text":
+        if not isinstance(preprocessing, TextPreprocessor):
+            raise DataError("predicting on text needs the training tokenizer (tokenizer.json in the run folder)")
+        if input_path.is_dir():
+            raise DataError(f"the model was trained on text; give a .csv, .tsv or .jsonl file, not the folder '{input_path}'")
+        names, texts = preprocessing.read(input_path)
+        return names, lambda i, j: preprocessing.transform(texts[i:j])
     if spec.kind == "table":
         if preprocessing is None:
             raise DataError("predicting on a table needs the training preprocessing (preprocessing.json in the run folder)")
@@ -68,7 +78,7 @@ def _sources(spec: InputSpec, preprocessing: TablePreprocessor | None, input_pat
 def predict(
     model: nn.Module,
     spec: InputSpec,
-    preprocessing: TablePreprocessor | None,
+    preprocessing: TablePreprocessor | TextPreprocessor | None,
     input_path: str | Path,
     *,
     explain: bool = False,
@@ -80,16 +90,19 @@ def predict(
     Args:
         model: A classifier returning (B, C) logits (any device; run in eval mode).
         spec: The training data's :class:`InputSpec` (shape, classes, normalisation).
-        preprocessing: The fitted table preprocessing for CSV models, else ``None``.
+        preprocessing: The fitted table preprocessing for CSV models, the
+            :class:`~distilens.data.text.TextPreprocessor` for text models, else ``None``.
         input_path: An image, a folder of images (recursive, sorted; hidden files and other
-            extensions skipped) or a CSV file (a target column, if present, is ignored).
+            extensions skipped) or a CSV file (a target column, if present, is ignored); for
+            text models a .csv/.tsv/.jsonl file with the training text column.
         explain: Also attribute each prediction to the input.
         method: Explainer for ``explain`` (default ``integrated_gradients``).
         batch_size: Inputs decoded and predicted at a time (bounds memory).
 
     Returns:
         One dict per input, in order: ``source`` (path relative to a folder, or
-        ``file.csv:row N`` with file row numbers), ``class``, ``probability``; with
+        ``file.csv:row N`` with file row numbers; ``file.csv:line N`` for texts), ``class``,
+        ``probability``; with
         ``explain``, ``attribution``: a (C, H, W) CPU tensor for images (or (1, H, W)
         for gradcam), a ``{feature: value}`` dict for tables.
 
@@ -98,6 +111,8 @@ def predict(
         >>> rows[0]
         {'source': 'a.png', 'class': 'cat', 'probability': 0.93}
     """
+    if explain and spec.kind == "text":
+        raise DataError("predict --explain does not support text models yet; use `distilens explain RUN`")
     names, load = _sources(spec, preprocessing, Path(input_path))
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -31,7 +32,7 @@ from .bundle import DataBundle, InputSpec, Split
 from .table import _class_names, _rows_text
 from .tokenize import TextTokenizer
 
-__all__ = ["read_text_table", "load_text", "text_spec"]
+__all__ = ["read_text_table", "load_text", "text_spec", "TextPreprocessor"]
 
 _SPLITS = ("train", "val", "test")
 
@@ -236,3 +237,39 @@ def load_text(
         bundle.teacher_inputs = {s: t_ids[i].contiguous() for s, i in index.items()}
         bundle.teacher_spec = text_spec(teacher_tokenizer, t_ids.shape[1], class_names)
     return bundle
+
+
+@dataclass(frozen=True)
+class TextPreprocessor:
+    """How new texts become model inputs at prediction time: column, tokenizer, length.
+
+    Attributes:
+        tokenizer: The tokenizer the model was trained with (the run's tokenizer.json).
+        text_column: The text column of input files (``data.text``).
+        length: The model's L; texts are cut or padded to exactly this many ids.
+
+    Example:
+        >>> pre = TextPreprocessor(TextTokenizer.from_file("runs/x/tokenizer.json"), "review", 64)
+        >>> names, texts = pre.read("new.csv")
+        >>> pre.transform(texts).shape
+        torch.Size([N, 64])
+    """
+
+    tokenizer: TextTokenizer
+    text_column: str
+    length: int
+
+    def read(self, path: str | Path) -> tuple[list[str], list[str]]:
+        """``(names, texts)`` of a .csv/.tsv/.jsonl file; names are ``file:line N``."""
+        path = Path(path)
+        header, rows, numbers = read_text_table(path)
+        col = _column(path, header, self.text_column, "text column")
+        texts = [_cell(r.get(col)) for r in rows]
+        blank = [n for t, n in zip(texts, numbers) if t is None]
+        if blank:
+            raise DataError(f"'{path}': text column '{col}' is empty in line(s) {_rows_text(blank)}; fill them in or remove those rows")
+        return [f"{path.name}:line {n}" for n in numbers], texts  # type: ignore[return-value]
+
+    def transform(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N, length) int64 ids."""
+        return self.tokenizer.encode(texts, self.length, pad_to_max=True).ids
