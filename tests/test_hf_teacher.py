@@ -233,3 +233,55 @@ def test_minilm_needs_text_data():
     spec = InputSpec(kind="table", shape=(4,), class_names=("a", "b"))
     with pytest.raises(ModelError, match="needs text data"):
         build_model("minilm", spec)
+
+
+# ------------------------------------------------------------------------------ through `distilens run`
+def _write_reviews(path, n: int = 48) -> None:
+    good, bad = ["good film", "great plot", "a great film !"], ["bad film", "dull plot", "not good ."]
+    rows = ["text,label"] + [f"\"{(good if i % 2 else bad)[i % 3]}\",{'fresh' if i % 2 else 'rotten'}" for i in range(n)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _run_and_reload(work, *overrides: str) -> tuple[dict, nn.Module]:
+    """`distilens run` on a tiny review table; the teacher reloaded from the run folder must give the saved test logits."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from distilens.config import load_config
+    from distilens.pipeline import load_data
+
+    _write_reviews(work / "reviews.csv")
+    sets = [f"data.source=csv:{work / 'reviews.csv'}", "data.text=text", "data.target=label", "data.max_length=12",
+            "student.arch=embedding_bag", "distill.epochs=2", "distill.baseline=false", "teacher.train.epochs=3",
+            "runtime.threads=1", *overrides]
+    cmd = [sys.executable, "-m", "distilens", "run", "--out", "run", "--quiet"] + [a for s in sets for a in ("--set", s)]
+    done = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = work / "run"
+    meta = json.loads((run / "teacher.json").read_text())
+    teacher, _ = load_model(run / "teacher.safetensors")  # what explain/report/predict RUN do
+    bundle = load_data(load_config(run / "config.yaml"))
+    with torch.no_grad():
+        again = teacher(bundle.teacher_split("test").inputs)
+    torch.testing.assert_close(again, load_file(str(run / "predictions.safetensors"))["test/teacher"], rtol=0, atol=1e-5)
+    return meta, teacher
+
+
+def test_run_with_an_hf_teacher_reloads_from_the_run_folder(bert_dir):
+    folder, _ = bert_dir
+    work = folder.parent / "work"
+    work.mkdir()
+    meta, teacher = _run_and_reload(work, f"teacher.weights=hf:{folder}")
+    assert meta["arch"] == "hf" and isinstance(teacher, nn.Module) and teacher.pad_id == 0
+
+
+@needs_minilm
+@pytest.mark.slow
+def test_run_with_the_minilm_teacher_fits_its_head_and_reloads(tmp_path):
+    meta, teacher = _run_and_reload(tmp_path, "teacher.arch=minilm")
+    assert meta["arch"] == "minilm" and set(teacher.state_dict()) == {"head.weight", "head.bias", "encoder_sha256"}

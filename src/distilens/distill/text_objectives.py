@@ -7,13 +7,37 @@ for a text model its ``auto`` layer is the ``pooled`` pseudo-layer (``forward_fe
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from torch import Tensor, nn
 
+from ..data.bundle import DataBundle
+from ..errors import ConfigError
 from ..models.tap import ATTENTION_PREFIX
 from .objectives import LOSSES, Objective, StepTensors
 from .text_losses import attention_kd_loss
 
-__all__ = ["AttentionKD"]
+__all__ = ["AttentionKD", "check_text_objectives"]
+
+
+def check_text_objectives(objectives: Sequence[Objective], bundle: DataBundle) -> None:
+    """Fail before training when ``attention_kd`` cannot apply to ``bundle``.
+
+    Raises:
+        ConfigError: the data is not text, or the teacher reads other token ids than the
+            student (its own tokenizer), so their attention maps do not align.
+    """
+    for i, obj in enumerate(objectives):
+        if not isinstance(obj, AttentionKD):
+            continue
+        where = f"distill.losses[{i}] (attention_kd)"
+        if bundle.spec.kind != "text":
+            raise ConfigError(f"{where}: needs text data and a transformer student; the data is a {bundle.spec.kind}")
+        if bundle.teacher_inputs is not None:
+            raise ConfigError(
+                f"{where}: the teacher and the student tokenise differently, so their attention maps do not align; "
+                "set data.tokenizer: teacher (the student reads the teacher's token ids) or drop attention_kd"
+            )
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
