@@ -186,3 +186,18 @@ def test_attention_kd_needs_a_transformer_student():
         AttentionKD()(step)
     with pytest.raises(ValueError, match="heads must be an integer"):
         AttentionKD(heads=0)
+
+
+def test_attention_kd_is_refused_when_teacher_and_student_tokenise_differently():
+    from distilens.distill.text_objectives import check_text_objectives
+    from distilens.errors import ConfigError
+
+    bundle = _bundle()
+    check_text_objectives([KD(), AttentionKD()], bundle)  # same ids: fine
+    bundle.teacher_inputs = {"train": bundle.train.inputs, "val": bundle.val.inputs, "test": bundle.test.inputs}
+    with pytest.raises(ConfigError, match=r"distill.losses\[1\] \(attention_kd\): the teacher and the student tokenise differently"):
+        check_text_objectives([KD(), AttentionKD()], bundle)
+    check_text_objectives([KD(), Hint()], bundle)  # pooled hints need no common tokenizer
+    image = DataBundle("img", bundle.train, bundle.val, bundle.test, InputSpec("image", (1, 4, 4), ("a", "b")))
+    with pytest.raises(ConfigError, match="needs text data"):
+        check_text_objectives([AttentionKD()], image)
