@@ -16,7 +16,7 @@ transformers = pytest.importorskip("transformers")
 
 from distilens.data.bundle import DataBundle, InputSpec, Split  # noqa: E402
 from distilens.data.tokenize import TextTokenizer  # noqa: E402
-from distilens.distill.teacher_fit import fit_teacher  # noqa: E402
+from distilens.distill.teacher_fit import encode_split, fit_teacher  # noqa: E402
 from distilens.errors import DistilensError, ModelError  # noqa: E402
 from distilens.models import build_model, load_model, save_model  # noqa: E402
 from distilens.models.hf import load_hf_teacher  # noqa: E402
@@ -201,6 +201,9 @@ def test_minilm_head_only_finetuning_trains_the_head_alone(minilm, tmp_path):
     ids = tokenizer.encode(texts, max_length=24).ids
     bundle = DataBundle("toy", Split(ids[:32], labels[:32]), Split(ids[32:], labels[32:]), Split(ids[32:], labels[32:]),
                         InputSpec(kind="text", shape=(ids.shape[1],), class_names=("neg", "pos")))  # type: ignore[arg-type]
+    with torch.no_grad():  # length-bucketed, trimmed batches == the padded forward
+        torch.testing.assert_close(encode_split(model, bundle.train, batch_size=5), model.forward_features(ids[:32]),
+                                   rtol=0, atol=1e-5)
     encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     head_before = model.head.weight.detach().clone()
     result = fit_teacher(model, bundle, epochs=30, lr=0.05, batch_size=8, device="cpu", seed=0)
