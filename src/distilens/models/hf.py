@@ -249,7 +249,7 @@ class MiniLMClassifier(nn.Module):
     ``finetune`` chooses what trains: ``head`` (default: the encoder is frozen and kept in
     eval mode, so its pooled embeddings are a fixed function of the ids;
     :func:`distilens.distill.fit_teacher` then encodes the train and val sets once and fits
-    the head on the embeddings, seconds instead of minutes on a CPU), ``last_k`` (the last
+    the head on the embeddings), ``last_k`` (the last
     ``k`` encoder layers and the head) or ``all``.
 
     Only what trains is saved: the state dict holds the head, the trained encoder layers
