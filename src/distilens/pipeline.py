@@ -32,6 +32,8 @@ from ._version import __version__
 from .config import RunConfig, dump_config
 from .data import DataBundle, InputSpec, load_dataset
 from .distill import SoftLabelCache, build_objectives, fit
+from .distill.teacher_fit import fit_teacher, teacher_bundle
+from .distill.text_objectives import check_text_objectives
 from .distill.objectives import teacher_cache_options
 from .distill.trainer import TrainingDiverged
 from .errors import ConfigError, DistilensError, ModelError
@@ -40,7 +42,7 @@ from .explain import EXPLAINERS
 from .explain.stage import explain_models, inapplicable_reason
 from .interrupt import check_interrupt, deferred_interrupts
 from .io import atomic_write, atomic_write_json, atomic_write_text
-from .models import build_model, load_model, load_teacher, save_model
+from .models import HFTextClassifier, build_model, load_model, load_teacher, save_model
 from .report.build import read_history, write_run_report
 from .runfolder import RunFolder
 from .runtime import resolve_device, seed_everything
@@ -111,6 +113,7 @@ def _run(
     with _timed(timings, "data"):
         bundle = load_data(cfg)
     objectives = build_objectives([{"name": l.name, "weight": l.weight, **l.options()} for l in cfg.distill.losses])
+    check_text_objectives(objectives, bundle)
     student = _build(cfg.student.arch, cfg.student.args, bundle, cfg.seed + 1, "student")
     if cfg.teacher.weights:  # checked against the data here, before any training
         teacher = load_teacher(
@@ -267,6 +270,8 @@ def _save_teacher(teacher: nn.Module, folder: Path, arch: dict[str, Any], spec: 
     if isinstance(teacher, torch.jit.ScriptModule):
         atomic_write(folder / "teacher.torchscript", lambda tmp: torch.jit.save(teacher, tmp))
         arch = {"arch": "torchscript", "args": {}}
+    elif isinstance(teacher, HFTextClassifier):  # rebuilt from its config.json: the run needs no hf:PATH
+        arch = {"arch": "hf", "args": teacher.arch_args}
     save_model(teacher, folder / "teacher.safetensors", arch=arch["arch"], args=arch["args"], spec=spec)
 
 
@@ -314,14 +319,15 @@ def _stage_teacher(
         history.extend(_previous_history(staging, "teacher"))
         return load_model(path)[0].to(fit_args["device"])
     tc = cfg.teacher.train
-    result = fit(
-        teacher, bundle, epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr, weight_decay=tc.weight_decay,
+    # The teacher reads its own token ids; a frozen-encoder teacher (minilm) fits its head on features computed once.
+    result = fit_teacher(
+        teacher, teacher_bundle(bundle), epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr, weight_decay=tc.weight_decay,
         warmup_epochs=tc.warmup_epochs, seed=cfg.seed, on_epoch=_epoch_callback(bar, "teacher", tc.epochs),
         **_run_state(staging, "teacher"), **fit_args,
     )
     history.extend({"model": "teacher", **row} for row in result.history)
     if _dist.is_main():
-        save_model(teacher, path, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=bundle.spec)
+        save_model(teacher, path, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=bundle.teacher_spec or bundle.spec)
     return teacher
 
 

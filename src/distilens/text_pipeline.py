@@ -20,6 +20,7 @@ from .config import RunConfig
 from .data.bundle import DataBundle
 from .data.tokenize import TextTokenizer
 from .errors import DataError
+from .models.hf import minilm_tokenizer_path
 from .models.text import TEXT_MODELS
 
 __all__ = [
@@ -67,7 +68,7 @@ def apply_text_defaults(cfg: RunConfig) -> RunConfig:
             changes = {"arch": default["arch"]}
             if "args" not in given:
                 changes["args"] = dict(default["args"])
-        elif "args" not in given and section.arch in TEXT_MODELS:
+        elif "args" not in given and section.arch in (*TEXT_MODELS, "minilm"):
             changes = {"args": {}}  # its own defaults, not the image default width
         else:
             continue
@@ -80,9 +81,12 @@ def apply_text_defaults(cfg: RunConfig) -> RunConfig:
 def teacher_tokenizer(cfg: RunConfig) -> TextTokenizer | None:
     """The tokenizer a loaded teacher brings, or ``None`` (zoo teachers use the data's).
 
-    ``teacher.weights: hf:PATH`` reads ``PATH/tokenizer.json`` (a Hugging Face model folder).
+    ``teacher.weights: hf:PATH`` reads ``PATH/tokenizer.json`` (a Hugging Face model folder);
+    ``teacher.arch: minilm`` brings the packaged MiniLM's WordPiece tokenizer.
     """
     weights = cfg.teacher.weights or ""
+    if is_text(cfg) and not weights and cfg.teacher.arch == "minilm":
+        return TextTokenizer.from_file(minilm_tokenizer_path())
     if not is_text(cfg) or not weights.startswith("hf:"):
         return None
     folder = Path(weights[3:])

@@ -14,6 +14,7 @@ from .objectives import (
     DKD,
     KD,
     LOSSES,
+    AttentionKD,
     AttentionTransfer,
     GradCAMAlign,
     Hint,
@@ -26,7 +27,9 @@ from .objectives import (
     weighted_sum,
 )
 from .teacher_cache import SoftLabelCache
+from .text_losses import attention_kd_loss
 from .trainer import FitResult, evaluate_split, fit
+from .teacher_fit import fit_teacher
 
 __all__ = [
     "functional",
@@ -46,6 +49,9 @@ __all__ = [
     "DKD",
     "Hint",
     "AttentionTransfer",
+    "AttentionKD",
+    "attention_kd_loss",
+    "fit_teacher",
     "GradCAMAlign",
     "InputGradientAlign",
     "requirements",

@@ -333,4 +333,6 @@ def weighted_sum(
 # The feature and explanation objectives register themselves into LOSSES on import.
 from .feature_objectives import AttentionTransfer, GradCAMAlign, Hint, InputGradientAlign  # noqa: E402
 
-__all__ += ["Hint", "AttentionTransfer", "GradCAMAlign", "InputGradientAlign"]
+from .text_objectives import AttentionKD  # noqa: E402
+
+__all__ += ["Hint", "AttentionTransfer", "GradCAMAlign", "InputGradientAlign", "AttentionKD"]

@@ -39,7 +39,9 @@ from ..data.bundle import Split, iterate_batches
 from ..explain import differentiable as _diff
 from ..io import atomic_write
 from ..models.io import state_dict_digest, tensors_digest
-from ..models.tap import FeatureTap, get_layer, last_spatial_layer
+from ..models.tap import (
+    FeatureTap, check_pseudo_layer, default_feature_layer, get_layer, is_pseudo_layer, last_spatial_layer, tapped_output,
+)
 
 __all__ = ["SoftLabelCache"]
 
@@ -47,12 +49,19 @@ _VERSION = "softlabels/1"  # part of every key: changing it invalidates all cach
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
-def _resolve_layers(teacher: nn.Module, split: Split, names: Sequence[str], device: torch.device) -> dict[str, str]:
-    """``{asked name: layer name}``, ``auto`` → the teacher's last spatial layer; names checked."""
+def _resolve_layers(
+    teacher: nn.Module, split: Split, names: Sequence[str], device: torch.device, features: bool = False
+) -> dict[str, str]:
+    """``{asked name: layer name}``, ``auto`` → the teacher's last spatial layer (``pooled`` for
+    a text model's features); names and pseudo-layers checked."""
     out: dict[str, str] = {}
     for name in names:
         if name == "auto":
-            out[name] = last_spatial_layer(teacher, split.inputs[:1].to(device))
+            example = split.inputs[:1].to(device)
+            out[name] = default_feature_layer(teacher, example) if features else last_spatial_layer(teacher, example)
+        elif is_pseudo_layer(name):
+            check_pseudo_layer(teacher, name)
+            out[name] = name
         else:
             get_layer(teacher, name)  # raises ModelError with close names
             out[name] = name
@@ -152,7 +161,7 @@ class SoftLabelCache:
         h.update(state_dict_digest(teacher).encode())
         h.update(split.fingerprint().encode())
         opts = _options(
-            dtype, top_k, _resolve_layers(teacher, split, features, device),
+            dtype, top_k, _resolve_layers(teacher, split, features, device, features=True),
             _resolve_layers(teacher, split, gradcam, device), input_gradients,
         )
         if opts != _options("fp32", None, {}, {}, False):  # default options keep the old keys
@@ -186,7 +195,7 @@ class SoftLabelCache:
             input_gradients: Store ∂y_top/∂x for Jacobian matching.
         """
         device = torch.device(device) if device is not None else next(teacher.parameters()).device
-        feat_names = _resolve_layers(teacher, split, features, device)
+        feat_names = _resolve_layers(teacher, split, features, device, features=True)
         cam_names = _resolve_layers(teacher, split, gradcam, device)
         aliases = {k: v for k, v in {**feat_names, **cam_names}.items() if k == "auto"}
         key = cls.key_for(teacher, split, dtype=dtype, top_k=top_k, features=features, gradcam=gradcam,
@@ -200,7 +209,8 @@ class SoftLabelCache:
                 x = x.to(device)
                 with torch.no_grad(), FeatureTap(teacher, layers) as tap:
                     logits = teacher(x).float()
-                out = {"logits": logits, **{f"features/{n}": tap.outputs[n].float() for n in layers}}
+                    feats = {f"features/{n}": tapped_output(tap, teacher, n, x).float() for n in layers}
+                out = {"logits": logits, **feats}
                 target = logits.argmax(1)
                 for name in sorted(set(cam_names.values())):
                     out[f"gradcam/{name}"] = _diff.differentiable_gradcam(teacher, x, target, name, create_graph=False).detach()

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from .. import distributed as _dist
 from ..data.bundle import DataBundle, Split, count_batches, iterate_batches
 from ..errors import DistilensError
-from ..models.tap import FeatureTap, last_spatial_layer
+from ..models.tap import FeatureTap, default_feature_layer, tapped_output
 from ..runtime import amp_dtype, autocast, resolve_device
 from .checkpoint import check_signature, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .objectives import CE, Objective, StepTensors, requirements, teacher_cache_options, weighted_sum
@@ -362,7 +362,7 @@ def _student_layer(model: nn.Module, obj: Objective, needs: frozenset[str], exam
     if "student_features" not in needs:
         return None
     name = obj.student_layer or "auto"
-    return last_spatial_layer(model, example) if name == "auto" else name
+    return default_feature_layer(model, example) if name == "auto" else name
 
 
 def _tap(model: nn.Module, layers: list[str]) -> ContextManager[Any]:
@@ -387,7 +387,7 @@ def _views(
     for obj, n, layer in zip(objectives, needs, layers):
         view = StepTensors(**{f: getattr(shared, f) for f in shared.__dataclass_fields__})
         if layer is not None:
-            view.student_features = tap.outputs[layer]
+            view.student_features = tapped_output(tap, model, layer, x)
         if "teacher_features" in n and cache is not None:
             view.teacher_features = cache.features(str(obj.teacher_layer), idx)
         if "teacher_maps" in n and cache is not None:

@@ -7,6 +7,7 @@ from .zoo import CNN, MLP, MODELS, build_model, count_params
 from .convnets import MobileNet, ResNet, describe_models  # registers resnet, mobilenet
 from .text import EmbeddingBagClassifier, TextCNN, TinyTransformer  # registers the text models
 from .foreign import build_architecture, check_teacher, load_teacher
+from .hf import HFTextClassifier, MiniLMClassifier, load_hf_teacher  # registers hf, minilm
 
 __all__ = [
     "MODELS",
@@ -30,4 +31,7 @@ __all__ = [
     "load_teacher",
     "check_teacher",
     "build_architecture",
+    "HFTextClassifier",
+    "MiniLMClassifier",
+    "load_hf_teacher",
 ]

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ..data.bundle import InputSpec
 from ..errors import ModelError
+from .hf import HF_PREFIX, load_hf_teacher
 from .io import UNREADABLE_SAFETENSORS, load_model
 from .zoo import build_model
 
@@ -154,7 +155,8 @@ def load_teacher(
 
     Args:
         weights: ``.safetensors`` (with a distilens ``.json`` beside it, or ``arch``), a
-            ``.pt``/``.pth`` state dict (with ``arch``), or a TorchScript archive.
+            ``.pt``/``.pth`` state dict (with ``arch``), a TorchScript archive, or
+            ``hf:PATH``, a Hugging Face sequence-classification folder (:func:`load_hf_teacher`).
         arch: Zoo name or ``import:package.module:factory``; ignored for TorchScript and
             for safetensors with a distilens ``.json`` (which names its architecture).
         args: Keyword arguments of ``arch``.
@@ -169,9 +171,11 @@ def load_teacher(
     Example:
         >>> teacher = load_teacher("resnet.pt", arch="resnet", args={"depth": 20}, spec=bundle.spec)
     """
+    if str(weights).startswith(HF_PREFIX):  # a Hugging Face folder (models/hf.py): safetensors, no remote code
+        return load_hf_teacher(weights, spec)[0]
     path = Path(weights)
     if path.is_dir():
-        raise ModelError(f"teacher.weights '{path}' is a folder; give the path of a weights file (.safetensors, .pt)")
+        raise ModelError(f"teacher.weights '{path}' is a folder; give the path of a weights file (.safetensors, .pt), or hf:PATH for a Hugging Face model folder")
     if not path.is_file():
         raise ModelError(f"teacher.weights '{path}' does not exist; check the path")
     meta = _distilens_meta(path) if path.suffix == ".safetensors" else None
