@@ -14,24 +14,37 @@ def _tree(depth: int = 3, features: int = 5, classes: int = 4, **kw) -> SoftDeci
     return SoftDecisionTree(features, classes, depth, **kw)
 
 
+def _naive_path_probs(tree: SoftDecisionTree, x: torch.Tensor) -> torch.Tensor:
+    """(B, L) path probability of every leaf, multiplied out node by node (left = 1 − p)."""
+    p = torch.sigmoid(tree.branch_logits(x))
+    out = torch.ones(x.shape[0], 2**tree.depth)
+    for leaf in range(2**tree.depth):
+        node = 0
+        for d in reversed(range(tree.depth)):
+            right = (leaf >> d) & 1
+            out[:, leaf] *= p[:, node] if right else 1 - p[:, node]
+            node = 2 * node + 1 + right
+    return out
+
+
 def test_shapes_and_the_train_output_is_the_log_of_the_path_mixture() -> None:
     tree = _tree().train()
     x = torch.randn(6, 5)
     out = tree(x)
     assert out.shape == (6, 4)
-    # Naive mixture from the branch probabilities, leaf by leaf (heap order, left = 1 − p).
-    p = torch.sigmoid(tree.branch_logits(x))
-    q = F.softmax(tree.leaf_logits, 1)
-    mix = torch.zeros(6, 4)
-    for leaf in range(8):
-        node, path = 0, torch.ones(6)
-        for d in reversed(range(3)):
-            right = (leaf >> d) & 1
-            path = path * (p[:, node] if right else 1 - p[:, node])
-            node = 2 * node + 1 + right
-        mix += path.unsqueeze(1) * q[leaf]
+    mix = _naive_path_probs(tree, x) @ F.softmax(tree.leaf_logits, 1)  # Σ_ℓ P^ℓ Q^ℓ
     torch.testing.assert_close(out.exp(), mix, rtol=1e-5, atol=1e-7)
     assert torch.allclose(out.exp().sum(1), torch.ones(6))
+
+
+def test_path_probabilities_are_the_products_along_each_path_and_sum_to_one() -> None:
+    tree = _tree(depth=4).train()
+    x = torch.randn(7, 5) * 2
+    log_leaf, log_reach = tree.log_path_probs(x)
+    torch.testing.assert_close(log_leaf.exp(), _naive_path_probs(tree, x), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(log_leaf.exp().sum(1), torch.ones(7))
+    for d in range(4):  # the inner nodes of each depth split all the mass: each level sums to 1
+        torch.testing.assert_close(log_reach[:, 2**d - 1 : 2 ** (d + 1) - 1].exp().sum(1), torch.ones(7))
 
 
 def test_decision_path_is_consistent_with_the_eval_prediction() -> None:
@@ -113,3 +126,20 @@ def test_on_digits_a_distilled_tree_beats_the_same_tree_trained_on_labels(digits
             fit(tree, digits, objectives=objectives, teacher_cache=cache, epochs=60, lr=1e-2, seed=seed, device="cpu")
             acc[mode].append(evaluate_split(tree, digits.test)[0])
     assert sum(acc["distilled"]) / 3 > sum(acc["hard"]) / 3, acc
+
+
+def test_leaf_kd_is_the_papers_loss_on_a_tree_and_soft_target_cross_entropy_otherwise() -> None:
+    from distilens.distill import LeafKD, StepTensors, kd_loss
+
+    tree = _tree().train()
+    x, y, t = torch.randn(6, 5), torch.randint(0, 4, (6,)), torch.randn(6, 4) * 3
+    step = StepTensors(tree(x), y, teacher_logits=t, inputs=x, student=tree)
+    torch.testing.assert_close(LeafKD(temperature=2.0)(step), tree.paper_loss(x, F.softmax(t / 2, 1)))
+    # A non-tree student is a tree with one leaf: H(p_T, p_S) = KL(p_T ‖ p_S) + H(p_T) at T = 1.
+    s = torch.randn(6, 4)
+    p_t = F.softmax(t, 1)
+    entropy = -(p_t * p_t.log()).sum(1).mean()
+    value = LeafKD(temperature=1.0)(StepTensors(s, y, teacher_logits=t, inputs=x, student=torch.nn.Identity()))
+    torch.testing.assert_close(value, kd_loss(s, t, 1.0) + entropy)
+    with pytest.raises(ValueError, match="temperature must be"):
+        LeafKD(temperature=0.0)

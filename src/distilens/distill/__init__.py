@@ -26,6 +26,7 @@ from .objectives import (
     weighted_sum,
 )
 from .teacher_cache import SoftLabelCache
+from .tree_objectives import LeafKD
 from .trainer import FitResult, evaluate_split, fit
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "AttentionTransfer",
     "GradCAMAlign",
     "InputGradientAlign",
+    "LeafKD",
     "requirements",
     "teacher_cache_options",
     "LOSSES",
