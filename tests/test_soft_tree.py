@@ -109,10 +109,14 @@ def test_soft_tree_trains_with_its_penalty_and_round_trips(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_on_digits_a_distilled_tree_beats_the_same_tree_trained_on_labels(digits) -> None:
-    # ~40 s at 1 thread. Recipe measured in benchmarks/quality.py: depth 5, 60 epochs,
-    # lr 1e-2; distilled = KD at T = 2 alone (T = 4 and KD + CE were less reliable).
-    from distilens.distill import CE, KD, SoftLabelCache, evaluate_split
+def test_on_digits_the_distilled_tree_stays_level_with_the_label_tree(digits) -> None:
+    # ~40 s at 1 thread. The recipe of BENCHMARKS.md "Soft tree and loss defaults, measured":
+    # depth 5, 60 epochs, lr 1e-2; distilled = leaf_kd at T = 4 (the paper's loss on the
+    # teacher's soft targets), labels = ce. Distillation is NOT reliably ahead on digits
+    # (paired differences from −1.1 to +3.3 points per seed, BENCHMARKS.md), so this pins only that the
+    # distilled tree trains as well as the label tree: within 2 points on the mean of 3 seeds.
+    # Observed: labels 93.9 / 92.2 / 93.9, distilled 94.4 / 93.1 / 91.9 (means 93.3 vs 93.1).
+    from distilens.distill import CE, LeafKD, SoftLabelCache, evaluate_split
 
     torch.manual_seed(0)
     teacher = build_model("cnn", digits.spec, width=32)
@@ -120,12 +124,13 @@ def test_on_digits_a_distilled_tree_beats_the_same_tree_trained_on_labels(digits
     cache = SoftLabelCache.build(teacher, digits.train)
     acc: dict[str, list[float]] = {"hard": [], "distilled": []}
     for seed in range(3):
-        for mode, objectives in (("hard", [CE()]), ("distilled", [KD(temperature=2.0)])):
+        for mode, objectives in (("hard", [CE()]), ("distilled", [LeafKD(temperature=4.0)])):
             torch.manual_seed(100 + seed)
             tree = build_model("soft_tree", digits.spec, depth=5)
             fit(tree, digits, objectives=objectives, teacher_cache=cache, epochs=60, lr=1e-2, seed=seed, device="cpu")
             acc[mode].append(evaluate_split(tree, digits.test)[0])
-    assert sum(acc["distilled"]) / 3 > sum(acc["hard"]) / 3, acc
+    assert min(acc["distilled"]) > 0.9, acc
+    assert sum(acc["distilled"]) / 3 > sum(acc["hard"]) / 3 - 0.02, acc
 
 
 def test_leaf_kd_is_the_papers_loss_on_a_tree_and_soft_target_cross_entropy_otherwise() -> None:
