@@ -25,9 +25,9 @@ Recipe (measured on digits, BENCHMARKS.md "Soft tree and loss defaults, measured
 depth 5, AdamW lr 1e-2, 60 epochs, λ = 0.1; distil with the ``leaf_kd`` objective at
 T = 4 — the paper's path-weighted leaf loss on the teacher's soft targets — rather than
 ``kd`` on the mixture (which, at T = 1, 2 or 4, was 0.3–0.5 points *below* the
-label-trained tree). ``leaf_kd`` has the best mean of what we tried (+0.7 points over 5
-paired seeds) but is not reliably ahead: the paired difference ranged from −1.1 to +2.2
-points per seed, and at depth 7 distillation did not help on the one seed we ran.
+label-trained tree). ``leaf_kd`` has the best mean of what we tried but is only level
+with the label-trained tree: +0.33 ± 1.59 points over 10 paired seeds, from −2.2 to +3.3
+per seed; at depth 7 distillation did not help on the one seed we ran.
 
 Example:
     >>> tree = SoftDecisionTree(in_features=64, num_classes=10, depth=4)
