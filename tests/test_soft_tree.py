@@ -110,7 +110,7 @@ def test_soft_tree_trains_with_its_penalty_and_round_trips(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_on_digits_the_distilled_tree_stays_level_with_the_label_tree(digits) -> None:
-    # ~40 s at 1 thread on an idle core (684 s under load 13). The recipe of BENCHMARKS.md
+    # 169 s at 1 thread under load 3.6 on 2 cores (not timed idle). The recipe of BENCHMARKS.md
     # "Soft tree and loss defaults, measured": depth 5, 60 epochs, lr 1e-2; distilled =
     # leaf_kd at T = 4 (the paper's loss on the teacher's soft targets), labels = ce.
     # Distillation is NOT reliably ahead on digits (+0.3 ± 1.6 points over 10 paired seeds,
