@@ -14,24 +14,37 @@ def _tree(depth: int = 3, features: int = 5, classes: int = 4, **kw) -> SoftDeci
     return SoftDecisionTree(features, classes, depth, **kw)
 
 
+def _naive_path_probs(tree: SoftDecisionTree, x: torch.Tensor) -> torch.Tensor:
+    """(B, L) path probability of every leaf, multiplied out node by node (left = 1 − p)."""
+    p = torch.sigmoid(tree.branch_logits(x))
+    out = torch.ones(x.shape[0], 2**tree.depth)
+    for leaf in range(2**tree.depth):
+        node = 0
+        for d in reversed(range(tree.depth)):
+            right = (leaf >> d) & 1
+            out[:, leaf] *= p[:, node] if right else 1 - p[:, node]
+            node = 2 * node + 1 + right
+    return out
+
+
 def test_shapes_and_the_train_output_is_the_log_of_the_path_mixture() -> None:
     tree = _tree().train()
     x = torch.randn(6, 5)
     out = tree(x)
     assert out.shape == (6, 4)
-    # Naive mixture from the branch probabilities, leaf by leaf (heap order, left = 1 − p).
-    p = torch.sigmoid(tree.branch_logits(x))
-    q = F.softmax(tree.leaf_logits, 1)
-    mix = torch.zeros(6, 4)
-    for leaf in range(8):
-        node, path = 0, torch.ones(6)
-        for d in reversed(range(3)):
-            right = (leaf >> d) & 1
-            path = path * (p[:, node] if right else 1 - p[:, node])
-            node = 2 * node + 1 + right
-        mix += path.unsqueeze(1) * q[leaf]
+    mix = _naive_path_probs(tree, x) @ F.softmax(tree.leaf_logits, 1)  # Σ_ℓ P^ℓ Q^ℓ
     torch.testing.assert_close(out.exp(), mix, rtol=1e-5, atol=1e-7)
     assert torch.allclose(out.exp().sum(1), torch.ones(6))
+
+
+def test_path_probabilities_are_the_products_along_each_path_and_sum_to_one() -> None:
+    tree = _tree(depth=4).train()
+    x = torch.randn(7, 5) * 2
+    log_leaf, log_reach = tree.log_path_probs(x)
+    torch.testing.assert_close(log_leaf.exp(), _naive_path_probs(tree, x), rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(log_leaf.exp().sum(1), torch.ones(7))
+    for d in range(4):  # the inner nodes of each depth split all the mass: each level sums to 1
+        torch.testing.assert_close(log_reach[:, 2**d - 1 : 2 ** (d + 1) - 1].exp().sum(1), torch.ones(7))
 
 
 def test_decision_path_is_consistent_with_the_eval_prediction() -> None:
@@ -96,10 +109,15 @@ def test_soft_tree_trains_with_its_penalty_and_round_trips(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_on_digits_a_distilled_tree_beats_the_same_tree_trained_on_labels(digits) -> None:
-    # ~40 s at 1 thread. Recipe measured in benchmarks/quality.py: depth 5, 60 epochs,
-    # lr 1e-2; distilled = KD at T = 2 alone (T = 4 and KD + CE were less reliable).
-    from distilens.distill import CE, KD, SoftLabelCache, evaluate_split
+def test_on_digits_the_distilled_tree_stays_level_with_the_label_tree(digits) -> None:
+    # 169 s at 1 thread under load 3.6 on 2 cores (not timed idle). The recipe of BENCHMARKS.md
+    # "Soft tree and loss defaults, measured": depth 5, 60 epochs, lr 1e-2; distilled =
+    # leaf_kd at T = 4 (the paper's loss on the teacher's soft targets), labels = ce.
+    # Distillation is NOT reliably ahead on digits (+0.3 ± 1.6 points over 10 paired seeds,
+    # −2.2 … +3.3 per seed), so this pins only that the distilled tree trains as well as the
+    # label tree: within 2 points on the mean of 3 seeds. Observed: labels 93.9 / 92.2 /
+    # 93.9, distilled 94.4 / 93.1 / 91.9 (means 93.3 vs 93.1: a 1.8-point margin).
+    from distilens.distill import CE, LeafKD, SoftLabelCache, evaluate_split
 
     torch.manual_seed(0)
     teacher = build_model("cnn", digits.spec, width=32)
@@ -107,9 +125,27 @@ def test_on_digits_a_distilled_tree_beats_the_same_tree_trained_on_labels(digits
     cache = SoftLabelCache.build(teacher, digits.train)
     acc: dict[str, list[float]] = {"hard": [], "distilled": []}
     for seed in range(3):
-        for mode, objectives in (("hard", [CE()]), ("distilled", [KD(temperature=2.0)])):
+        for mode, objectives in (("hard", [CE()]), ("distilled", [LeafKD(temperature=4.0)])):
             torch.manual_seed(100 + seed)
             tree = build_model("soft_tree", digits.spec, depth=5)
             fit(tree, digits, objectives=objectives, teacher_cache=cache, epochs=60, lr=1e-2, seed=seed, device="cpu")
             acc[mode].append(evaluate_split(tree, digits.test)[0])
-    assert sum(acc["distilled"]) / 3 > sum(acc["hard"]) / 3, acc
+    assert min(acc["distilled"]) > 0.9, acc
+    assert sum(acc["distilled"]) / 3 > sum(acc["hard"]) / 3 - 0.02, acc
+
+
+def test_leaf_kd_is_the_papers_loss_on_a_tree_and_soft_target_cross_entropy_otherwise() -> None:
+    from distilens.distill import LeafKD, StepTensors, kd_loss
+
+    tree = _tree().train()
+    x, y, t = torch.randn(6, 5), torch.randint(0, 4, (6,)), torch.randn(6, 4) * 3
+    step = StepTensors(tree(x), y, teacher_logits=t, inputs=x, student=tree)
+    torch.testing.assert_close(LeafKD(temperature=2.0)(step), tree.paper_loss(x, F.softmax(t / 2, 1)))
+    # A non-tree student is a tree with one leaf: H(p_T, p_S) = KL(p_T ‖ p_S) + H(p_T) at T = 1.
+    s = torch.randn(6, 4)
+    p_t = F.softmax(t, 1)
+    entropy = -(p_t * p_t.log()).sum(1).mean()
+    value = LeafKD(temperature=1.0)(StepTensors(s, y, teacher_logits=t, inputs=x, student=torch.nn.Identity()))
+    torch.testing.assert_close(value, kd_loss(s, t, 1.0) + entropy)
+    with pytest.raises(ValueError, match="temperature must be"):
+        LeafKD(temperature=0.0)

@@ -28,6 +28,7 @@ from .objectives import (
 )
 from .teacher_cache import SoftLabelCache
 from .text_losses import attention_kd_loss
+from .tree_objectives import LeafKD
 from .trainer import FitResult, evaluate_split, fit
 from .teacher_fit import fit_teacher
 
@@ -54,6 +55,7 @@ __all__ = [
     "fit_teacher",
     "GradCAMAlign",
     "InputGradientAlign",
+    "LeafKD",
     "requirements",
     "teacher_cache_options",
     "LOSSES",
