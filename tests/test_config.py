@@ -81,3 +81,19 @@ def test_missing_config_file_and_directory(tmp_path) -> None:
 
 def test_apply_overrides_creates_missing_mappings() -> None:
     assert apply_overrides({}, ["a.b.c=1"]) == {"a": {"b": {"c": 1}}}
+
+
+def test_a_loss_without_weight_gets_its_own_measured_default(tmp_path) -> None:
+    from distilens.distill import build_objectives
+
+    path = tmp_path / "c.yaml"
+    path.write_text("distill:\n  losses: [{name: kd}, {name: gradcam_align}]\n")
+    cfg = load_config(path)
+    assert [loss.weight for loss in cfg.distill.losses] == [None, None]
+    again = load_config(None, [f"distill.losses={[l.model_dump(exclude_none=True) for l in cfg.distill.losses]}"])
+    assert again.distill.losses[1].weight is None  # dumped and read back, still unset
+    specs = [{"name": l.name, **l.options()} for l in cfg.distill.losses]
+    assert [o.weight for o in build_objectives(specs)] == [1.0, 0.1]  # GradCAMAlign's default (BENCHMARKS.md)
+    path.write_text("distill:\n  losses: [{name: kd, weight: 0}, {name: ce, weight: 0}]\n")
+    with pytest.raises(ConfigError, match="sum to 0"):
+        load_config(path)

@@ -120,7 +120,7 @@ class LossConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str
-    weight: float = Field(1.0, ge=0.0)
+    weight: float | None = Field(None, ge=0.0)  # null: the loss's own measured default (often 1)
 
     def options(self) -> dict[str, Any]:
         """The loss's own options (everything but name and weight)."""
@@ -150,7 +150,8 @@ class DistillConfig(_Strict):
     @field_validator("losses")
     @classmethod
     def _weights_not_all_zero(cls, losses: list[LossConfig]) -> list[LossConfig]:
-        if sum(loss.weight for loss in losses) <= 0:
+        weights = [loss.weight for loss in losses]  # unset weights are checked once the losses are built
+        if None not in weights and sum(weights) <= 0:  # type: ignore[arg-type]
             raise ValueError("the loss weights sum to 0; give at least one loss a positive weight")
         return losses
 
