@@ -14,7 +14,6 @@ import json
 import importlib.util
 import io
 import os
-import platform
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,11 +23,9 @@ from typing import Any, Callable, Iterator
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from safetensors.torch import save_file
 from torch import nn
 
 from . import distributed as _dist
-from ._version import __version__
 from .config import RunConfig, dump_config
 from .data import DataBundle, InputSpec, load_dataset
 from .distill import SoftLabelCache, build_objectives, fit
@@ -37,20 +34,16 @@ from .distill.text_objectives import check_text_objectives
 from .distill.objectives import teacher_cache_options
 from .distill.trainer import TrainingDiverged
 from .errors import ConfigError, DistilensError, ModelError
-from .evaluate import cost_metrics, predict_logits, prediction_metrics
-from .explain import EXPLAINERS
-from .explain.stage import explain_models, inapplicable_reason
 from .interrupt import check_interrupt, deferred_interrupts
 from .io import atomic_write, atomic_write_json, atomic_write_text
 from .models import HFTextClassifier, build_model, load_model, load_teacher, save_model
 from .report.build import read_history, write_run_report
 from .runfolder import RunFolder
 from .runtime import resolve_device, seed_everything
-from .text_pipeline import (
-    apply_text_defaults, explain_text_stage, save_tokenizers, teacher_tokenizer, text_explain_methods,
-)
+from .stages import environment, evaluate_models, explain_methods, explain_stage, save_predictions
+from .text_pipeline import apply_text_defaults, save_tokenizers, teacher_tokenizer
 
-__all__ = ["run", "RunResult"]
+__all__ = ["run", "RunResult", "load_data", "explain_methods", "explain_stage"]
 
 
 @dataclass
@@ -158,9 +151,9 @@ def _run(
         _write_history(staging / "history.csv", history)
 
         with _timed(timings, "evaluate"):
-            metrics = _evaluate(bundle, teacher, student, baseline)
+            metrics = evaluate_models(bundle, teacher, student, baseline)
             metrics["seed"] = cfg.seed
-            _save_predictions(staging, bundle, cache, {"teacher": teacher, "student": student, "baseline": baseline})
+            save_predictions(staging, bundle, cache, {"teacher": teacher, "student": student, "baseline": baseline})
         with _timed(timings, "explain"):
             if methods:
                 metrics["explanations"] = explain_stage(cfg, bundle, teacher, student, methods, staging)
@@ -168,7 +161,7 @@ def _run(
                     metrics["explanations"].setdefault("skipped", {}).update(skipped)
             elif skipped:
                 metrics["explanations"] = {"methods": [], "skipped": skipped}
-        metrics["environment"] = _environment(device)
+        metrics["environment"] = environment(device)
         with _timed(timings, "report"):
             # The page shows the stage times so far; metrics.json gets the final ones below.
             metrics["timing_s"] = {k: round(v, 3) for k, v in timings.items()}
@@ -275,37 +268,6 @@ def _save_teacher(teacher: nn.Module, folder: Path, arch: dict[str, Any], spec: 
     save_model(teacher, folder / "teacher.safetensors", arch=arch["arch"], args=arch["args"], spec=spec)
 
 
-def explain_methods(
-    cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module
-) -> tuple[list[str], dict[str, str]]:
-    """Explainers to run, checked before any training, and those left out with the reason.
-
-    Methods named explicitly in the config must apply to this data and these models; from
-    the default list, those that do not apply (gradcam on tables, MLPs or TorchScript) are
-    left out and reported.
-    """
-    explicit = "methods" in cfg.explain.model_fields_set
-    if bundle.spec.kind == "text":  # token explainers, compared word by word
-        return text_explain_methods(cfg, teacher, student)
-    methods, skipped = [], {}
-    for m in cfg.explain.methods:
-        try:
-            EXPLAINERS.get(m)
-        except DistilensError as exc:
-            raise ConfigError(f"explain.methods: {exc}") from None
-        reason = inapplicable_reason(m, (teacher, student), bundle.train.inputs[:1])
-        if reason is None:
-            methods.append(m)
-        elif explicit:
-            raise ConfigError(f"explain.methods: '{m}' {reason}; use integrated_gradients or saliency")
-        else:
-            skipped[m] = reason
-    if not methods and not explicit:
-        # None of the defaults applies (a soft-tree student): occlusion needs only forwards.
-        methods = ["occlusion"]
-    return methods, skipped
-
-
 def _stage_teacher(
     cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, arch: dict[str, Any], staging: Path,
     history: list, bar: Progress, fit_args: dict,
@@ -387,58 +349,6 @@ def _train_student(
         save_model(model, path, arch=cfg.student.arch, args=cfg.student.args, spec=bundle.spec)
 
 
-def _evaluate(bundle: DataBundle, teacher: nn.Module, student: nn.Module, baseline: nn.Module | None) -> dict[str, Any]:
-    y = bundle.test.targets
-    t_logits = predict_logits(teacher, bundle.teacher_split("test"))
-    metrics: dict[str, Any] = {
-        "dataset": {"name": bundle.name, "num_classes": bundle.spec.num_classes, **bundle.sizes(), **bundle.loading()},
-        "teacher": {**prediction_metrics(t_logits, y), **cost_metrics(teacher, bundle.teacher_spec or bundle.spec)},
-    }
-    for role, model in (("student", student), ("baseline", baseline)):
-        if model is not None:
-            logits = predict_logits(model, bundle.test)
-            metrics[role] = {**prediction_metrics(logits, y, t_logits), **cost_metrics(model, bundle.spec)}
-    t, s = metrics["teacher"], metrics["student"]
-    metrics["compression"] = {
-        "params_ratio": round(t["params"] / s["params"], 2),
-        "flops_ratio": round(t["flops"] / max(1, s["flops"]), 2),
-        "speedup_batch1": round(t["latency_ms"]["batch1"] / s["latency_ms"]["batch1"], 2),
-        "speedup_batch64": round(t["latency_ms"]["batch64"] / s["latency_ms"]["batch64"], 2),
-    }
-    return metrics
-
-
-def explain_stage(
-    cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module, methods: list[str], folder: Path
-) -> dict[str, Any]:
-    """Run the explain stage; the maps go to explanations.safetensors, the numbers are returned.
-
-    Text: word-level comparisons go to explanations/text.json instead.
-    """
-    if bundle.spec.kind == "text":
-        return explain_text_stage(cfg, bundle, teacher, student, methods, folder)
-    e = cfg.explain
-    comparisons, block = explain_models(
-        teacher, student, bundle.test, methods, e.n_samples, seed=cfg.seed, steps=e.steps,
-        sanity=e.sanity, sanity_samples=e.sanity_samples,
-    )
-    tensors: dict[str, torch.Tensor] = {}
-    for cmp in comparisons:
-        tensors.update(cmp.to_tensors())
-    atomic_write(folder / "explanations.safetensors", lambda tmp: save_file(tensors, tmp))
-    return block
-
-
-def _save_predictions(folder: Path, bundle: DataBundle, cache: SoftLabelCache, models: dict[str, nn.Module | None]) -> None:
-    """Test logits of every model and the teacher's training soft labels, for the report."""
-    tensors = {"test/targets": bundle.test.targets, "train/targets": bundle.train.targets,
-               "train/teacher": cache.logits.detach().cpu().contiguous()}
-    for role, model in models.items():
-        if model is not None:
-            tensors[f"test/{role}"] = predict_logits(model, bundle.teacher_split("test") if role == "teacher" else bundle.test)
-    atomic_write(folder / "predictions.safetensors", lambda tmp: save_file(tensors, tmp))
-
-
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
     columns: list[str] = []
     for row in history:
@@ -448,14 +358,3 @@ def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(history)
     atomic_write_text(path, buf.getvalue())
-
-
-def _environment(device: torch.device) -> dict[str, str]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "distilens": __version__,
-        "device": str(device),
-        "processes": str(_dist.world().size),
-        "platform": platform.platform(),
-    }
