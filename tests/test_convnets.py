@@ -58,7 +58,10 @@ def test_convnets_refuse_tables() -> None:
 def test_describe_models_lists_every_model() -> None:
     rows = describe_models(SPECS["digits"])
     assert [r["name"] for r in rows] == MODELS.names()
-    assert all(isinstance(r["params"], int) and r["params"] > 0 for r in rows)
+    # Transformer teachers are not built for a listing: hf needs its folder, minilm text data.
+    loaded = {"hf", "minilm"}
+    assert all(isinstance(r["params"], int) and r["params"] > 0 for r in rows if r["name"] not in loaded)
+    assert all(r["params"] is None and r["note"] for r in rows if r["name"] in loaded)
     table_rows = {r["name"]: r for r in describe_models(InputSpec("table", (5,), ("a", "b")))}
     assert table_rows["resnet"]["params"] is None and "image" in table_rows["resnet"]["note"]
     assert table_rows["mlp"]["params"] > 0

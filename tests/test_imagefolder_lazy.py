@@ -199,6 +199,7 @@ def _metrics_without_timing(m: dict) -> dict:
     return out
 
 
+@pytest.mark.slow  # two full CLI runs (~55 s); CI runs it
 def test_cli_run_lazy_matches_in_memory_and_predicts(tmp_path: Path) -> None:
     _folder(tmp_path / "imgs", n=12, size=(8, 8))
     common = ["--set", "data.source=imagefolder:imgs", "--set", "teacher.args.width=4", "--set", "student.args.width=2",
