@@ -105,7 +105,9 @@ def _run(
 
     with _timed(timings, "data"):
         bundle = load_data(cfg)
-    objectives = build_objectives([{"name": l.name, "weight": l.weight, **l.options()} for l in cfg.distill.losses])
+    objectives = build_objectives([  # an unset weight is the loss's own default (gradcam_align: 0.1)
+        {"name": l.name, **({"weight": l.weight} if l.weight is not None else {}), **l.options()} for l in cfg.distill.losses
+    ])
     check_text_objectives(objectives, bundle)
     student = _build(cfg.student.arch, cfg.student.args, bundle, cfg.seed + 1, "student")
     if cfg.teacher.weights:  # checked against the data here, before any training
