@@ -126,6 +126,32 @@ def test_predict_matches_the_student_on_tokenised_text(runs, tmp_path, capsys) -
     assert lines[1].startswith("new.csv:line 2,")
 
 
+def test_predict_explain_gives_word_scores(runs, tmp_path, capsys) -> None:
+    from distilens.explain.text import attribute_text, word_scores
+
+    run = runs["text_cnn"]
+    texts = ["A brilliant, superb film!", "Dull and boring ending."]
+    new = tmp_path / "new.csv"
+    new.write_text('review\n"A brilliant, superb film!"\nDull and boring ending.\n', encoding="utf-8")
+    capsys.readouterr()
+    assert cli("predict", str(run), str(new), "--explain") == 0
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    assert [r["source"] for r in rows] == ["new.csv:line 2", "new.csv:line 3"]
+    got = [json.loads(r["words"]) for r in rows]
+    assert [[w for w, _ in g] for g in got] == [["A", "brilliant", ",", "superb", "film", "!"], ["Dull", "and", "boring", "ending", "."]]
+    # The same numbers as attributing the student directly (IG for the predicted class), summed per word.
+    student, meta = load_model(run / "student.safetensors")
+    enc = TextTokenizer.from_file(run / "tokenizer.json").encode(texts, meta["input_spec"]["shape"][0], pad_to_max=True)
+    target = student.eval()(enc.ids).argmax(1)
+    scores = attribute_text(student, enc.ids, target, "integrated_gradients")
+    for g, text, off, row in zip(got, texts, enc.offsets, scores):
+        _, expected = word_scores(text, off, row[: len(off)])
+        assert [v for _, v in g] == pytest.approx(expected.tolist(), abs=1e-5)
+    out = tmp_path / "pred.csv"
+    assert cli("predict", str(run), str(new), "--explain", "--out", str(out)) == 0
+    assert [json.loads(r["words"]) for r in csv.DictReader(out.open(encoding="utf-8"))] == got
+
+
 def test_predict_on_a_file_without_the_text_column_is_a_one_line_error(runs, tmp_path, capsys) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("comment\nhello\n", encoding="utf-8")

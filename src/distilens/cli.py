@@ -114,7 +114,7 @@ def predict_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder written by `distilens run`."),
     input_path: Path = typer.Argument(..., metavar="INPUT", help="An image, a folder of images, or a CSV file."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the predictions CSV here (default: stdout)."),
-    explain: bool = typer.Option(False, "--explain", help="Add attributions: a heatmap PNG per image, or per-feature columns."),
+    explain: bool = typer.Option(False, "--explain", help="Add attributions: a heatmap PNG per image, per-feature columns for tables, word scores for texts."),
 ) -> None:
     """Predict with the run's student: class and probability per input, as CSV."""
     from .commands import predict_run

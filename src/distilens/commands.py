@@ -24,7 +24,7 @@ from .export import export_model
 from .io import atomic_write_bytes, atomic_write_json
 from .models import build_architecture, load_model, load_teacher
 from .pipeline import explain_methods, explain_stage, load_data
-from .predict import predict, write_predictions
+from .predict import predict, words_cell, write_predictions
 from .report.build import write_run_report
 from .report.figures import heatmap_png
 from .text_pipeline import load_run_tokenizer
@@ -111,7 +111,8 @@ def predict_run(path: str | Path, inputs: str | Path, *, out: str | Path | None 
     """Predict ``inputs`` with a run's student; CSV text (or ``None`` when written to ``out``).
 
     With ``explain``, image inputs also get a heatmap PNG each, next to ``out`` (or in
-    ``RUN/predictions/``); table rows get one attribution column per feature.
+    ``RUN/predictions/``); table rows get one attribution column per feature; texts a
+    ``words`` column: JSON ``[[word, score], ...]`` (token scores summed per word).
     """
     run_dir = _run_dir(path)
     student, meta = load_model(run_dir / "student.safetensors")
@@ -136,7 +137,10 @@ def predict_run(path: str | Path, inputs: str | Path, *, out: str | Path | None 
         return None
     tmp = io.StringIO()
     writer = csv.writer(tmp, lineterminator="\n")
-    keys = [k for k in ("source", "class", "probability", "heatmap") if any(k in r for r in rows)]
+    for r in rows:
+        if isinstance(r.get("attribution"), list):  # text: the words and their scores
+            r["words"] = words_cell(r.pop("attribution"))
+    keys = [k for k in ("source", "class", "probability", "heatmap", "words") if any(k in r for r in rows)]
     writer.writerow(keys)
     for r in rows:
         writer.writerow([r.get(k, "") for k in keys])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def _sources(
         if input_path.is_dir():
             raise DataError(f"the model was trained on text; give a .csv, .tsv or .jsonl file, not the folder '{input_path}'")
         names, texts = preprocessing.read(input_path)
-        return names, lambda i, j: preprocessing.transform(texts[i:j])
+        return names, _TextLoader(preprocessing, texts)
     if spec.kind == "table":
         if preprocessing is None:
             raise DataError("predicting on a table needs the training preprocessing (preprocessing.json in the run folder)")
@@ -73,6 +74,31 @@ def _sources(
     else:
         raise DataError(f"the model was trained on images; '{input_path}' is not an image file or folder")
     return names, lambda i, j: _image_inputs(spec, files[i:j])
+
+
+class _TextLoader:
+    """``load(i, j)`` → (j − i, L) token ids of texts i..j; keeps the texts for word attributions."""
+
+    def __init__(self, preprocessing: TextPreprocessor, texts: list[str]) -> None:
+        self.preprocessing, self.texts = preprocessing, texts
+
+    def __call__(self, i: int, j: int) -> Tensor:
+        return self.preprocessing.transform(self.texts[i:j])
+
+
+def _word_attributions(
+    model: nn.Module, ids: Tensor, target: Tensor, pre: TextPreprocessor, texts: list[str], method: str | None
+) -> list[list[tuple[str, float]]]:
+    """Each text's token attributions for ``target``, summed per word: ``[(word, score), ...]`` per text."""
+    from .explain.text import attribute_text, word_scores
+
+    scores = attribute_text(model, ids, target, method or "integrated_gradients").cpu()
+    offsets = pre.tokenizer.encode(texts, pre.length, pad_to_max=True).offsets
+    out = []
+    for text, off, row in zip(texts, offsets, scores):
+        spans, values = word_scores(text, off, row[: len(off)])
+        out.append([(text[a:b], float(v)) for (a, b), v in zip(spans, values)])
+    return out
 
 
 def predict(
@@ -104,15 +130,14 @@ def predict(
         ``file.csv:row N`` with file row numbers; ``file.csv:line N`` for texts), ``class``,
         ``probability``; with
         ``explain``, ``attribution``: a (C, H, W) CPU tensor for images (or (1, H, W)
-        for gradcam), a ``{feature: value}`` dict for tables.
+        for gradcam), a ``{feature: value}`` dict for tables, a ``[(word, score), ...]``
+        list for texts (token scores summed per word of the text, in text order).
 
     Example:
         >>> rows = predict(student, spec, None, "new_photos/")
         >>> rows[0]
         {'source': 'a.png', 'class': 'cat', 'probability': 0.93}
     """
-    if explain and spec.kind == "text":
-        raise DataError("predict --explain does not support text models yet; use `distilens explain RUN`")
     names, load = _sources(spec, preprocessing, Path(input_path))
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -126,7 +151,10 @@ def predict(
                 probs = torch.softmax(model(x).float(), dim=1).cpu()
             p, k = probs.max(dim=1)
             maps = None
-            if explain:
+            if explain and spec.kind == "text":
+                assert isinstance(preprocessing, TextPreprocessor)
+                maps = _word_attributions(model, x, k.to(device), preprocessing, load.texts[start : start + batch_size], method)
+            elif explain:
                 from .explain import attribute
 
                 maps = attribute(model, x, target=k.to(device), method=method or "integrated_gradients").cpu()
@@ -148,13 +176,21 @@ def predict(
 def write_predictions(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """Write ``source,class,probability`` as CSV (atomically); table attributions become columns.
 
-    Image attribution maps are not written here (save them as images or tensors).
+    Image attribution maps are not written here (save them as images or tensors); text
+    attributions go into a ``words`` column (:func:`words_cell`).
     """
     buf = io.StringIO()
     extra = sorted({k for r in rows if isinstance(r.get("attribution"), dict) for k in r["attribution"]})
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["source", "class", "probability", *(f"attribution:{f}" for f in extra)])
+    text = any(isinstance(r.get("attribution"), list) for r in rows)
+    writer.writerow(["source", "class", "probability", *(f"attribution:{f}" for f in extra), *(["words"] if text else [])])
     for r in rows:
         attr = r.get("attribution") if isinstance(r.get("attribution"), dict) else {}
-        writer.writerow([r["source"], r["class"], f"{r['probability']:.6f}", *(f"{attr.get(f, 0.0):.6g}" for f in extra)])
+        cells = [r["source"], r["class"], f"{r['probability']:.6f}", *(f"{attr.get(f, 0.0):.6g}" for f in extra)]
+        writer.writerow(cells + ([words_cell(r.get("attribution") or [])] if text else []))
     return atomic_write_text(path, buf.getvalue())
+
+
+def words_cell(words: list[tuple[str, float]]) -> str:
+    """A text's word attributions as one CSV cell: a JSON list of ``[word, score]`` in text order."""
+    return json.dumps([[w, round(v, 6)] for w, v in words], ensure_ascii=False)
