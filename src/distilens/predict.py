@@ -22,6 +22,7 @@ from .data.imagefolder import IMAGE_EXTENSIONS, list_images, read_image
 from .data.normalise import apply_normalisation
 from .data.table import TablePreprocessor, read_csv
 from .data.text import TextPreprocessor
+from .data.tokenize import Encoded
 from .errors import DataError
 from .io import atomic_write_text
 
@@ -77,25 +78,27 @@ def _sources(
 
 
 class _TextLoader:
-    """``load(i, j)`` → (j − i, L) token ids of texts i..j; keeps the texts for word attributions."""
+    """``load(i, j)`` → (j − i, L) token ids of texts i..j; the last batch's encoding (offsets) is kept for word attributions."""
 
     def __init__(self, preprocessing: TextPreprocessor, texts: list[str]) -> None:
         self.preprocessing, self.texts = preprocessing, texts
+        self.last: tuple[list[str], Encoded] | None = None
 
     def __call__(self, i: int, j: int) -> Tensor:
-        return self.preprocessing.transform(self.texts[i:j])
+        enc = self.preprocessing.encode(self.texts[i:j])
+        self.last = (self.texts[i:j], enc)
+        return enc.ids
 
 
-def _word_attributions(
-    model: nn.Module, ids: Tensor, target: Tensor, pre: TextPreprocessor, texts: list[str], method: str | None
-) -> list[list[tuple[str, float]]]:
-    """Each text's token attributions for ``target``, summed per word: ``[(word, score), ...]`` per text."""
+def _word_attributions(model: nn.Module, ids: Tensor, target: Tensor, load: _TextLoader, method: str | None) -> list[list[tuple[str, float]]]:
+    """Each text of the last loaded batch: its token attributions for ``target`` summed per word, ``[(word, score), ...]``."""
     from .explain.text import attribute_text, word_scores
 
+    assert load.last is not None
+    texts, enc = load.last
     scores = attribute_text(model, ids, target, method or "integrated_gradients").cpu()
-    offsets = pre.tokenizer.encode(texts, pre.length, pad_to_max=True).offsets
     out = []
-    for text, off, row in zip(texts, offsets, scores):
+    for text, off, row in zip(texts, enc.offsets, scores):
         spans, values = word_scores(text, off, row[: len(off)])
         out.append([(text[a:b], float(v)) for (a, b), v in zip(spans, values)])
     return out
@@ -152,8 +155,7 @@ def predict(
             p, k = probs.max(dim=1)
             maps = None
             if explain and spec.kind == "text":
-                assert isinstance(preprocessing, TextPreprocessor)
-                maps = _word_attributions(model, x, k.to(device), preprocessing, load.texts[start : start + batch_size], method)
+                maps = _word_attributions(model, x, k.to(device), load, method)
             elif explain:
                 from .explain import attribute
 

@@ -30,7 +30,7 @@ from ..registry import did_you_mean
 from .builtin import RawData
 from .bundle import DataBundle, InputSpec, Split
 from .table import _class_names, _rows_text
-from .tokenize import TextTokenizer
+from .tokenize import Encoded, TextTokenizer
 
 __all__ = ["read_text_table", "load_text", "text_spec", "TextPreprocessor"]
 
@@ -270,6 +270,10 @@ class TextPreprocessor:
             raise DataError(f"'{path}': text column '{col}' is empty in line(s) {_rows_text(blank)}; fill them in or remove those rows")
         return [f"{path.name}:line {n}" for n in numbers], texts  # type: ignore[return-value]
 
+    def encode(self, texts: Sequence[str]) -> Encoded:
+        """The texts' ids, (N, length) int64, and each token's character offsets."""
+        return self.tokenizer.encode(texts, self.length, pad_to_max=True)
+
     def transform(self, texts: Sequence[str]) -> torch.Tensor:
         """(N, length) int64 ids."""
-        return self.tokenizer.encode(texts, self.length, pad_to_max=True).ids
+        return self.encode(texts).ids
