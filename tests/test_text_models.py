@@ -124,6 +124,29 @@ def test_masked_mean_and_text_cnn_windows_by_hand() -> None:
     assert cnn.forward_features(torch.tensor([[4, 4, 0]])).item() == 0.0
 
 
+def test_bigram_bag_by_hand_and_padding_invariant() -> None:
+    bag = build_model("embedding_bag", SPEC, dim=1, ngrams=2, buckets=7).eval()
+    with torch.no_grad():
+        bag.embedding.weight.copy_(torch.arange(50, dtype=torch.float32).unsqueeze(1))  # token t -> t
+        bag.bigrams.weight.copy_(100.0 * torch.arange(7, dtype=torch.float32).unsqueeze(1))  # bucket k -> 100 k
+    # 1000003 = 4 (mod 7), so the pairs of "5 6 9" and "5 7" fall in buckets
+    # (5·4 + 6) = 26 -> 5, (6·4 + 9) = 33 -> 5 and (5·4 + 7) = 27 -> 6
+    row = torch.tensor([[5, 6, 9, PAD, PAD], [5, 7, PAD, PAD, PAD]])
+    expected = torch.tensor([(5 + 6 + 9 + 500 + 500) / 5, (5 + 7 + 600) / 3])
+    assert torch.allclose(bag.forward_features(row).squeeze(1), expected)
+    one = torch.tensor([[8, PAD, PAD]])  # one token: no pair, no bigram
+    assert bag.forward_features(one).item() == 8.0
+    torch.manual_seed(0)
+    bag = build_model("embedding_bag", SPEC, dim=8, ngrams=2, buckets=11).eval()
+    ids = _ids([7, 2, 1, 12], width=12)
+    longer = torch.cat([ids, torch.full((4, 5), PAD)], dim=1)
+    assert torch.allclose(bag(ids), bag(longer), atol=1e-6, rtol=0)
+    assert torch.allclose(bag(ids), torch.cat([bag(ids[i : i + 1]) for i in range(4)]), atol=1e-6, rtol=0)
+    assert count_params(bag) == count_params(build_model("embedding_bag", SPEC, dim=8)) + 11 * 8
+    with pytest.raises(ModelError, match="ngrams"):
+        build_model("embedding_bag", SPEC, ngrams=3)
+
+
 def test_zoo_errors_and_save_load_round_trip(tmp_path) -> None:
     image = InputSpec("image", (1, 8, 8), ("a", "b"))
     for name in TEXT_MODELS:

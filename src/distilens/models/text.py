@@ -69,7 +69,11 @@ class EmbeddingBagClassifier(_TextModel):
     """fastText (Joulin et al. 2017, "Bag of Tricks for Efficient Text Classification").
 
     The mean of the token embeddings (pads excluded), an optional hidden ReLU layer, a linear
-    head.
+    head. With ``ngrams=2`` every pair of adjacent real tokens (a, b) also adds an embedding
+    row, ``(a · 1000003 + b) mod buckets`` of a second table (fastText's hashed bigrams), to
+    the same mean. Token attributions hook :meth:`get_input_embeddings` (the unigram table),
+    so they see the bigrams' part as a constant: occlusion, which removes the whole word,
+    sees both.
 
     Args:
         vocab_size: Number of token ids.
@@ -78,19 +82,37 @@ class EmbeddingBagClassifier(_TextModel):
         dim: Embedding width D.
         hidden: Width of the optional hidden layer (0: none).
         dropout: Dropout before the head.
+        ngrams: 1 (tokens only) or 2 (tokens and hashed bigrams).
+        buckets: Rows of the bigram table (``ngrams=2``).
     """
 
     def __init__(
-        self, vocab_size: int, num_classes: int, pad_id: int = 0, dim: int = 64, hidden: int = 0, dropout: float = 0.0
+        self, vocab_size: int, num_classes: int, pad_id: int = 0, dim: int = 64, hidden: int = 0, dropout: float = 0.0,
+        ngrams: int = 1, buckets: int = 8192,
     ) -> None:
         super().__init__(vocab_size, dim, pad_id)
+        if ngrams not in (1, 2) or buckets < 1:
+            raise ValueError(f"need ngrams in (1, 2) and buckets >= 1, got {ngrams}, {buckets}")
+        self.ngrams, self.buckets = int(ngrams), int(buckets)
+        self.bigrams = nn.Embedding(self.buckets, dim) if self.ngrams == 2 else None
         self.hidden = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU()) if hidden > 0 else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden if hidden > 0 else dim, num_classes)
 
+    def bigram_ids(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, L) ids → ((B, L-1) bucket of each adjacent pair, (B, L-1) bool: both tokens real)."""
+        mask = self.padding_mask(ids)
+        return (ids[:, :-1] * 1000003 + ids[:, 1:]) % self.buckets, mask[:, :-1] & mask[:, 1:]
+
     def forward_features(self, ids: Tensor) -> Tensor:
-        """(B, L) ids → (B, D) mean embedding (through the hidden layer when there is one)."""
-        return self.hidden(masked_mean(self.embedding(ids), self.padding_mask(ids)))
+        """(B, L) ids → (B, D) mean embedding of tokens (and bigrams), through the hidden layer when there is one."""
+        mask = self.padding_mask(ids)
+        if self.bigrams is None:
+            return self.hidden(masked_mean(self.embedding(ids), mask))
+        pairs, pair_mask = self.bigram_ids(ids)
+        m, pm = mask.unsqueeze(-1).float(), pair_mask.unsqueeze(-1).float()
+        total = (self.embedding(ids) * m).sum(1) + (self.bigrams(pairs) * pm).sum(1)
+        return self.hidden(total / (m.sum(1) + pm.sum(1)).clamp_min(1.0))
 
 
 class TextCNN(_TextModel):
@@ -257,12 +279,12 @@ def _vocab(name: str, spec: InputSpec, vocab_size: int | None, pad_id: int | Non
 
 @MODELS.register("embedding_bag")
 def embedding_bag(
-    spec: InputSpec, dim: int = 64, hidden: int = 0, dropout: float = 0.0,
+    spec: InputSpec, dim: int = 64, hidden: int = 0, dropout: float = 0.0, ngrams: int = 1, buckets: int = 8192,
     vocab_size: int | None = None, pad_id: int | None = None,
 ) -> nn.Module:
-    """fastText-style mean of token embeddings and a linear head, for text (Joulin et al. 2017)."""
+    """fastText-style mean of token (and hashed bigram) embeddings and a linear head (Joulin et al. 2017)."""
     v, p = _vocab("embedding_bag", spec, vocab_size, pad_id)
-    return EmbeddingBagClassifier(v, spec.num_classes, p, int(dim), int(hidden), float(dropout))
+    return EmbeddingBagClassifier(v, spec.num_classes, p, int(dim), int(hidden), float(dropout), int(ngrams), int(buckets))
 
 
 @MODELS.register("text_cnn")
