@@ -212,6 +212,8 @@ CASES = [
     ("unknown-optimizer", None, [S, "distill.optimizer.name=adam"], "'distill.optimizer.name'", "'adamw' or 'sgd'"),
     ("unknown-device", None, [S, "runtime.device=tpu"], "'runtime.device'", "auto, cpu, cuda"),
     ("unknown-model-arg", None, [S, "student.args.widht=4"], "widht", "width"),
+    ("transfer-copies-not-text", None, [S, "distill.transfer_copies=2"], "distill.transfer_copies needs text data",
+     "set it to 0"),
     # ---- teacher files
     ("missing-teacher", None, [S, "teacher.weights=teachers/none.safetensors"], "does not exist", "check the path"),
     ("teacher-is-folder", None, [S, "teacher.weights=teachers/folder.safetensors", *WEIGHTS], "is a folder",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
 
 from distilens.cli import main
 from distilens.data.tokenize import TextTokenizer
@@ -33,6 +34,7 @@ distill:
   epochs: 3
   batch_size: 16
   baseline: {baseline}
+  transfer_copies: {copies}
 runtime: {{threads: 1}}
 """
 STUDENTS = {
@@ -74,7 +76,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
         # The first run trains the teacher; the others load it (a distilens teacher file).
         weights = "null" if i == 0 else f'"{work / "embedding_bag" / "teacher.safetensors"}"'
         cfg = work / f"{student}.yaml"
-        cfg.write_text(CONFIG.format(csv=data, student=student, args=args, baseline=str(i == 0).lower(), weights=weights))
+        # text_cnn also learns from 2 perturbed copies per training text, labelled by the teacher.
+        cfg.write_text(CONFIG.format(csv=data, student=student, args=args, baseline=str(i == 0).lower(), weights=weights,
+                                     copies=2 if student == "text_cnn" else 0))
         assert cli("run", str(cfg), "--quiet", "--out", str(work / student)) == 0
         out[student] = work / student
     return out
@@ -86,7 +90,14 @@ def test_run_writes_metrics_tokenizer_and_report(runs, student: str) -> None:
     for name in ("tokenizer.json", "teacher.safetensors", "student.safetensors", "metrics.json", "report.html"):
         assert (run / name).is_file(), name
     m = json.loads((run / "metrics.json").read_text())
+    copies = m["dataset"].pop("transfer_copies", 0)
     assert m["dataset"] == {"name": "reviews", "num_classes": 2, "n_train": 140, "n_val": 20, "n_test": 40, "loading": "memory"}
+    assert (140 < copies <= 280) == (student == "text_cnn")  # most texts give two distinct copies
+    with safe_open(str(run / "predictions.safetensors"), "pt") as f:
+        assert f.get_slice("train/teacher").get_shape() == [140, 2]  # the report's soft labels: training texts only
+    (cache_file,) = (run / "cache").glob("*.safetensors")
+    with safe_open(str(cache_file), "pt") as f:  # the student learnt from the teacher's outputs on the copies too
+        assert f.get_slice("top_class").get_shape()[0] == 140 + copies
     assert m["teacher"]["accuracy"] >= 0.75  # one sentiment word decides; the rest is filler
     first = json.loads((runs["embedding_bag"] / "metrics.json").read_text())
     assert m["teacher"]["accuracy"] == first["teacher"]["accuracy"]  # the same teacher, loaded

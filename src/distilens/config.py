@@ -146,6 +146,9 @@ class DistillConfig(_Strict):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     early_stopping: int | None = Field(None, ge=1)  # patience in epochs; null: train all epochs
     monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    # Text: perturbed copies per training text that the teacher labels for the student
+    # (data/text_augment.py, Tang et al. 2019); the baseline trains on the original texts.
+    transfer_copies: int = Field(0, ge=0)
 
     @field_validator("losses")
     @classmethod

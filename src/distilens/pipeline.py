@@ -28,6 +28,7 @@ from torch import nn
 from . import distributed as _dist
 from .config import RunConfig, dump_config
 from .data import DataBundle, InputSpec, load_dataset
+from .data.text_augment import with_transfer_copies
 from .distill import SoftLabelCache, build_objectives, fit
 from .distill.teacher_fit import fit_teacher, teacher_bundle
 from .distill.text_objectives import check_text_objectives
@@ -109,6 +110,8 @@ def _run(
         {"name": l.name, **({"weight": l.weight} if l.weight is not None else {}), **l.options()} for l in cfg.distill.losses
     ])
     check_text_objectives(objectives, bundle)
+    # The student's training set: the texts, plus copies the teacher labels (text data only).
+    transfer = with_transfer_copies(bundle, cfg.distill.transfer_copies, seed=cfg.seed)
     student = _build(cfg.student.arch, cfg.student.args, bundle, cfg.seed + 1, "student")
     if cfg.teacher.weights:  # checked against the data here, before any training
         teacher = load_teacher(
@@ -133,16 +136,19 @@ def _run(
         # Printed once every input is checked: a bad input's error stays the only line.
         lazily = f"read lazily from the files by {bundle.loading().get('num_workers')} worker process(es)"
         console.print(f"data: {lazily if bundle.train.lazy else 'held in memory'}")
+        if transfer is not bundle:
+            console.print(f"transfer set: {len(bundle.train)} training texts + {len(transfer.train) - len(bundle.train)} "
+                          "copies labelled by the teacher")
         # Ctrl-C while training: stop after the epoch's checkpoint (interrupt.py); --resume continues.
         with _progress(console) as bar, deferred_interrupts():
             with _timed(timings, "teacher"):
                 teacher = _stage_teacher(cfg, bundle, teacher, teacher_arch, staging, history, bar, fit_args)
             with _timed(timings, "cache"):
-                cache, hit = _shared_cache(cfg, bundle, teacher, objectives, staging, folder.final)
+                cache, hit = _shared_cache(cfg, transfer, teacher, objectives, staging, folder.final)
                 if world.main:
                     console.print(f"soft labels: {'read from cache' if hit else 'computed'} ({cache.key[:12]})")
             with _timed(timings, "distill"):
-                _train_student(cfg, bundle, student, "student", objectives, cache, staging, history, bar, fit_args)
+                _train_student(cfg, transfer, student, "student", objectives, cache, staging, history, bar, fit_args)
             baseline = None
             if cfg.distill.baseline:
                 with _timed(timings, "baseline"):
@@ -154,6 +160,8 @@ def _run(
 
         with _timed(timings, "evaluate"):
             metrics = evaluate_models(bundle, teacher, student, baseline)
+            if transfer is not bundle:
+                metrics["dataset"]["transfer_copies"] = len(transfer.train) - len(bundle.train)
             metrics["seed"] = cfg.seed
             save_predictions(staging, bundle, cache, {"teacher": teacher, "student": student, "baseline": baseline})
         with _timed(timings, "explain"):

@@ -103,9 +103,13 @@ def explain_stage(
 
 
 def save_predictions(folder: Path, bundle: DataBundle, cache: SoftLabelCache, models: dict[str, nn.Module | None]) -> None:
-    """Test logits of every model and the teacher's training soft labels, for the report."""
+    """Test logits of every model and the teacher's training soft labels, for the report.
+
+    ``cache`` may also cover transfer copies appended after ``bundle.train``'s rows; only the
+    training rows' soft labels are kept.
+    """
     tensors = {"test/targets": bundle.test.targets, "train/targets": bundle.train.targets,
-               "train/teacher": cache.logits.detach().cpu().contiguous()}
+               "train/teacher": cache.logits[: len(bundle.train)].detach().cpu().contiguous()}
     for role, model in models.items():
         if model is not None:
             tensors[f"test/{role}"] = predict_logits(model, bundle.teacher_split("test") if role == "teacher" else bundle.test)
