@@ -58,6 +58,9 @@ def _transformers() -> Any:
         raise ModelError(f"transformer teachers need the 'transformers' package; install it with {_TEXT_EXTRA}")
     import transformers
 
+    # Its "Loading weights" bar would print into distilens' own console output (and break
+    # the one-line errors): loading a local model is quick, so no bar.
+    transformers.utils.logging.disable_progress_bar()
     return transformers
 
 
