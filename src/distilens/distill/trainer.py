@@ -15,14 +15,13 @@ Rank 0 alone writes checkpoints and TensorBoard events and calls ``on_epoch``.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import math
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Literal
+from typing import Any, Callable, Literal
 
 import torch
 from torch import Tensor, nn
@@ -30,10 +29,10 @@ from torch import Tensor, nn
 from .. import distributed as _dist
 from ..data.bundle import DataBundle, Split, count_batches, iterate_batches
 from ..errors import DistilensError
-from ..models.tap import FeatureTap, default_feature_layer, tapped_output
 from ..runtime import amp_dtype, autocast, resolve_device
 from .checkpoint import check_signature, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .objectives import CE, Objective, StepTensors, requirements, teacher_cache_options, weighted_sum
+from .objectives import CE, Objective, requirements, weighted_sum
+from .step_views import check_cache, prepare_objectives, step_views, student_layer, feature_tap
 from .teacher_cache import SoftLabelCache
 
 __all__ = ["fit", "FitResult", "evaluate_split", "TrainingDiverged"]
@@ -160,7 +159,7 @@ def fit(
     objectives = list(objectives) if objectives else [CE()]
     needs = [requirements(o) for o in objectives]
     all_needs = frozenset().union(*needs)
-    _check_cache(objectives, all_needs, teacher_cache, len(bundle.train))
+    check_cache(objectives, all_needs, teacher_cache, len(bundle.train))
     if monitor not in ("val_accuracy", "val_loss"):
         raise ValueError(f"monitor must be 'val_accuracy' or 'val_loss', got {monitor!r}")
     if resume and checkpoint_path is None:
@@ -173,9 +172,9 @@ def fit(
         teacher_cache.to(dev)
     example = bundle.train.inputs[:2].to(dev)
     # Each objective's student layer, "auto" resolved once; the forward taps their union.
-    layers = [_student_layer(model, o, n, example) for o, n in zip(objectives, needs)]
+    layers = [student_layer(model, o, n, example) for o, n in zip(objectives, needs)]
     tap_layers = sorted({name for name in layers if name is not None})
-    _prepare(model, objectives, needs, layers, teacher_cache, example, bundle.train.targets[:2].to(dev), dtype, dev)
+    prepare_objectives(model, objectives, needs, layers, teacher_cache, example, bundle.train.targets[:2].to(dev), dtype, dev)
     regularization = getattr(model, "regularization", None)
     world = _dist.world()
     # Every process starts from rank 0's weights (objectives' own ones too), as DDP does.
@@ -246,10 +245,10 @@ def fit(
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
                 if "input_gradients" in all_needs:
                     x.requires_grad_(True)  # objectives differentiate the scores w.r.t. the inputs
-                with autocast(dev, dtype), _tap(model, tap_layers) as tap:
+                with autocast(dev, dtype), feature_tap(model, tap_layers) as tap:
                     logits = model(x)
                 step = (epoch - 1) * steps_per_epoch + i
-                views = _views(objectives, needs, layers, logits, y, x, idx, tap, teacher_cache, model, epoch, step)
+                views = step_views(objectives, needs, layers, logits, y, x, idx, tap, teacher_cache, model, epoch, step)
                 loss, terms = weighted_sum(objectives, views)
                 if callable(regularization):
                     reg = regularization()
@@ -336,83 +335,6 @@ def fit(
         model.load_state_dict(best_state)
     model.eval()
     return result
-
-
-def _check_cache(objectives: list[Objective], needs: frozenset[str], cache: SoftLabelCache | None, n: int) -> None:
-    """Fail before training when the cache lacks what an objective needs."""
-    teacher_needs = {"teacher_logits", "teacher_target", "teacher_features", "teacher_maps"}
-    if not needs & teacher_needs:
-        return
-    if cache is None:
-        raise ValueError("an objective needs the teacher's outputs; pass teacher_cache=SoftLabelCache.build(...)")
-    if len(cache) != n:
-        raise ValueError(f"teacher_cache has {len(cache)} rows, the training split {n}")
-    opts = teacher_cache_options(objectives)
-    missing = [f"features['{f}']" for f in opts["features"] if not cache.has("features", f)]
-    missing += [f"gradcam['{g}']" for g in opts["gradcam"] if not cache.has("gradcam", g)]
-    missing += ["input_gradients"] if opts["input_gradients"] and not cache.has("input_gradients") else []
-    if missing:
-        raise ValueError(
-            f"the teacher cache lacks {', '.join(missing)}; build it with "
-            f"SoftLabelCache.build(teacher, split, **teacher_cache_options(objectives))"
-        )
-
-
-def _student_layer(model: nn.Module, obj: Objective, needs: frozenset[str], example: Tensor) -> str | None:
-    if "student_features" not in needs:
-        return None
-    name = obj.student_layer or "auto"
-    return default_feature_layer(model, example) if name == "auto" else name
-
-
-def _tap(model: nn.Module, layers: list[str]) -> ContextManager[Any]:
-    return FeatureTap(model, layers) if layers else contextlib.nullcontext()
-
-
-def _views(
-    objectives: list[Objective], needs: list[frozenset[str]], layers: list[str | None], logits: Tensor, y: Tensor,
-    x: Tensor, idx: Tensor, tap: Any, cache: SoftLabelCache | None, model: nn.Module, epoch: int | None,
-    step: int | None,
-) -> list[StepTensors]:
-    """One StepTensors per objective, holding only the tensors it asked for."""
-    union = frozenset().union(*needs)
-    shared = StepTensors(
-        logits, y,
-        teacher_logits=cache[idx] if "teacher_logits" in union and cache is not None else None,
-        teacher_target=cache.teacher_target(idx) if "teacher_target" in union and cache is not None else None,
-        inputs=x if union & {"inputs", "input_gradients"} else None,
-        student=model if "student" in union else None, epoch=epoch, step=step,
-    )
-    views = []
-    for obj, n, layer in zip(objectives, needs, layers):
-        view = StepTensors(**{f: getattr(shared, f) for f in shared.__dataclass_fields__})
-        if layer is not None:
-            view.student_features = tapped_output(tap, model, layer, x)
-        if "teacher_features" in n and cache is not None:
-            view.teacher_features = cache.features(str(obj.teacher_layer), idx)
-        if "teacher_maps" in n and cache is not None:
-            kind = obj.teacher_map
-            view.teacher_maps = cache.gradcam(str(obj.teacher_layer), idx) if kind == "gradcam" else cache.input_gradients(idx)
-        views.append(view)
-    return views
-
-
-def _prepare(
-    model: nn.Module, objectives: list[Objective], needs: list[frozenset[str]], layers: list[str | None],
-    cache: SoftLabelCache | None, example: Tensor, targets: Tensor, dtype: torch.dtype | None, dev: torch.device,
-) -> None:
-    """Let objectives size their parameters on a 2-sample example (eval mode, no grad: no state changes)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), autocast(dev, dtype), _tap(model, sorted({n for n in layers if n})) as tap:
-            logits = model(example)
-        idx = torch.arange(example.shape[0])  # the example is the first rows of the training split
-        views = _views(objectives, needs, layers, logits, targets, example, idx, tap, cache, model, None, None)
-        for obj, view in zip(objectives, views):
-            obj.prepare(view)
-    finally:
-        model.train(was_training)
 
 
 def _tensorboard(log_dir: str | Path | None) -> Any:
