@@ -1,20 +1,28 @@
 """MiniLM teacher → small text students on Rotten Tomatoes: labels vs KD vs KD + attention_kd.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/text_rotten_tomatoes.py \\
-        [--data /work/shared/data/rotten_tomatoes.csv] [--seeds 3] [--max-length 64] [--cache runs/bench-text]
+        [--data /work/shared/data/rotten_tomatoes.csv] [--seeds 3] [--max-length 64] [--cache runs/bench-text] \\
+        [--teacher-finetune head|all] [--transfer-copies K] [--only STUDENT ...]
 
-The teacher is all-MiniLM-L6-v2 (the ``text`` extra) with a linear head fitted on its
-frozen, mean-pooled embeddings (``finetune: head``). The encoder runs ONCE over all rows
-(about 130 snippets/s on one core): its pooled embeddings and, for the training rows, the
-head-averaged last-layer attention (fp16) are kept in ``--cache`` and reused by later runs.
+The teacher is all-MiniLM-L6-v2 (the ``text`` extra). ``--teacher-finetune head`` (default)
+fits a linear head on its frozen, mean-pooled embeddings; ``all`` fine-tunes the whole
+encoder with distilens' ``fit`` (AdamW, lr 3e-5, 3 epochs, batch 32; best validation epoch),
+its weights kept in ``--cache``. Then the encoder runs ONCE over all rows: pooled
+embeddings and, for the training rows, the head-averaged last-layer attention (fp16),
+kept in ``--cache`` and reused by later runs.
 
 Students, each trained with ``--seeds`` seeds (test accuracy mean ± std over seeds):
-``embedding_bag`` and ``text_cnn`` on a word-level vocabulary; ``tiny_transformer`` on the
-teacher's WordPiece ids (needed by attention_kd). Each with labels only (CE), KD
-(kd T=4 + 0.1·ce, distilens' default), and for the transformer KD + attention_kd (heads=1).
+``embedding_bag`` (with and without hashed bigrams), ``text_cnn`` and a d=32
+``tiny_transformer_words`` on a word-level vocabulary; ``tiny_transformer`` (d=64) on the
+teacher's WordPiece ids (needed by attention_kd). Each with labels only (CE), KD (kd T=4 +
+0.1·ce, distilens' default), for the WordPiece transformer KD + attention_kd (heads=1), and
+with ``--transfer-copies K`` also on the training texts plus up to K perturbed copies of
+each (``distill.transfer_copies``): ``labels+copies`` (the source's label) and
+``kd+copies`` (the teacher labels the copies); ``--modes`` and ``--copies-epochs`` pick
+modes and the +copies epochs. ``--explain N``: word-level IG agreement with the teacher
+(Spearman, top-20% IoU over words) of each mode's seed-0 student on N test snippets.
 Cost: parameters, median forward latency at batch 1 and 64 (L = the data's length, one
-thread). Reference: TF-IDF + logistic regression gets 77.5% here. Results also go to
-``benchmarks/results/text_rotten_tomatoes.json``.
+thread). Reference: TF-IDF + logistic regression gets 77.5% here. Results go to ``--out``.
 """
 
 from __future__ import annotations
@@ -34,15 +42,22 @@ from torch import Tensor
 from distilens.data import DataBundle, load_dataset
 from distilens.data.tokenize import TextTokenizer
 from distilens.distill import CE, KD, AttentionKD, SoftLabelCache, fit, fit_teacher
-from distilens.distill.teacher_fit import teacher_bundle
+from distilens.data.text_augment import with_transfer_copies
+from distilens.distill.teacher_fit import encode_split, teacher_bundle
 from distilens.evaluate import cost_metrics, measure_latency
+from distilens.explain.text import attribute_text
+from distilens.explain.text_compare import word_agreement
 from distilens.models import build_model, count_params
 from distilens.models.hf import minilm_tokenizer_path
 from distilens.models.tap import group_heads
 
 STUDENTS: dict[str, dict[str, Any]] = {  # arch, args, ids ("word" | "teacher"), lr, epochs
     "embedding_bag": {"arch": "embedding_bag", "args": {"dim": 32}, "ids": "word", "lr": 3e-3, "epochs": 15},
-    "text_cnn": {"arch": "text_cnn", "args": {"dim": 32, "maps": 32}, "ids": "word", "lr": 1e-3, "epochs": 8},
+    "embedding_bag_bigrams": {"arch": "embedding_bag", "args": {"dim": 32, "ngrams": 2, "buckets": 4096}, "ids": "word",
+                             "lr": 3e-3, "epochs": 15},
+    "text_cnn": {"arch": "text_cnn", "args": {"dim": 32, "maps": 64}, "ids": "word", "lr": 3e-3, "epochs": 10},
+    "tiny_transformer_words": {"arch": "tiny_transformer", "args": {"dim": 32, "layers": 2, "heads": 4}, "ids": "word",
+                               "lr": 1e-3, "epochs": 8},
     "tiny_transformer": {"arch": "tiny_transformer", "args": {"dim": 64, "layers": 2, "heads": 4}, "ids": "teacher",
                          "lr": 1e-3, "epochs": 8},
 }
@@ -88,6 +103,64 @@ def encode_once(teacher: torch.nn.Module, bundle: DataBundle, path: Path, batch:
     return tensors
 
 
+def finetuned_teacher(wordpiece: DataBundle, path: Path, epochs: int, lr: float, batch: int) -> tuple[torch.nn.Module, float]:
+    """MiniLM with all of it fine-tuned (``finetune: all``) by :func:`fit`, and the fit's seconds; weights cached in ``path``."""
+    torch.manual_seed(0)
+    teacher = build_model("minilm", wordpiece.spec, finetune="all")
+    if path.is_file():
+        state = load_file(str(path))
+        teacher.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("state/")})
+        print(f"fine-tuned teacher loaded from {path} (fit {float(state['fit_s']):.0f}s, best epoch "
+              f"{int(state['best_epoch'])})")
+        return teacher.eval(), float(state["fit_s"])
+    t0 = time.perf_counter()
+    result = fit(teacher, wordpiece, epochs=epochs, lr=lr, batch_size=batch, weight_decay=0.01, warmup_epochs=0.1,
+                 seed=0, device="cpu", on_epoch=lambda m: print(f"  teacher epoch: {m}", flush=True))
+    tensors = {"fit_s": torch.tensor([time.perf_counter() - t0]), "best_epoch": torch.tensor([float(result.best_epoch)])}
+    tensors.update({f"state/{k}": v.contiguous() for k, v in teacher.state_dict().items()})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path))
+    return teacher.eval(), float(tensors["fit_s"])
+
+
+class WordAgreement:
+    """Word-level IG agreement with the teacher on ``n`` test snippets (half per class, seeded).
+
+    The teacher's Integrated Gradients (32 steps, for its predicted class) are computed once
+    and kept in ``path``; each student is explained for the same class on its own ids, and
+    both sides' token scores are summed per word of the raw text (``word_agreement``).
+    """
+
+    def __init__(self, teacher: torch.nn.Module, bundle: DataBundle, t_test: Tensor, n: int, path: Path) -> None:
+        g = torch.Generator().manual_seed(0)
+        y = bundle.test.targets
+        self.rows = torch.cat([c.nonzero().squeeze(1)[torch.randperm(int(c.sum()), generator=g)[: n // 2]]
+                               for c in (y == 0, y == 1)])
+        self.texts = [bundle.texts["test"][i] for i in self.rows.tolist()]
+        self.target = t_test.argmax(1)[self.rows]
+        self.t_enc = bundle.teacher_tokenizer.encode(self.texts, bundle.teacher_spec.shape[0], pad_to_max=True)
+        if path.is_file():
+            self.t_attr = load_file(str(path))["attributions"]
+        else:
+            t0 = time.perf_counter()
+            self.t_attr = self._attribute(teacher, self.t_enc)
+            print(f"teacher IG on {len(self.rows)} snippets: {time.perf_counter() - t0:.0f}s")
+            save_file({"attributions": self.t_attr}, str(path))
+
+    def _attribute(self, model: torch.nn.Module, enc: Any) -> Tensor:
+        keep = torch.tensor([[a == b == 0 for a, b in offs] + [False] * (enc.ids.shape[1] - len(offs))
+                             for offs in enc.offsets])  # [CLS]/[SEP]: left in the IG baseline
+        return torch.cat([attribute_text(model, enc.ids[i : i + 16], self.target[i : i + 16], "integrated_gradients",
+                                         keep=keep[i : i + 16], n_steps=32) for i in range(0, len(self.texts), 16)])
+
+    def __call__(self, student: torch.nn.Module, tokenizer: TextTokenizer, length: int) -> dict[str, float]:
+        enc = tokenizer.encode(self.texts, length, pad_to_max=True)
+        s_attr = self._attribute(student, enc)
+        scores = [word_agreement(t, self.t_enc.offsets[i], self.t_attr[i], enc.offsets[i], s_attr[i])
+                  for i, t in enumerate(self.texts)]
+        return {k: statistics.mean(x[k] for x in scores if x[k] == x[k]) for k in ("spearman", "topk_iou")}
+
+
 def mean_std(values: list[float]) -> str:
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f}"
@@ -102,8 +175,23 @@ def main() -> None:
     parser.add_argument("--cache", default="runs/bench-text")
     parser.add_argument("--only", nargs="*", default=None, help="student names to run (default: all)")
     parser.add_argument("--epochs", type=int, default=None, help="override every student's epochs")
+    parser.add_argument("--teacher-finetune", choices=("head", "all"), default="head",
+                        help="head: a linear head on the frozen encoder; all: fine-tune the whole encoder")
+    parser.add_argument("--teacher-epochs", type=int, default=3, help="epochs of --teacher-finetune all")
+    parser.add_argument("--teacher-lr", type=float, default=3e-5, help="peak lr of --teacher-finetune all")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--modes", nargs="*", default=None, help="modes to run (default: all)")
+    parser.add_argument("--copies-epochs", type=int, default=None,
+                        help="epochs of the +copies modes (default: the student's; the transfer set is ~4x larger)")
+    parser.add_argument("--explain", type=int, default=0,
+                        help="word-level IG agreement with the teacher of each mode's seed-0 student on N test snippets")
+    parser.add_argument("--out", default="benchmarks/results/text_rotten_tomatoes.json",
+                        help="results JSON (students of an earlier file are kept unless rerun)")
+    parser.add_argument("--transfer-copies", type=int, default=0,
+                        help="also train each student on K perturbed copies per training text (Tang et al. 2019): "
+                             "labels+copies (the source's label) and kd+copies (the teacher's outputs)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
 
     tok = TextTokenizer.from_file(minilm_tokenizer_path())
     bundle = load_dataset(f"csv:{args.data}", text="text", target="label", seed=0, max_length=args.max_length,
@@ -112,59 +200,97 @@ def main() -> None:
     print(f"data: {bundle.sizes()}, word L={bundle.spec.shape[0]} vocab={bundle.spec.vocab_size}, "
           f"wordpiece L={wordpiece.spec.shape[0]}")
 
-    torch.manual_seed(0)
-    teacher = build_model("minilm", wordpiece.spec, finetune="head")
     key = hashlib.sha256((wordpiece.train.fingerprint() + wordpiece.test.fingerprint()).encode()).hexdigest()[:16]
-    enc = encode_once(teacher, bundle, Path(args.cache) / f"minilm-{key}.safetensors")
+    if args.teacher_finetune == "all":
+        tag = f"all-e{args.teacher_epochs}-lr{args.teacher_lr:g}"
+        teacher, teacher_fit_s = finetuned_teacher(wordpiece, Path(args.cache) / f"minilm-{tag}-{key}-weights.safetensors",
+                                                   args.teacher_epochs, args.teacher_lr, 32)
+        enc = encode_once(teacher, bundle, Path(args.cache) / f"minilm-{tag}-{key}.safetensors")
+    else:
+        torch.manual_seed(0)
+        teacher = build_model("minilm", wordpiece.spec, finetune="head")
+        enc = encode_once(teacher, bundle, Path(args.cache) / f"minilm-{key}.safetensors")
+        t0 = time.perf_counter()
+        fit_teacher(teacher, wordpiece, features={"train": enc["features/train"], "val": enc["features/val"]},
+                    epochs=30, lr=3e-3, batch_size=64, seed=0, device="cpu")
+        teacher_fit_s = time.perf_counter() - t0
     print(f"MiniLM encoding: {float(enc['encode_rate']):.0f} snippets/s (cached in {args.cache})")
-    t0 = time.perf_counter()
-    fit_teacher(teacher, wordpiece, features={"train": enc["features/train"], "val": enc["features/val"]},
-                epochs=30, lr=3e-3, batch_size=64, seed=0, device="cpu")
-    teacher_fit_s = time.perf_counter() - t0
     with torch.no_grad():
         t_test = teacher.head(enc["features/test"])
         t_train = teacher.head(enc["features/train"])
     teacher_acc = float((t_test.argmax(1) == bundle.test.targets).float().mean())
     # MiniLM at batch 64 × L takes seconds per call on a busy CPU: 5 timed calls, not cost_metrics' 30.
     t_cost = {"params": count_params(teacher), "latency_ms": measure_latency(teacher, wordpiece.spec, repeats=5, warmup=1)}
-    print(f"teacher: test accuracy {100 * teacher_acc:.1f}%, head fit {teacher_fit_s:.1f}s, {t_cost['params']} params, "
+    print(f"teacher: test accuracy {100 * teacher_acc:.1f}%, fit {teacher_fit_s:.1f}s, {t_cost['params']} params, "
           f"latency b1 {t_cost['latency_ms']['batch1']:.1f} ms, b64 {t_cost['latency_ms']['batch64']:.1f} ms")
     cache = SoftLabelCache(t_train, f"bench-{key}", features={"attention:1": enc["attention/train"].float()})
+    grown: dict[str, DataBundle] = {}
+    grown_cache = None
+    if args.transfer_copies:
+        grown = {"word": with_transfer_copies(bundle, args.transfer_copies, seed=0)}
+        grown["teacher"] = teacher_bundle(grown["word"])
+        extra = grown["teacher"].train.subset(torch.arange(len(bundle.train), len(grown["teacher"].train)))
+        copies_path = Path(args.cache) / f"minilm-{args.teacher_finetune}-copies{args.transfer_copies}-{key}.safetensors"
+        if copies_path.is_file():
+            extra_logits = load_file(str(copies_path))["logits"]
+        else:
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                extra_logits = teacher.head(encode_split(teacher, extra, 128))
+            print(f"teacher labelled {len(extra)} copies in {time.perf_counter() - t0:.0f}s")
+            save_file({"logits": extra_logits}, str(copies_path))
+        grown_cache = SoftLabelCache(torch.cat([t_train, extra_logits]), f"bench-{key}-copies")
+        print(f"transfer set: {len(bundle.train)} texts + {len(extra)} copies")
 
+    explain = None
+    if args.explain:
+        tag = args.teacher_finetune if args.teacher_finetune == "head" else f"all-e{args.teacher_epochs}"
+        explain = WordAgreement(teacher, bundle, t_test, args.explain,
+                                Path(args.cache) / f"minilm-{tag}-ig{args.explain}-{key}.safetensors")
     results: dict[str, Any] = {"teacher": {"accuracy": teacher_acc, "params": t_cost["params"],
-                                           "latency_ms": t_cost["latency_ms"], "head_fit_s": teacher_fit_s,
+                                           "latency_ms": t_cost["latency_ms"], "fit_s": teacher_fit_s,
                                            "encode_snippets_per_s": float(enc["encode_rate"])}, "students": {}}
     for name, s in STUDENTS.items():
         if args.only and name not in args.only:
             continue
         data = wordpiece if s["ids"] == "teacher" else bundle
         modes = {"labels": [CE()], "kd": [KD(temperature=4.0), CE(weight=0.1)]}
-        if s["arch"] == "tiny_transformer":
+        if s["arch"] == "tiny_transformer" and s["ids"] == "teacher":  # attention_kd: the same token sequences
             modes["kd+attention_kd"] = [KD(temperature=4.0), CE(weight=0.1), AttentionKD(weight=1.0, heads=1)]
+        if grown:  # labels / kd only: attention_kd has no teacher attention for the copies
+            modes.update({"labels+copies": modes["labels"], "kd+copies": modes["kd"]})
         for mode, objectives in modes.items():
+            if args.modes and mode not in args.modes:
+                continue
+            epochs = args.copies_epochs if mode.endswith("+copies") and args.copies_epochs else args.epochs or s["epochs"]
             accs, agrees, times = [], [], []
+            train_data = grown[s["ids"]] if mode.endswith("+copies") else data
+            mode_cache = None if mode.startswith("labels") else grown_cache if mode.endswith("+copies") else cache
             for seed in range(args.seeds):
                 torch.manual_seed(seed)
                 student = build_model(s["arch"], data.spec, **s["args"])
                 objs = [type(o)(**_options(o)) for o in objectives]  # fresh modules per seed
                 t0 = time.perf_counter()
-                fit(student, data, objectives=objs, teacher_cache=cache if mode != "labels" else None,
-                    epochs=args.epochs or s["epochs"], lr=s["lr"], batch_size=64, warmup_epochs=0.5, seed=seed, device="cpu")
+                fit(student, train_data, objectives=objs, teacher_cache=mode_cache,
+                    epochs=epochs, lr=s["lr"], batch_size=64, warmup_epochs=0.5, seed=seed, device="cpu")
                 times.append(time.perf_counter() - t0)
                 with torch.no_grad():
                     pred = student(data.test.inputs).argmax(1)
                 accs.append(float((pred == data.test.targets).float().mean()))
+                if explain is not None and seed == 0:
+                    words = explain(student, data.tokenizer, data.spec.shape[0])
+                    print(f"  {name} {mode} seed 0: word-level IG agreement {words}")
                 agrees.append(float((pred == t_test.argmax(1)).float().mean()))
                 print(f"  {name} {mode} seed {seed}: {100 * accs[-1]:.1f}% (agreement {100 * agrees[-1]:.1f}%, {times[-1]:.0f}s)")
             cost = cost_metrics(student, data.spec)
-            row = {"accuracy": accs, "agreement": agrees, "train_s": times, "params": cost["params"],
-                   "latency_ms": cost["latency_ms"]}
+            row = {"epochs": epochs, "accuracy": accs, "agreement": agrees, "train_s": times, "params": cost["params"],
+                   "latency_ms": cost["latency_ms"], **({"word_ig_agreement_seed0": words} if explain else {})}
             results["students"][f"{name}/{mode}"] = row
             print(f"{name:16s} {mode:16s} acc {mean_std(accs)}  agree {mean_std(agrees)}  params {cost['params']:,} "
                   f"({t_cost['params'] / cost['params']:.0f}× fewer)  b1 {cost['latency_ms']['batch1']:.2f} ms "
                   f"({t_cost['latency_ms']['batch1'] / cost['latency_ms']['batch1']:.0f}× faster)  "
                   f"b64 {cost['latency_ms']['batch64']:.2f} ms")
-    out = Path("benchmarks/results/text_rotten_tomatoes.json")
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.is_file():  # runs with --only add their students to the earlier ones
         results["students"] = {**json.loads(out.read_text(encoding="utf-8"))["students"], **results["students"]}

@@ -5,10 +5,14 @@ kept in /tmp/tree between runs), then one soft_tree per objective spec from the 
 initialisation and batch order. Specs: ``ce``, ``kd@T``, ``leafce`` (the paper's
 path-weighted leaf loss on one-hot labels), ``leafkd@T`` (the same on the teacher's soft
 targets at T, i.e. the ``leaf_kd`` objective), joined with ``+`` and weighted with ``W*``.
+A spec starting ``aug:`` trains on a larger transfer set: the training images plus
+``--copies`` copies of each shifted by up to one pixel (zero fill) with N(0, 0.1²) noise;
+the copies carry their source's label and the teacher's outputs (the cache covers them).
 Prints max-path test accuracy, paired differences to ``--hard`` and wins/losses.
 
     PYTHONPATH=src python benchmarks/tree_sweep.py --soft kd@1 kd@2 kd@4 "0.5*kd@2+0.5*ce"
     PYTHONPATH=src python benchmarks/tree_sweep.py --hard leafce --soft leafkd@1 leafkd@2 leafkd@4
+    PYTHONPATH=src python benchmarks/tree_sweep.py --soft leafkd@4 aug:leafce aug:leafkd@4 --copies 4
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from distilens.data import load_dataset
+from distilens.data import DataBundle, Split, load_dataset
 from distilens.distill import CE, KD, LeafKD, SoftLabelCache, evaluate_split, fit
 from distilens.distill.objectives import Objective, StepTensors
 from distilens.models import build_model
@@ -77,6 +82,26 @@ def teacher_cache(seed: int, bundle) -> tuple[SoftLabelCache, float]:
     return SoftLabelCache.build(teacher, bundle.train), evaluate_split(teacher, bundle.test)[0]
 
 
+def shifted_copies(bundle: DataBundle, copies: int, seed: int) -> DataBundle:
+    """``bundle`` whose train split also holds ``copies`` jittered copies of every training image."""
+    g = torch.Generator().manual_seed(seed)
+    x, y = bundle.train.inputs, bundle.train.targets
+    out = [x]
+    for _ in range(copies):
+        shifts = torch.randint(-1, 2, (len(x), 2), generator=g)
+        moved = torch.zeros_like(x)
+        for (dy, dx) in {tuple(s) for s in shifts.tolist()}:  # one roll per distinct shift
+            rows = ((shifts[:, 0] == dy) & (shifts[:, 1] == dx)).nonzero().squeeze(1)
+            r = torch.roll(x[rows], (dy, dx), dims=(2, 3))
+            if dy:  # zero what rolled over the edge
+                r[:, :, 0 if dy > 0 else -1, :] = 0
+            if dx:
+                r[:, :, :, 0 if dx > 0 else -1] = 0
+            moved[rows] = r
+        out.append(moved + 0.1 * torch.randn(x.shape, generator=g))
+    return replace(bundle, train=Split(torch.cat(out), y.repeat(copies + 1)))
+
+
 def sd(v: list[float]) -> float:
     return statistics.stdev(v) if len(v) > 1 else 0.0
 
@@ -93,6 +118,7 @@ def main() -> None:
     p.add_argument("--hard", default="ce")
     p.add_argument("--soft", nargs="+", default=["kd@2"])
     p.add_argument("--tag", default="")
+    p.add_argument("--copies", type=int, default=4, help="jittered copies per training image for aug: specs")
     a = p.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -101,11 +127,18 @@ def main() -> None:
     for seed in a.seeds:
         bundle = load_dataset("builtin:digits", seed=seed)
         cache, tacc = teacher_cache(seed, bundle)
+        grown = grown_cache = None
+        if any(spec.startswith("aug:") for spec in [a.hard, *a.soft]):
+            grown = shifted_copies(bundle, a.copies, seed)
+            grown_cache = SoftLabelCache.build(cached_teacher(bundle, seed), grown.train)
         for spec in [a.hard, *a.soft]:
             torch.manual_seed(1000 + seed)
             tree = build_model("soft_tree", bundle.spec, depth=a.depth, penalty=a.penalty, beta_init=a.beta)
-            fit(tree, bundle, objectives=objectives(spec), teacher_cache=cache, epochs=a.epochs, lr=a.lr,
-                batch_size=a.batch, seed=seed, device="cpu")
+            aug = spec.startswith("aug:")
+            # Epochs scaled down with the transfer set, so every tree takes the same number of steps.
+            fit(tree, grown if aug else bundle, objectives=objectives(spec.removeprefix("aug:")),
+                teacher_cache=grown_cache if aug else cache, epochs=max(1, a.epochs // (a.copies + 1)) if aug else a.epochs,
+                lr=a.lr, batch_size=a.batch, seed=seed, device="cpu")
             res.setdefault(spec, []).append(evaluate_split(tree, bundle.test)[0])
             with torch.no_grad():
                 x, y = bundle.test.inputs, bundle.test.targets
