@@ -25,7 +25,7 @@ from .compare import Comparison
 from .stage import applicable_methods, stratified_indices
 from .text import TEXT_EXPLAINERS, _sum_into_words, attribute_text, text_inapplicable_reason, words
 
-__all__ = ["EncodedLike", "word_agreement", "explain_text_models", "save_text_explanations", "TEXT_PAYLOAD"]
+__all__ = ["EncodedLike", "word_agreement", "attribute_rows", "explain_text_models", "save_text_explanations", "TEXT_PAYLOAD"]
 
 #: Where the report payload lives in a run folder.
 TEXT_PAYLOAD = Path("explanations") / "text.json"
@@ -83,8 +83,14 @@ def _keep_specials(enc: EncodedLike, idx: Tensor) -> Tensor:
     return keep
 
 
-def _explain(model: nn.Module, enc: EncodedLike, idx: Tensor, target: Tensor, method: str, batch_size: int, **opts: Any) -> Tensor:
-    """(n, L) token scores of the rows ``idx``, run in batches of similar length (less padding)."""
+def attribute_rows(
+    model: nn.Module, enc: EncodedLike, idx: Tensor, target: Tensor, method: str, batch_size: int, **opts: Any
+) -> Tensor:
+    """(n, L) token scores of the rows ``idx`` of ``enc`` for classes ``target`` (n,), in batches of similar length.
+
+    Special tokens ([CLS]/[SEP], offset (0, 0)) are kept in place; ``opts`` go to
+    :func:`~.text.attribute_text` (e.g. ``n_steps``).
+    """
     ids, keep = enc.ids[idx], _keep_specials(enc, idx)
     order = torch.tensor([len(enc.offsets[int(i)]) for i in idx]).argsort(stable=True)
     out = torch.zeros(ids.shape, dtype=torch.float32)
@@ -195,8 +201,8 @@ def explain_text_models(
         opts = options.get(method, {})
         t_opts = {**opts, **({"replace_id": teacher_replace_id} if method == "occlusion" and teacher_replace_id is not None else {})}
         s_opts = {**opts, **({"replace_id": student_replace_id} if method == "occlusion" and student_replace_id is not None else {})}
-        t_tok = _explain(teacher, teacher_enc, idx, target, method, batch_size, **t_opts)
-        s_tok = _explain(student, student_enc, idx, target, method, batch_size, **s_opts)
+        t_tok = attribute_rows(teacher, teacher_enc, idx, target, method, batch_size, **t_opts)
+        s_tok = attribute_rows(student, student_enc, idx, target, method, batch_size, **s_opts)
         t_words, s_words, covered, scores = [], [], [], defaultdict(list)
         for pos, i in enumerate(idx.tolist()):
             t, t_cov = _sum_into_words(spans[pos], teacher_enc.offsets[i], t_tok[pos])
