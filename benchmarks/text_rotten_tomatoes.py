@@ -71,7 +71,7 @@ def encode_once(teacher: torch.nn.Module, bundle: DataBundle, path: Path, batch:
     t0, rows = time.perf_counter(), 0
     teacher.eval()
     for name in ("train", "val", "test"):
-        ids_all = bundle.teacher_split(name).inputs
+        ids_all = getattr(bundle.for_teacher(), name).inputs
         n, length = ids_all.shape
         lengths = (ids_all != teacher.pad_id).sum(1)
         # Rows sorted by length, each batch cut to its longest row: trailing pads change nothing
@@ -137,7 +137,7 @@ class WordAgreement:
                                for c in (y == 0, y == 1)])
         self.texts = [bundle.texts["test"][i] for i in self.rows.tolist()]
         self.target = t_test.argmax(1)[self.rows]
-        self.t_enc = bundle.teacher_tokenizer.encode(self.texts, bundle.teacher_spec.shape[0], pad_to_max=True)
+        self.t_enc = bundle.teacher_view.tokenizer.encode(self.texts, bundle.teacher_view.spec.shape[0], pad_to_max=True)
         if path.is_file():
             self.t_attr = load_file(str(path))["attributions"]
         else:

@@ -255,7 +255,7 @@ def _run_and_reload(work, *overrides: str) -> tuple[dict, nn.Module]:
     from safetensors.torch import load_file
 
     from distilens.config import load_config
-    from distilens.pipeline import load_data
+    from distilens.pipeline import load_run_data as load_data
 
     _write_reviews(work / "reviews.csv")
     sets = [f"data.source=csv:{work / 'reviews.csv'}", "data.text=text", "data.target=label", "data.max_length=12",
@@ -270,7 +270,7 @@ def _run_and_reload(work, *overrides: str) -> tuple[dict, nn.Module]:
     teacher, _ = load_model(run / "teacher.safetensors")  # what explain/report/predict RUN do
     bundle = load_data(load_config(run / "config.yaml"))
     with torch.no_grad():
-        again = teacher(bundle.teacher_split("test").inputs)
+        again = teacher(bundle.for_teacher().test.inputs)
     torch.testing.assert_close(again, load_file(str(run / "predictions.safetensors"))["test/teacher"], rtol=0, atol=1e-5)
     return meta, teacher
 

@@ -61,8 +61,8 @@ def test_grown_bundle_appends_tokenised_copies_for_student_and_teacher(tmp_path)
     assert torch.equal(grown.train.inputs[:n], bundle.train.inputs)
     assert torch.equal(grown.train.inputs[n:], bundle.tokenizer.encode(extra, 8, pad_to_max=True).ids[:, : bundle.spec.shape[0]])
     assert torch.equal(grown.train.targets[n:], bundle.train.targets[source])  # each copy keeps its source's label
-    t_ids = grown.teacher_split("train").inputs
-    assert t_ids.shape == (n + len(extra), bundle.teacher_spec.shape[0])
+    t_ids = grown.for_teacher().train.inputs
+    assert t_ids.shape == (n + len(extra), bundle.teacher_view.spec.shape[0])
     assert torch.equal(t_ids[n:], teacher_tok.encode(extra, t_ids.shape[1], pad_to_max=True).ids)
     assert grown.val is bundle.val and grown.test is bundle.test and grown.train.fingerprint() != bundle.train.fingerprint()
     assert len(bundle.train) == n and len(bundle.texts["train"]) == n  # the source bundle is untouched

@@ -1,7 +1,7 @@
 """Commands on a finished run folder: explain again, rebuild the report, export, predict.
 
-Each reads what ``distilens run`` wrote (config.yaml, the models, metrics.json) and needs
-no training.
+Each reads what ``distilens run`` wrote (config.yaml, the models, the saved preprocessing,
+metrics.json), reuses the run's own stages (:mod:`distilens.pipeline`) and needs no training.
 """
 
 from __future__ import annotations
@@ -17,17 +17,15 @@ from torch import nn
 
 from .config import ExplainConfig, load_config
 from .data import DataBundle, InputSpec
-from .data.table import TablePreprocessor
-from .data.text import TextPreprocessor
 from .errors import DataError, RunFolderError
 from .export import export_model
-from .io import atomic_write_bytes, atomic_write_json
+from .io import atomic_write_json
+from .modalities import modality_of
 from .models import build_architecture, load_model, load_teacher
-from .pipeline import explain_methods, explain_stage, load_data
+from .pipeline import RunContext, explain_stage, saved_data_stage
 from .predict import predict, words_cell, write_predictions
-from .report.build import write_run_report
-from .report.figures import heatmap_png
-from .text_pipeline import load_run_tokenizer
+from .report.build import write_report_page, write_run_report
+from .report.inputs import ReportInputs
 
 __all__ = ["explain_run", "report_run", "export_run", "predict_run"]
 
@@ -54,7 +52,7 @@ def _run_dir(path: str | Path) -> Path:
 
 
 def report_run(path: str | Path, *, command: str | None = None) -> Path:
-    """Rebuild ``report.html`` of a run folder from its files, without training."""
+    """Rebuild ``report.html`` of a run folder from its files (read once each), without training."""
     return write_run_report(_run_dir(path), command=command)
 
 
@@ -63,7 +61,8 @@ def explain_run(
 ) -> dict[str, Any]:
     """Explain a finished run's teacher and student again (other methods or more samples).
 
-    Updates explanations.safetensors, the ``explanations`` block of metrics.json and the report.
+    The data is the run's, made by its saved preprocessing. Updates explanations.safetensors
+    (text: explanations/text.json), the ``explanations`` block of metrics.json and the report.
     """
     run_dir = _run_dir(path)
     cfg = load_config(run_dir / "config.yaml")
@@ -74,35 +73,37 @@ def explain_run(
         overrides["n_samples"] = n_samples
     if overrides:
         cfg = cfg.model_copy(update={"explain": ExplainConfig(**{**cfg.explain.model_dump(exclude_unset=True), **overrides})})
-    bundle = load_data(cfg)
-    teacher = _load_run_teacher(run_dir, bundle)
+    ctx = RunContext.of_finished_run(run_dir, cfg, command=command)
+    data = saved_data_stage(cfg, run_dir)
+    teacher = _load_run_teacher(run_dir, data.bundle)
     student, _ = load_model(run_dir / "student.safetensors")
-    chosen, skipped = explain_methods(cfg, bundle, teacher, student)
-    block = explain_stage(cfg, bundle, teacher, student, chosen, run_dir) if chosen else {"methods": []}
-    if skipped:
-        block.setdefault("skipped", {}).update(skipped)
+    chosen, skipped = data.modality.choose_methods(cfg, data.bundle, teacher, student)
+    result = explain_stage(ctx, data, teacher, student, chosen, skipped)
+    block = result.to_json().get("explanations", {"methods": []})
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
     metrics["explanations"] = block
     atomic_write_json(metrics_path, metrics)
-    write_run_report(run_dir, command=command)
+    write_report_page(run_dir, ReportInputs.from_folder(run_dir, explanations=result.explanations), command=command)
     return block
 
 
 def export_run(
     path: str | Path, *, format: str, quantize: str | None = None, out: str | Path | None = None
 ) -> dict[str, Any]:
-    """Export a run's student (ONNX or TorchScript, optionally int8) and check it on the test split."""
+    """Export a run's student (ONNX or TorchScript, optionally int8) and check it on the test split.
+
+    The test split is the run's, made by its saved preprocessing.
+    """
     run_dir = _run_dir(path)
-    cfg = load_config(run_dir / "config.yaml")
-    bundle = load_data(cfg)
+    data = saved_data_stage(load_config(run_dir / "config.yaml"), run_dir)
     student, _ = load_model(run_dir / "student.safetensors")
     suffix = {"onnx": ".onnx", "torchscript": ".pt"}[format]
     target = Path(out) if out else run_dir / f"student{'-int8' if quantize else ''}{suffix}"
     report = export_model(
-        student, bundle.spec, target, format, quantize,  # type: ignore[arg-type]
+        student, data.bundle.spec, target, format, quantize,  # type: ignore[arg-type]
         # [:] decodes a lazily read test split (a no-op view for a tensor): the check needs every input.
-        check_inputs=bundle.test.inputs[:], check_targets=bundle.test.targets,
+        check_inputs=data.bundle.test.inputs[:], check_targets=data.bundle.test.targets,
     )
     return {"path": str(target), **report}
 
@@ -117,21 +118,13 @@ def predict_run(path: str | Path, inputs: str | Path, *, out: str | Path | None 
     run_dir = _run_dir(path)
     student, meta = load_model(run_dir / "student.safetensors")
     spec = InputSpec.from_dict(meta["input_spec"])
-    pre_path = run_dir / "preprocessing.json"
-    preprocessing = TablePreprocessor.from_dict(json.loads(pre_path.read_text(encoding="utf-8"))) if pre_path.is_file() else None
-    if spec.kind == "text":  # the run's tokenizer, on the column it was trained on
-        text_column = load_config(run_dir / "config.yaml").data.text or ""
-        preprocessing = TextPreprocessor(load_run_tokenizer(run_dir), text_column, spec.shape[0])
+    modality = modality_of(spec)
+    preprocessing = modality.load_preprocessing(run_dir, load_config(run_dir / "config.yaml"), spec)
     if not Path(inputs).exists():
         raise DataError(f"input '{inputs}' does not exist; give an image, a folder of images or a CSV file")
     rows = predict(student, spec, preprocessing, inputs, explain=explain)
-    if explain and spec.kind == "image":
-        folder = (Path(out).parent if out else run_dir) / "heatmaps"
-        for i, row in enumerate(rows):
-            attr = row.pop("attribution", None)
-            if attr is not None:
-                png = heatmap_png(attr, f"{row['source']} → {row['class']}")
-                row["heatmap"] = str(atomic_write_bytes(folder / f"{i:05d}.png", png))
+    if explain:  # images: a heatmap PNG per input
+        modality.write_attributions(rows, (Path(out).parent if out else run_dir) / "heatmaps")
     if out:
         write_predictions(rows, out)
         return None

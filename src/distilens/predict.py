@@ -25,6 +25,7 @@ from .data.text import TextPreprocessor
 from .data.tokenize import Encoded
 from .errors import DataError
 from .io import atomic_write_text
+from .modalities import modality_of
 
 __all__ = ["predict", "write_predictions"]
 
@@ -90,20 +91,6 @@ class _TextLoader:
         return enc.ids
 
 
-def _word_attributions(model: nn.Module, ids: Tensor, target: Tensor, load: _TextLoader, method: str | None) -> list[list[tuple[str, float]]]:
-    """Each text of the last loaded batch: its token attributions for ``target`` summed per word, ``[(word, score), ...]``."""
-    from .explain.text import attribute_text, word_scores
-
-    assert load.last is not None
-    texts, enc = load.last
-    scores = attribute_text(model, ids, target, method or "integrated_gradients").cpu()
-    out = []
-    for text, off, row in zip(texts, enc.offsets, scores):
-        spans, values = word_scores(text, off, row[: len(off)])
-        out.append([(text[a:b], float(v)) for (a, b), v in zip(spans, values)])
-    return out
-
-
 def predict(
     model: nn.Module,
     spec: InputSpec,
@@ -142,6 +129,7 @@ def predict(
         {'source': 'a.png', 'class': 'cat', 'probability': 0.93}
     """
     names, load = _sources(spec, preprocessing, Path(input_path))
+    modality = modality_of(spec)
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     was_training = model.training
@@ -153,22 +141,14 @@ def predict(
             with torch.no_grad():
                 probs = torch.softmax(model(x).float(), dim=1).cpu()
             p, k = probs.max(dim=1)
-            maps = None
-            if explain and spec.kind == "text":
-                maps = _word_attributions(model, x, k.to(device), load, method)
-            elif explain:
-                from .explain import attribute
-
-                maps = attribute(model, x, target=k.to(device), method=method or "integrated_gradients").cpu()
+            # the modality's attribution per row: a map (images), {feature: value} (tables), [(word, score)] (texts)
+            maps = modality.attribute_rows(model, x, k.to(device), load, start, spec, method) if explain else None
             for i in range(len(k)):
                 row: dict[str, Any] = {
                     "source": names[start + i], "class": spec.class_names[int(k[i])], "probability": float(p[i])
                 }
                 if maps is not None:
-                    feats = spec.feature_names
-                    row["attribution"] = (
-                        {f: float(v) for f, v in zip(feats, maps[i].tolist())} if spec.kind == "table" and feats else maps[i]
-                    )
+                    row["attribution"] = maps[i]
                 rows.append(row)
     finally:
         model.train(was_training)

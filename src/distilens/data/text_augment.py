@@ -97,10 +97,10 @@ def with_transfer_copies(bundle: DataBundle, copies: int, *, seed: int = 0, **op
         return torch.cat([inputs, tokenizer.encode(extra, int(inputs.shape[1]), pad_to_max=True).ids]) if extra else inputs
 
     targets = torch.cat([bundle.train.targets, bundle.train.targets[source]])
-    teacher_inputs = None
-    if bundle.teacher_inputs is not None:
-        teacher_inputs = {**bundle.teacher_inputs, "train": grow(bundle.teacher_inputs["train"], bundle.teacher_tokenizer)}
+    view = bundle.teacher_view
+    if view is not None:
+        view = replace(view, inputs={**view.inputs, "train": grow(view.inputs["train"], view.tokenizer)})
     return replace(
         bundle, train=Split(grow(bundle.train.inputs, bundle.tokenizer), targets),
-        texts={**bundle.texts, "train": list(bundle.texts["train"]) + extra}, teacher_inputs=teacher_inputs,
+        texts={**bundle.texts, "train": list(bundle.texts["train"]) + extra}, teacher_view=view,
     )

@@ -13,8 +13,8 @@ What runs code and what does not:
   does) and calls ``factory(**args)`` (plus ``spec=`` when the factory takes ``spec``);
   the weights file then holds the state dict.
 
-Every teacher is checked against the data before any training: one forward pass on zeros
-of the data's input shape must return (B, num_classes) logits.
+Every teacher is checked against the data before any training: one forward pass on example
+inputs of the data's spec (zeros of its shape; token ids for text) must return (B, num_classes) logits.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ..data.bundle import InputSpec
 from ..errors import ModelError
+from ..modalities.base import example_inputs
 from .hf import HF_PREFIX, load_hf_teacher
 from .io import UNREADABLE_SAFETENSORS, load_model
 from .zoo import build_model
@@ -202,7 +203,7 @@ def load_teacher(
 
 
 def check_teacher(model: nn.Module, spec: InputSpec, role: str = "teacher") -> nn.Module:
-    """Run ``model`` once on zeros of ``spec.shape``; raise a :class:`ModelError` saying what does not fit.
+    """Run ``model`` once on two example inputs of ``spec`` (zeros; token ids for text); raise a :class:`ModelError` saying what does not fit.
 
     Returns:
         ``model`` in eval mode.
@@ -210,10 +211,7 @@ def check_teacher(model: nn.Module, spec: InputSpec, role: str = "teacher") -> n
     model.eval()
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else "cpu"
-    if spec.kind == "text":  # token ids: two texts of padding only
-        x = torch.full((2, *spec.shape), spec.pad_id, dtype=torch.long, device=device)
-    else:
-        x = torch.zeros(2, *spec.shape, device=device)
+    x = example_inputs(spec, 2, device=device)
     try:
         with torch.no_grad():
             out = model(x)

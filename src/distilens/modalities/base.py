@@ -1,0 +1,226 @@
+"""What a run does differently for one kind of input, behind one class per kind.
+
+A :class:`Modality` is registered in :data:`MODALITIES` under the ``InputSpec.kind`` it
+handles (``image``, ``table``, ``text``). The pipeline, the commands on a run folder,
+evaluation, export and prediction ask ``modality_of(spec)`` (or, before the data is read,
+:func:`modality_for`) instead of branching on the kind. A new kind of data is a new
+subclass registered here plus its loader in ``data/`` (ARCHITECTURE.md, "A new modality").
+
+This module imports neither ``models`` nor ``explain`` (models ask it for example inputs);
+what images and tables share lives in :mod:`.tensor`.
+
+Example:
+    >>> m = modality_of(bundle.spec)
+    >>> m.kind, m.example_inputs(bundle.spec, 2).shape
+    ('image', torch.Size([2, 1, 8, 8]))
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..config import DataConfig, RunConfig
+from ..data import DataBundle, InputSpec, load_dataset
+from ..errors import ConfigError, DataError
+from ..registry import Registry
+
+if TYPE_CHECKING:  # explain imports models, which ask this module for example inputs
+    from ..report.inputs import Explanations
+
+__all__ = [
+    "Modality",
+    "MODALITIES",
+    "modality_of",
+    "modality_for",
+    "all_modalities",
+    "example_inputs",
+    "BUILTIN_KINDS",
+    "read_data",
+    "choose_from_config",
+]
+
+Align = Literal["pixels", "features", "words"]
+
+
+def choose_from_config(
+    cfg: RunConfig, reason: Callable[[str], str | None], *, fallback: str, hint: str
+) -> tuple[list[str], dict[str, str]]:
+    """``explain.methods`` split into those to run and ``{name: why not}`` for the others.
+
+    Methods named explicitly in the config must apply (``reason(name)`` is ``None``), or a
+    one-line ConfigError ends with ``hint``; from the default list, those that do not apply
+    are left out with the reason, and when none applies ``fallback`` runs.
+    """
+    explicit = "methods" in cfg.explain.model_fields_set
+    methods, skipped = [], {}
+    for m in cfg.explain.methods:
+        why = reason(m)
+        if why is None:
+            methods.append(m)
+        elif explicit:
+            raise ConfigError(f"explain.methods: '{m}' {why}; {hint}")
+        else:
+            skipped[m] = why
+    if not methods and not explicit:
+        methods = [fallback]
+    return methods, skipped
+
+
+def read_data(cfg: RunConfig, teacher_tokenizer: Any = None) -> DataBundle:
+    """The data of ``cfg``, read and split with ``cfg.seed`` (the one call into ``data/``)."""
+    d = cfg.data
+    return load_dataset(
+        d.source, seed=cfg.seed, val_fraction=d.val_fraction, test_fraction=d.test_fraction, target=d.target,
+        image_size=d.image_size, channels=d.channels, skip_bad_files=d.skip_bad_files,
+        lazy=d.lazy, num_workers=d.num_workers, max_bytes=d.max_memory_bytes,
+        text=d.text, max_length=d.max_length, tokenizer=d.tokenizer, max_vocab=d.max_vocab, min_freq=d.min_freq,
+        teacher_tokenizer=teacher_tokenizer,
+    )
+
+
+class Modality:
+    """One kind of input: how it is read, preprocessed, fed to models, explained and predicted.
+
+    Attributes:
+        kind: The ``InputSpec.kind`` this modality handles (its registry name).
+        align: What attributions are compared on: ``pixels``, ``features`` or ``words``.
+    """
+
+    kind: ClassVar[str] = ""
+    align: ClassVar[Align] = "features"
+
+    # -- before the data is read: the config alone -------------------------------------
+
+    def claims(self, data: DataConfig) -> bool:
+        """Whether ``data`` is of this kind before it is read (built-in sets are known only after)."""
+        return False
+
+    def with_defaults(self, cfg: RunConfig) -> RunConfig:
+        """``cfg`` with this kind's default architectures where the user set none (default: as is)."""
+        return cfg
+
+    def load(self, cfg: RunConfig) -> DataBundle:
+        """Read and split the data of ``cfg``."""
+        return read_data(cfg)
+
+    # -- preprocessing, saved in the run folder and applied again later ----------------
+
+    def save_preprocessing(self, bundle: DataBundle, folder: Path) -> None:
+        """Write what turns new files into model inputs (default: nothing; ``spec`` holds it)."""
+
+    def load_preprocessing(self, folder: Path, cfg: RunConfig, spec: InputSpec) -> Any:
+        """The preprocessing a run folder saved (default ``None``: ``spec`` holds it)."""
+        return None
+
+    def reload(self, cfg: RunConfig, folder: Path, spec: InputSpec) -> DataBundle:
+        """The data of a finished run, its inputs made by the run's saved preprocessing.
+
+        The rows and the split are those of ``cfg.data`` and ``cfg.seed``; what was fitted
+        on the training split must equal what the run saved, so the inputs are the ones the
+        saved preprocessing makes (data changed since is refused). Default: the
+        normalisation in the model's ``spec``.
+
+        Raises:
+            DataError: the data is no longer the one the run was trained on.
+        """
+        bundle = self.load(cfg)
+        if (spec.shape, spec.mean, spec.std) != (bundle.spec.shape, bundle.spec.mean, bundle.spec.std):
+            raise DataError(
+                f"'{cfg.data.source}' is no longer the data run '{folder}' was trained on (its normalisation differs "
+                "from the one saved with the model); restore the data or run again"
+            )
+        return bundle
+
+    # -- models ------------------------------------------------------------------------
+
+    def example_inputs(
+        self, spec: InputSpec, batch: int = 1, *, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ) -> Tensor:
+        """(batch, *spec.shape) inputs for tracing, counting FLOPs, timing and checking a model.
+
+        Without ``generator``, a constant input (zeros of normalised data); with one,
+        seeded standard-normal draws.
+        """
+        if generator is None:
+            return torch.zeros((batch, *spec.shape), device=device)
+        return torch.randn((batch, *spec.shape), generator=generator).to(device)
+
+    # -- explanations ------------------------------------------------------------------
+
+    def choose_methods(
+        self, cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module
+    ) -> tuple[list[str], dict[str, str]]:
+        """Explainers to run, checked before any training, and ``{name: why not}`` for those left out."""
+        raise NotImplementedError
+
+    def explain(
+        self, cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module, methods: list[str]
+    ) -> "Explanations":
+        """Teacher and student explained on the same test inputs for the same class, compared."""
+        raise NotImplementedError
+
+    # -- prediction on new files -------------------------------------------------------
+
+    def attribute_rows(
+        self, model: nn.Module, x: Tensor, target: Tensor, inputs: Any, start: int, spec: InputSpec, method: str | None
+    ) -> list[Any]:
+        """Per row of the batch ``x`` (rows ``start``.. of ``inputs``), its attribution for class
+        ``target``: what ``predict --explain`` reports."""
+        raise NotImplementedError
+
+    def write_attributions(self, rows: list[dict[str, Any]], folder: Path) -> None:
+        """Turn the rows' attributions into files where they do not fit a CSV cell (default: none)."""
+
+
+#: Modalities by ``InputSpec.kind``. The built-in ones register themselves when their module
+#: is imported, which :func:`modality_of` does on first use (see :data:`BUILTIN_KINDS`).
+MODALITIES: Registry[Modality] = Registry("modality")
+#: The built-in kinds, each defined (and registered) in the module of the same name. They are
+#: imported on first lookup, not with this module: models and evaluation ask this module for
+#: example inputs, and the modalities themselves import models and explainers.
+BUILTIN_KINDS = ("image", "table", "text")
+
+
+def _import_builtins() -> None:
+    for kind in BUILTIN_KINDS:
+        if kind not in MODALITIES:
+            importlib.import_module(f"{__package__}.{kind}")
+
+
+def modality_of(spec: InputSpec | str) -> Modality:
+    """The modality of a spec (or a kind name); an unknown kind fails with the known ones.
+
+    Example:
+        >>> modality_of("text").align
+        'words'
+    """
+    _import_builtins()
+    return MODALITIES.get(spec if isinstance(spec, str) else spec.kind)
+
+
+def all_modalities() -> list[Modality]:
+    """Every registered modality (the built-in ones included), by kind name."""
+    _import_builtins()
+    return [MODALITIES.get(k) for k in MODALITIES.names()]
+
+
+def modality_for(data: DataConfig) -> Modality | None:
+    """The modality that claims ``data`` before it is read, or ``None`` (built-in sets: known once read)."""
+    return next((m for m in all_modalities() if m.claims(data)), None)
+
+
+def example_inputs(
+    spec: InputSpec, batch: int = 1, *, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+) -> Tensor:
+    """:meth:`Modality.example_inputs` of ``spec``'s modality: the one example-input builder.
+
+    Example:
+        >>> example_inputs(bundle.spec, 2).shape
+        torch.Size([2, 1, 8, 8])
+    """
+    return modality_of(spec).example_inputs(spec, batch, device=device, generator=generator)

@@ -1,0 +1,201 @@
+"""Text (L,): token ids of a CSV/TSV/JSONL text column; explained per token, compared per word.
+
+The run is the one of images and tables (same trainer, soft-label cache and evaluation, on
+token ids); this module holds what text decides differently: default architectures, the
+tokenizer a teacher brings (``bundle.teacher_view``), the saved tokenizers, example token
+ids and word-level explanations.
+
+Example:
+    >>> cfg = TextModality().with_defaults(load_config(None, ["data.source=csv:reviews.csv", "data.text=review",
+    ...                                                        "data.target=label"]))
+    >>> cfg.teacher.arch, cfg.student.arch
+    ('tiny_transformer', 'embedding_bag')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..config import DataConfig, RunConfig
+from ..data import DataBundle, InputSpec
+from ..data.text import TextPreprocessor
+from ..data.tokenize import TextTokenizer
+from ..errors import DataError
+from ..explain.text import TEXT_EXPLAINERS, attribute_text, word_scores
+from ..explain.text_compare import explain_text_models
+from ..models.capabilities import has_attention_maps
+from ..models.hf import minilm_tokenizer_path
+from ..models.text import TEXT_MODELS
+from ..report.inputs import Explanations
+from .base import MODALITIES, Modality, choose_from_config, read_data
+
+__all__ = ["TextModality", "TEXT_TEACHER", "TEXT_STUDENT", "TEXT_SKIP_REASON", "TOKENIZER", "TEACHER_TOKENIZER"]
+
+#: The teacher trained from scratch on text when the config names none (BENCHMARKS.md, "Text"):
+#: d=256 with 4 layers costs 5.7x the CPU time per step of d=128 with 2 (2.2 s vs 0.38 s per
+#: batch of 64 texts of 63 tokens, one thread): over an hour for 15 epochs of 9k texts.
+TEXT_TEACHER: dict[str, Any] = {"arch": "tiny_transformer", "args": {"dim": 128, "layers": 2, "heads": 4}}
+#: The student on text when the config names none (BENCHMARKS.md, "Text").
+TEXT_STUDENT: dict[str, Any] = {"arch": "embedding_bag", "args": {"dim": 64}}
+TEXT_SKIP_REASON = "explains image or table inputs; token attributions for text come from distilens.explain.text"
+#: The models' tokenizer in a run folder, and the teacher's where it tokenises differently.
+TOKENIZER = "tokenizer.json"
+TEACHER_TOKENIZER = "teacher_tokenizer.json"
+
+
+class TextModality(Modality):
+    """Texts as right-padded token ids; a teacher may read its own ids (``bundle.teacher_view``)."""
+
+    kind = "text"
+    align = "words"
+
+    def claims(self, data: DataConfig) -> bool:
+        return data.text is not None
+
+    def with_defaults(self, cfg: RunConfig) -> RunConfig:
+        """``cfg`` with text defaults where the user left the image defaults in place.
+
+        A teacher or student whose ``arch`` was not set becomes :data:`TEXT_TEACHER` /
+        :data:`TEXT_STUDENT`; a text architecture named without ``args`` gets its own
+        defaults instead of the image ``width``. Anything set explicitly is kept.
+        """
+        if not self.claims(cfg.data):
+            return cfg
+        update: dict[str, Any] = {}
+        for role, default in (("teacher", TEXT_TEACHER), ("student", TEXT_STUDENT)):
+            section = getattr(cfg, role)
+            given = section.model_fields_set
+            if cfg.teacher.weights and role == "teacher":
+                continue  # a loaded teacher brings its own architecture
+            if "arch" not in given:
+                changes = {"arch": default["arch"]}
+                if "args" not in given:
+                    changes["args"] = dict(default["args"])
+            elif "args" not in given and section.arch in (*TEXT_MODELS, "minilm"):
+                changes = {"args": {}}  # its own defaults, not the image default width
+            else:
+                continue
+            new = section.model_copy(update=changes)
+            new.__pydantic_fields_set__ = set(given)  # still "not set by the user" on the next call
+            update[role] = new
+        return cfg.model_copy(update=update) if update else cfg
+
+    def load(self, cfg: RunConfig) -> DataBundle:
+        return read_data(cfg, teacher_tokenizer=teacher_tokenizer(cfg))
+
+    # -- preprocessing -----------------------------------------------------------------
+
+    def save_preprocessing(self, bundle: DataBundle, folder: Path) -> None:
+        """tokenizer.json (the models' tokenizer) and, when the teacher's differs, teacher_tokenizer.json."""
+        bundle.tokenizer.save(folder / TOKENIZER)
+        if bundle.teacher_view is not None:
+            bundle.teacher_view.tokenizer.save(folder / TEACHER_TOKENIZER)
+
+    def load_preprocessing(self, folder: Path, cfg: RunConfig, spec: InputSpec) -> TextPreprocessor:
+        """The run's tokenizer on the column it was trained on, cut to the model's length."""
+        return TextPreprocessor(_run_tokenizer(folder), cfg.data.text or "", spec.shape[0])
+
+    def reload(self, cfg: RunConfig, folder: Path, spec: InputSpec) -> DataBundle:
+        """The run's texts and split; the vocabulary must equal tokenizer.json (a changed file is refused)."""
+        bundle = self.load(cfg)
+        if _run_tokenizer(folder).fingerprint() != bundle.tokenizer.fingerprint():
+            raise DataError(
+                f"'{cfg.data.source}' is no longer the text data run '{folder}' was trained on (its vocabulary differs "
+                f"from {TOKENIZER}); restore the file or run again"
+            )
+        return bundle
+
+    # -- models ------------------------------------------------------------------------
+
+    def example_inputs(
+        self, spec: InputSpec, batch: int = 1, *, device: torch.device | str = "cpu", generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Texts of the full length L: one non-pad token id everywhere, or seeded random ids."""
+        if generator is not None:
+            return torch.randint(0, max(spec.vocab_size, 1), (batch, *spec.shape), generator=generator).to(device)
+        return torch.full((batch, *spec.shape), (spec.pad_id + 1) % max(spec.vocab_size, 2), dtype=torch.long, device=device)
+
+    # -- explanations ------------------------------------------------------------------
+
+    def choose_methods(
+        self, cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module
+    ) -> tuple[list[str], dict[str, str]]:
+        """Token explainers that apply to both models; image-only defaults (gradcam) left out with the reason.
+
+        Raises:
+            ConfigError: an unknown method, or an explicit one that does not apply.
+        """
+
+        def reason(method: str) -> str | None:
+            if method not in TEXT_EXPLAINERS:
+                return TEXT_SKIP_REASON
+            if method == "attention_rollout" and not has_attention_maps(teacher, student):
+                return "needs attention maps (a transformer teacher and student)"
+            return None
+
+        hint = f"on text use one of: {', '.join(TEXT_EXPLAINERS.names())}"
+        return choose_from_config(cfg, reason, fallback="integrated_gradients", hint=hint)
+
+    def explain(
+        self, cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module, methods: list[str]
+    ) -> Explanations:
+        """Word-level explanations of the test texts.
+
+        Each model is explained on its own token ids of the same texts (the teacher's
+        tokenizer where it has one), for the teacher's predicted class, and the two are
+        compared word by word (:func:`~distilens.explain.text_compare.explain_text_models`).
+        """
+        texts = bundle.texts["test"]
+        seen_by_teacher = bundle.for_teacher()
+        student_enc = bundle.tokenizer.encode(texts, bundle.spec.shape[0], pad_to_max=True)
+        teacher_enc = seen_by_teacher.tokenizer.encode(texts, seen_by_teacher.spec.shape[0], pad_to_max=True)
+        block, payload = explain_text_models(
+            teacher, student, texts, teacher_enc, student_enc, methods=methods, labels=bundle.test.targets,
+            n_samples=cfg.explain.n_samples, class_names=bundle.spec.class_names, seed=cfg.seed,
+        )
+        return Explanations(block, payload=payload)
+
+    # -- prediction --------------------------------------------------------------------
+
+    def attribute_rows(
+        self, model: nn.Module, x: Tensor, target: Tensor, inputs: Any, start: int, spec: InputSpec, method: str | None
+    ) -> list[Any]:
+        """Per text, ``[(word, score), ...]``: token scores summed per word, in text order."""
+        texts, enc = inputs.last
+        scores = attribute_text(model, x, target, method or "integrated_gradients").cpu()
+        out = []
+        for text, off, row in zip(texts, enc.offsets, scores):
+            spans, values = word_scores(text, off, row[: len(off)])
+            out.append([(text[a:b], float(v)) for (a, b), v in zip(spans, values)])
+        return out
+
+
+def teacher_tokenizer(cfg: RunConfig) -> TextTokenizer | None:
+    """The tokenizer a loaded teacher brings, or ``None`` (zoo teachers use the data's).
+
+    ``teacher.weights: hf:PATH`` reads ``PATH/tokenizer.json`` (a Hugging Face model folder);
+    ``teacher.arch: minilm`` brings the packaged MiniLM's WordPiece tokenizer.
+    """
+    weights = cfg.teacher.weights or ""
+    if not weights and cfg.teacher.arch == "minilm":
+        return TextTokenizer.from_file(minilm_tokenizer_path())
+    if not weights.startswith("hf:"):
+        return None
+    path = Path(weights[3:]) / TOKENIZER
+    if not path.is_file():
+        raise DataError(f"teacher.weights '{weights}': '{path}' not found; a Hugging Face model folder holds tokenizer.json")
+    return TextTokenizer.from_file(path)
+
+
+def _run_tokenizer(folder: Path) -> TextTokenizer:
+    path = Path(folder) / TOKENIZER
+    if not path.is_file():
+        raise DataError(f"'{path}' not found; the run folder of a text model holds the tokenizer it was trained with")
+    return TextTokenizer.from_file(path)
+
+
+MODALITIES.register("text")(TextModality())
