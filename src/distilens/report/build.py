@@ -14,6 +14,7 @@ from typing import Any
 from ..config import RunConfig
 from ..data import InputSpec
 from ..explain.compare import Comparison
+from ..modalities import modality_of
 from ..models.soft_tree import SoftDecisionTree
 from .figures import feature_importance_bars, heatmap_grid, row_attributions
 from .html import render_report, write_report
@@ -149,7 +150,7 @@ def _explanation_figures(cmp: Comparison, spec: InputSpec) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     names = list(spec.class_names)
     scores = {k: v.numpy() for k, v in cmp.scores.items()}
-    if cmp.teacher_maps.dim() >= 3:  # maps on an image grid
+    if modality_of(spec).align == "pixels":  # maps on the image grid
         out["grid"] = heatmap_grid(cmp, names, n=8, title=f"{cmp.method}: a stratified sample of test inputs")
         galleries = cmp.galleries(6)
         if galleries["same_class_disagree"]:
