@@ -18,7 +18,7 @@ from ..modalities import modality_of
 from ..models.soft_tree import SoftDecisionTree
 from .figures import feature_importance_bars, heatmap_grid, row_attributions
 from .html import render_report, write_report
-from .inputs import ReportInputs, read_history
+from .inputs import ReportInputs
 from .plots import (
     agreement_distribution,
     class_similarity,
@@ -32,7 +32,7 @@ from .plots import (
 from .text import text_context
 from .tree import decision_paths, tree_figure
 
-__all__ = ["write_run_report", "write_report_page", "render_run", "verdict", "read_history"]
+__all__ = ["write_run_report", "write_report_page", "render_run", "verdict"]
 
 #: Verdict thresholds when the run's config is missing (ReportConfig's defaults).
 DEFAULT_THRESHOLDS = {"max_accuracy_drop": 0.01, "min_agreement": 0.95, "margin": 0.01}
