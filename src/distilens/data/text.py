@@ -269,7 +269,7 @@ class TextPreprocessor(SavedAsJson):
     Attributes:
         tokenizer: The tokenizer the model was trained with (the run's tokenizer.json).
         text_column: The text column of input files (``data.text``).
-        length: The model's L (``min(data.max_length, longest training text)``); texts are
+        length: The model's L (``min(data.max_length, longest text of the data)``); texts are
             cut or padded to exactly this many ids.
 
     Example:
