@@ -16,9 +16,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from .config import ExplainConfig, load_config
-from .data import DataBundle, InputSpec
-from .data.table import TablePreprocessor
-from .data.text import TextPreprocessor
+from .data import DataBundle, InputSpec, load_preprocessing
 from .errors import DataError, RunFolderError
 from .export import export_model
 from .io import atomic_write_bytes, atomic_write_json
@@ -27,7 +25,6 @@ from .pipeline import explain_methods, explain_stage, load_data
 from .predict import predict, words_cell, write_predictions
 from .report.build import write_run_report
 from .report.figures import heatmap_png
-from .text_pipeline import load_run_tokenizer
 
 __all__ = ["explain_run", "report_run", "export_run", "predict_run"]
 
@@ -117,13 +114,12 @@ def predict_run(path: str | Path, inputs: str | Path, *, out: str | Path | None 
     run_dir = _run_dir(path)
     student, meta = load_model(run_dir / "student.safetensors")
     spec = InputSpec.from_dict(meta["input_spec"])
-    pre_path = run_dir / "preprocessing.json"
-    preprocessing = TablePreprocessor.from_dict(json.loads(pre_path.read_text(encoding="utf-8"))) if pre_path.is_file() else None
-    if spec.kind == "text":  # the run's tokenizer, on the column it was trained on
-        text_column = load_config(run_dir / "config.yaml").data.text or ""
-        preprocessing = TextPreprocessor(load_run_tokenizer(run_dir), text_column, spec.shape[0])
     if not Path(inputs).exists():
         raise DataError(f"input '{inputs}' does not exist; give an image, a folder of images or a CSV file")
+    # preprocessing.json; a run from before it was written for every kind predicts images as
+    # the spec says, texts with tokenizer.json on the column of its config
+    text_column = load_config(run_dir / "config.yaml").data.text if spec.kind == "text" else None
+    preprocessing = load_preprocessing(run_dir, spec, text_column=text_column)
     rows = predict(student, spec, preprocessing, inputs, explain=explain)
     if explain and spec.kind == "image":
         folder = (Path(out).parent if out else run_dir) / "heatmaps"

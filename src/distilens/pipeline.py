@@ -27,7 +27,8 @@ from torch import nn
 
 from . import distributed as _dist
 from .config import RunConfig, dump_config
-from .data import DataBundle, InputSpec, load_dataset
+from . import data
+from .data import DataBundle, InputSpec
 from .data.text_augment import with_transfer_copies
 from .distill import SoftLabelCache, build_objectives, fit
 from .distill.teacher_fit import fit_teacher, teacher_bundle
@@ -127,8 +128,8 @@ def _run(
     try:
         if world.main:
             atomic_write_text(staging / "config.yaml", config_yaml)
-        if bundle.preprocessing is not None and world.main:  # CSV tables: applied again at prediction time
-            atomic_write_json(staging / "preprocessing.json", bundle.preprocessing.to_dict())
+        if bundle.preprocessing is not None and world.main:  # applied again at prediction time
+            bundle.preprocessing.save(staging)  # preprocessing.json (text: + tokenizer.json)
         if world.main:
             save_tokenizers(bundle, staging)  # text: tokenizer.json (+ teacher_tokenizer.json)
         history: list[dict[str, Any]] = []
@@ -247,14 +248,8 @@ def _build(arch: str, args: dict[str, Any], bundle: DataBundle, seed: int, role:
 
 
 def load_data(cfg: RunConfig) -> DataBundle:
-    d = cfg.data
-    return load_dataset(
-        d.source, seed=cfg.seed, val_fraction=d.val_fraction, test_fraction=d.test_fraction, target=d.target,
-        image_size=d.image_size, channels=d.channels, skip_bad_files=d.skip_bad_files,
-        lazy=d.lazy, num_workers=d.num_workers, max_bytes=d.max_memory_bytes,
-        text=d.text, max_length=d.max_length, tokenizer=d.tokenizer, max_vocab=d.max_vocab, min_freq=d.min_freq,
-        teacher_tokenizer=teacher_tokenizer(cfg),
-    )
+    """The run's data (:func:`distilens.data.load_data`), with the tokenizer a loaded teacher brings."""
+    return data.load_data(cfg.data, seed=cfg.seed, teacher_tokenizer=teacher_tokenizer(cfg))
 
 
 def _teacher_arch(cfg: RunConfig) -> dict[str, Any]:
