@@ -24,12 +24,10 @@ from .data.table import TablePreprocessor, read_csv
 from .data.text import TextPreprocessor
 from .data.tokenize import Encoded
 from .errors import DataError
-from .io import atomic_write_text
+from .io import atomic_write_text, spreadsheet_safe
+from .limits import IMAGE_ERRORS
 
 __all__ = ["predict", "write_predictions"]
-
-_PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
-
 
 def _image_inputs(spec: InputSpec, files: list[Path]) -> Tensor:
     c, h, w = spec.shape
@@ -37,7 +35,7 @@ def _image_inputs(spec: InputSpec, files: list[Path]) -> Tensor:
     for p in files:
         try:
             arrays.append(read_image(p, c, (h, w)))
-        except _PIL_ERRORS as exc:
+        except IMAGE_ERRORS as exc:
             raise DataError(f"'{p}' is not a readable image ({exc}); remove it from the input") from None
     x = torch.from_numpy(np.stack(arrays))
     return apply_normalisation(x, torch.tensor(spec.mean), torch.tensor(spec.std), "image")
@@ -188,7 +186,8 @@ def write_predictions(rows: list[dict[str, Any]], path: str | Path) -> Path:
     writer.writerow(["source", "class", "probability", *(f"attribution:{f}" for f in extra), *(["words"] if text else [])])
     for r in rows:
         attr = r.get("attribution") if isinstance(r.get("attribution"), dict) else {}
-        cells = [r["source"], r["class"], f"{r['probability']:.6f}", *(f"{attr.get(f, 0.0):.6g}" for f in extra)]
+        cells = [spreadsheet_safe(r["source"]), spreadsheet_safe(r["class"]), f"{r['probability']:.6f}",
+                 *(f"{attr.get(f, 0.0):.6g}" for f in extra)]
         writer.writerow(cells + ([words_cell(r.get("attribution") or [])] if text else []))
     return atomic_write_text(path, buf.getvalue())
 

@@ -28,6 +28,7 @@ from PIL import Image
 from sklearn.model_selection import train_test_split
 
 from ..errors import DataError
+from ..limits import IMAGE_ERRORS, open_image
 from .builtin import RawData
 from .bundle import DataBundle, InputSpec, LazyInputs, Split
 from .normalise import apply_normalisation, image_moments, stats_from_moments
@@ -40,7 +41,7 @@ _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I
 _SPLIT_NAMES = ("train", "val", "test")
 _WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 # Errors Pillow raises on files that are not images, are truncated, or are too large.
-_PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+_PIL_ERRORS = IMAGE_ERRORS  # one list for every reader (limits.py)
 
 
 def _visible(p: Path) -> bool:
@@ -63,9 +64,9 @@ def _class_dirs(folder: Path) -> list[Path]:
 
 def _probe(path: Path) -> tuple[int, int, str]:
     """(width, height, mode) of an image after Pillow's structural check; raises on a bad file."""
-    with Image.open(path) as img:
+    with open_image(path) as img:
         img.verify()  # checks structure (e.g. PNG chunk CRCs) without decoding pixels
-    with Image.open(path) as img:
+    with open_image(path) as img:
         return img.size[0], img.size[1], img.mode
 
 
@@ -84,7 +85,7 @@ def read_image(path: str | Path, channels: int, size: tuple[int, int]) -> np.nda
         >>> read_image("cat.png", 3, (32, 32)).shape
         (3, 32, 32)
     """
-    with Image.open(path) as img:
+    with open_image(path) as img:
         img.load()  # decodes fully: raises on truncated data
         if img.mode in _WIDE_MODES:
             # 16-bit integer and float images keep their precision: 16-bit scales to [0, 1],

@@ -26,6 +26,7 @@ from typing import Any, Literal, Sequence
 import torch
 
 from ..errors import ConfigError, DataError
+from ..limits import loads_json
 from ..registry import did_you_mean
 from .builtin import RawData
 from .bundle import DataBundle, InputSpec, Split
@@ -86,7 +87,7 @@ def _read_jsonl(path: Path, text: str) -> tuple[list[str], list[dict[str, Any]],
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = loads_json(line, f"'{path}' line {number}")  # nesting bounded (limits.py)
         except json.JSONDecodeError as exc:
             raise DataError(f"'{path}' line {number} is not valid JSON ({exc.msg}); fix the line") from None
         if not isinstance(obj, dict):

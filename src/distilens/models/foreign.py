@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import json
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -35,13 +35,13 @@ from torch import Tensor, nn
 
 from ..data.bundle import InputSpec
 from ..errors import ModelError
+from ..limits import read_json
 from .hf import HF_PREFIX, load_hf_teacher
-from .io import UNREADABLE_SAFETENSORS, load_model
+from .io import IMPORT_PREFIX, UNREADABLE_SAFETENSORS, dtype_problem, load_model
 from .zoo import build_model
 
 __all__ = ["load_teacher", "check_teacher", "build_architecture", "is_torchscript", "IMPORT_PREFIX"]
 
-IMPORT_PREFIX = "import:"
 _DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
 
@@ -109,9 +109,13 @@ def _load_state_dict(path: Path) -> dict[str, Tensor]:
         except (SafetensorError, OSError) as exc:
             raise ModelError(f"cannot read weights '{path}': {exc}; {UNREADABLE_SAFETENSORS}") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on the pickle protocol: noise beside the one-line error
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        why = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), "")
+        # Only the fact (which global), never torch's advice to load it anyway (errors.without_unsafe_advice).
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        why = f"it refers to {found.group(1)}" if found else ""
         raise ModelError(
             f"teacher.weights '{path}' holds pickled Python objects (e.g. a whole module saved with torch.save(model)); "
             f"distilens does not unpickle them because that can run code{f' ({why})' if why else ''}. "
@@ -132,14 +136,24 @@ def _load_state_dict(path: Path) -> dict[str, Tensor]:
     return dict(obj)
 
 
+def _check_dtypes(model: nn.Module, state: Mapping[str, Tensor], path: Path) -> None:
+    """Refuse weights the model cannot hold without losing meaning (complex for float, float for int)."""
+    own = model.state_dict()
+    for name, t in state.items():
+        if name in own:
+            problem = dtype_problem(name, t.dtype, own[name].dtype)
+            if problem:
+                raise ModelError(f"teacher.weights '{path}': {problem}; save the weights in the model's own dtypes")
+
+
 def _distilens_meta(path: Path) -> dict[str, Any] | None:
     meta_path = path.with_suffix(".json")
     if not meta_path.is_file():
         return None
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None  # some other tool's JSON: not ours, so the config's arch applies
+        meta = read_json(meta_path, error=ModelError)
+    except ModelError:
+        return None  # some other tool's JSON (or not JSON): not ours, so the config's arch applies
     return meta if isinstance(meta, dict) and str(meta.get("format", "")).startswith("distilens-model/") else None
 
 
@@ -179,8 +193,8 @@ def load_teacher(
     if not path.is_file():
         raise ModelError(f"teacher.weights '{path}' does not exist; check the path")
     meta = _distilens_meta(path) if path.suffix == ".safetensors" else None
-    if meta is not None:
-        model = load_model(path)[0]
+    if meta is not None:  # its .json names the architecture: code only with the config's own opt-in
+        model = load_model(path, allow_import=str(meta.get("arch")) == arch, trust_torchscript=trust_torchscript)[0]
     elif is_torchscript(path):
         if not trust_torchscript:
             raise ModelError(
@@ -193,6 +207,7 @@ def load_teacher(
             raise ModelError(f"teacher.weights '{path}' holds weights only; set teacher.arch to a zoo name or import:package.module:factory")
         state = _load_state_dict(path)
         model = build_architecture(arch, spec, args)
+        _check_dtypes(model, state, path)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -219,9 +234,9 @@ def check_teacher(model: nn.Module, spec: InputSpec, role: str = "teacher") -> n
             out = model(x)
     except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as exc:
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        fix = "use a model made for this data's inputs" + (" or a larger data.image_size" if spec.kind == "image" else "")
         raise ModelError(
-            f"{role} cannot take inputs of shape {tuple(spec.shape)}: {first[:300]}; {role} and data must match: "
-            "use a model made for this data's inputs"
+            f"{role} cannot take inputs of shape {tuple(spec.shape)}: {first[:300]}; {role} and data must match: {fix}"
         ) from None
     if not isinstance(out, Tensor):
         raise ModelError(
