@@ -172,7 +172,7 @@ def safetensors_layout(path: str | Path) -> dict[str, tuple[tuple[int, ...], str
 
 _ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
               "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-              "BOOL": torch.bool}
+              "BOOL": torch.bool, "C64": torch.complex64}
 
 
 def dtype_problem(name: str, have: torch.dtype | None, want: torch.dtype) -> str | None:
@@ -294,7 +294,9 @@ def load_run_model(
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     path = Path(run_dir) / f"{role}.safetensors"
-    return load_model(path, map_location, allow_import=allow_import, trust_torchscript=trust_torchscript)
+    meta = read_model_meta(_existing(path.with_suffix(".json")))
+    return _load_described(path, meta, map_location, allow_import=allow_import, trust_torchscript=trust_torchscript,
+                           flags=True)
 
 
 def _existing(path: Path) -> Path:
@@ -303,23 +305,24 @@ def _existing(path: Path) -> Path:
     return path
 
 
-def _load_described(path: Path, meta: dict[str, Any], map_location: str | torch.device, *,
-                    allow_import: bool = False, trust_torchscript: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+def _load_described(path: Path, meta: dict[str, Any], map_location: str | torch.device, *, allow_import: bool = False,
+                    trust_torchscript: bool = False, flags: bool = False) -> tuple[nn.Module, dict[str, Any]]:
+    """Load after the opt-in checks; ``flags``: the error names the command-line opt-in (commands on a run folder)."""
     arch, where = meta["arch"], f"'{path.with_suffix('.json')}'"
+
+    def refuse(what: str, flag: str) -> ModelError:
+        how = (f"if you trust where this run folder came from, pass {flag} (the folder's own config does not count)"
+               if flags else "distilens does not run code named in a model file here; use a model of the zoo")
+        return ModelError(f"{where} {what}; {how}")
+
     if arch == "torchscript":
         if not trust_torchscript:
-            raise ModelError(
-                f"{where} names a TorchScript archive ({path.with_suffix('.torchscript').name}), which carries code that "
-                "runs when the model is called; if you trust where this run folder came from, pass --trust-torchscript "
-                "(the folder's own config does not count)"
-            )
+            raise refuse(f"names a TorchScript archive ({path.with_suffix('.torchscript').name}), which carries code "
+                         "that runs when the model is called", "--trust-torchscript")
         return _load(path, map_location, _torchscript(path.with_suffix(".torchscript"), map_location), meta, meta_device=False)
     if arch.startswith(IMPORT_PREFIX):
         if not allow_import:
-            raise ModelError(
-                f"{where} builds the model with '{arch[:120]}', which imports and runs Python code; if you trust where "
-                "this run folder came from, pass --allow-import (the folder's own config does not count)"
-            )
+            raise refuse(f"builds the model with '{arch[:120]}', which imports and runs Python code", "--allow-import")
         from .foreign import build_architecture  # foreign.py imports this module: imported on use
 
         return _load(path, map_location, lambda a, spec, args: build_architecture(a, spec, args), meta)
