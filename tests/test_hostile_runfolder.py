@@ -183,7 +183,7 @@ MODEL_FILES = [
     Case("weights-tampered", _then(lambda ws: _weights(ws, "student", NAN_STUDENT, resign=False), argv=EXPORT),
          ("does not match the checksum",)),
     Case("weights-cut-short", _then(lambda ws: (ws / RUN / "student.safetensors").write_bytes(
-        (ws / RUN / "student.safetensors").read_bytes()[:100]), argv=PREDICT), ("does not match the checksum",)),
+        (ws / RUN / "student.safetensors").read_bytes()[:100]), argv=PREDICT), ("not a complete safetensors file",)),
     # A forger who re-signs: the digest matches, the architecture must still fit the file,
     # checked on a meta-device copy before anything is allocated (this MLP would take 256 TB).
     Case("forged-huge-args", _then(lambda ws: _json(ws, "student.json", lambda d: {
@@ -216,6 +216,21 @@ FOLDER_FILES = [
     Case("preprocessing-incomplete", _then(_write(f"{RUN}/preprocessing.json", '{"format": "distilens-table-preprocessing/1"}'),
                                            argv=PREDICT), ("preprocessing.json' is not the preprocessing a run writes",)),
     Case("teacher-json-list-report", _then(_write(f"{RUN}/teacher.json", "[]"), argv=REPORT), ("is a JSON list",)),
+    Case("tokenizer-json-deep", _then(_write(f"{RUN}/tokenizer.json", DEEP), argv=PREDICT), ("nested more than",)),
+    Case("history-huge-cell", _then(_write(f"{RUN}/history.csv", "model,epoch\nstudent," + "9" * 200_000 + "\n"),
+                                    argv=REPORT), ("history.csv' line 2", "longer than 131,072")),
+    Case("history-not-a-number", _then(_write(f"{RUN}/history.csv", "model,epoch,loss\nstudent,1,oops\n"), argv=REPORT),
+         ("'oops' in column 'loss' is not a number",)),
+    Case("predictions-cut-short", _then(lambda ws: (ws / RUN / "predictions.safetensors").write_bytes(
+        (ws / RUN / "predictions.safetensors").read_bytes()[:5000]), argv=REPORT), ("not a complete safetensors file",)),
+    Case("explanations-header-bomb", _then(_write(f"{RUN}/explanations.safetensors", (10**12).to_bytes(8, "little")),
+                                           argv=REPORT), ("not a complete safetensors file",)),
+    Case("heatmaps-symlink-predict", _then(_symlink(f"{RUN}/heatmaps", "../../img"), argv=[*PREDICT, "--explain"]),
+         ("heatmaps' is a symlink",)),
+    Case("checkpoint-digest-deep-resume", _then(_resume_staging(lambda s: (s / "checkpoints" / "student.pt.sha256").write_text(
+        DEEP)), argv=[*RUN_TINY, "--resume"]), ("student.pt.sha256", "nested more than")),
+    Case("staging-symlink-inside-resume", _then(_resume_staging(lambda s: os.symlink("/etc", s / "checkpoints" / "x")),
+                                                argv=[*RUN_TINY, "--resume"]), ("is in the way", "checkpoints/x")),
 ]
 
 # --------------------------------------------------------------------------- family 2: never delete or take over
@@ -249,6 +264,8 @@ TAKEOVER = [
          ("is in the way", "thesis.tex")),
     Case("staging-is-symlink", _then(_symlink("runs/.tiny2.partial", "../img"), argv=[*RUN_TINY, "--out", "runs/tiny2"]),
          ("is in the way",)),
+    Case("lock-is-folder", _then(_mkdir("runs/.tiny2.lock"), argv=[*RUN_TINY, "--out", "runs/tiny2"]),
+         ("cannot create the lock file",)),
     Case("lock-is-symlink", _then(_symlink("runs/.tiny2.lock", "../img/a/0.png"), argv=[*RUN_TINY, "--out", "runs/tiny2"]),
          ("is a symlink",)),
     Case("out-symlink-loop", _then(_symlink("loop", "loop"), argv=[*RUN_TINY, "--out", "loop/run"]),

@@ -61,7 +61,7 @@ class DataConfig(_Strict):
     # imagefolder: read images from their files batch by batch (true), hold them in memory
     # (false), or read lazily only when N×C×H×W×4 bytes exceed max_memory_bytes (auto).
     lazy: Literal["auto"] | bool = "auto"
-    num_workers: int | None = Field(None, ge=0)  # lazy decoding processes; null: min(4, CPUs - 1)
+    num_workers: int | None = Field(None, ge=0, le=256)  # lazy decoding processes; null: min(4, CPUs - 1)
     max_memory_bytes: int | None = Field(None, ge=1)  # null: 2 GiB
 
     @field_validator("lazy", mode="before")
@@ -182,7 +182,7 @@ class DistillConfig(_Strict):
 class ExplainConfig(_Strict):
     methods: list[str] = Field(default_factory=lambda: ["gradcam", "integrated_gradients"])
     n_samples: int = Field(128, ge=1)
-    steps: int = Field(16, ge=2)  # deletion/insertion steps
+    steps: int = Field(16, ge=2, le=1000)  # deletion/insertion steps
     sanity: bool = True  # cascading randomisation check (Adebayo et al. 2018), first method
     sanity_samples: int = Field(16, ge=1)
 
@@ -199,7 +199,7 @@ class RuntimeConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # CPU threads for torch (null: torch's default, one per core). Set 1 when several
     # jobs share the cores: oversubscribed threads make small models many times slower.
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=4096)
 
     @field_validator("device")
     @classmethod

@@ -83,6 +83,14 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
         if mapped is None:
             raise
         raise mapped from None
+    except DistilensError:
+        raise
+    except Exception as exc:
+        # Writers that wrap the OS error in their own (torch.save: RuntimeError, safetensors:
+        # SafetensorError): a full disk is recognised by the free space left.
+        if not _is_full(path.parent):
+            raise
+        raise write_error(OSError(errno.ENOSPC, "No space left on device"), path) from exc  # type: ignore[misc]
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
@@ -104,6 +112,13 @@ def spreadsheet_safe(cell: str) -> str:
         ("'=1+2", 'cat')
     """
     return "'" + cell if cell.startswith(_FORMULA_START) else cell
+
+
+def _is_full(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except (OSError, AttributeError):  # AttributeError: no statvfs on this platform
+        return False
 
 
 def _umask() -> int:

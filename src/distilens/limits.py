@@ -51,6 +51,7 @@ __all__ = [
     "check_depth",
     "csv_reader",
     "open_image",
+    "check_safetensors",
 ]
 
 MAX_CONFIG_BYTES = 4 * 1024**2
@@ -199,6 +200,50 @@ def read_json(path: str | Path, where: str | None = None, *, error: _ErrorType =
     """The JSON value in ``path``: size, UTF-8, syntax and depth checked (see :func:`loads_json`)."""
     where = where or f"'{path}'"
     return loads_json(read_text(path, where, max_bytes=max_bytes, error=error), where, error=error)
+
+
+# --------------------------------------------------------------------------- safetensors
+
+_MAX_SAFETENSORS_HEADER = 100 * 1024**2  # the safetensors format's own limit
+
+
+def check_safetensors(path: str | Path, where: str | None = None, *, error: _ErrorType = DataError) -> None:
+    """Check a .safetensors file's header against its size without reading the tensors (or importing torch).
+
+    The header must be a JSON object (bounded size and depth) whose tensors' byte ranges lie
+    inside the file and cover the data exactly: a file cut short or padded is refused.
+
+    Raises:
+        error: not a complete safetensors file.
+    """
+    path = Path(path)
+    where = where or f"'{path}'"
+    bad = f"{where} is not a complete safetensors file (cut short, or another format)"
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise error(bad)
+        n = int.from_bytes(head, "little")
+        if n > _MAX_SAFETENSORS_HEADER or 8 + n > size:
+            raise error(bad)
+        try:
+            header = loads_json(f.read(n).decode("utf-8"), where, error=error)
+        except UnicodeDecodeError:
+            raise error(bad) from None
+    if not isinstance(header, dict):
+        raise error(bad)
+    ends = [0]
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if (not isinstance(offsets, list) or len(offsets) != 2 or not all(isinstance(o, int) for o in offsets)
+                or not 0 <= offsets[0] <= offsets[1]):
+            raise error(bad)
+        ends.append(offsets[1])
+    if max(ends) != size - 8 - n:
+        raise error(bad)
 
 
 # --------------------------------------------------------------------------- CSV

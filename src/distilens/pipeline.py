@@ -245,6 +245,10 @@ def _build(arch: str, args: dict[str, Any], bundle: DataBundle, seed: int, role:
         model = build_model(arch, bundle.spec, **args)
     except DistilensError as exc:
         raise ModelError(f"{role}.arch/args: {exc}") from None
+    except (MemoryError, OverflowError, RuntimeError) as exc:  # args far too large (a typo: width=10000000)
+        if isinstance(exc, RuntimeError) and "allocate" not in str(exc) and "overflow" not in str(exc):
+            raise
+        raise ModelError(f"{role}.args {args}: the model needs more memory than there is; choose smaller args") from None
     return check_teacher(model, bundle.spec, role).train()  # one forward on zeros: too small an image_size fails here
 
 

@@ -44,7 +44,7 @@ from typing import Any, Iterator
 
 from .errors import DiskFullError, RunFolderError
 from .io import atomic_write_json, write_error
-from .limits import MAX_CONFIG_BYTES, load_yaml, read_json, read_text
+from .limits import MAX_CONFIG_BYTES, MAX_JSON_BYTES, check_safetensors, csv_reader, load_yaml, read_json, read_text
 
 try:
     import fcntl
@@ -58,6 +58,7 @@ __all__ = [
     "RUN_FILES",
     "is_run_folder",
     "check_run_folder",
+    "check_files",
     "held_run_folders",
     "release_all",
     "is_disk_full",
@@ -167,32 +168,76 @@ def is_run_folder(path: str | Path) -> bool:
 def check_run_folder(path: str | Path) -> Path:
     """The run folder at ``path`` for a command that reads it (explain, report, export, predict).
 
-    Its config.yaml (a YAML mapping), metrics.json and the models' .json files (JSON
-    objects) are read through the bounded readers here, so a damaged or hostile folder is a
-    one-line error before any command uses it.
+    Every file a command may read is first read through the bounded readers
+    (:func:`check_files`), so a damaged or hostile folder is one line before any command
+    uses it.
 
     Raises:
-        RunFolderError: not a folder, no config.yaml, or a file that is not what a run writes.
+        RunFolderError: not a folder, no config.yaml, a symlink inside, or a file that is
+            not what a run writes.
     """
     run_dir = Path(path)
     if not run_dir.is_dir() or not (run_dir / "config.yaml").is_file():
         raise RunFolderError(f"'{run_dir}' is not a run folder (no config.yaml); give the folder `distilens run` wrote")
-    fix = "the run folder is damaged: run its config again with --overwrite"
+    check_files(run_dir)
+    return run_dir
+
+
+_OBJECTS = ("metrics.json", "teacher.json", "student.json", "baseline.json", "preprocessing.json", "tokenizer.json",
+            "teacher_tokenizer.json")
+
+
+def check_files(folder: Path) -> None:
+    """Read what a run folder's commands (and ``--resume``) read, through the bounded readers.
+
+    config.yaml must be a YAML mapping; metrics, model, preprocessing and tokenizer files
+    JSON objects; explanations/text.json and checkpoint digests JSON; history.csv a table of
+    numbers; every .safetensors complete. A symlink or any other non-file inside is refused
+    (commands write into the folder and must not write through a link).
+
+    Raises:
+        RunFolderError: one line naming the file and saying to run the config again.
+    """
+    fix = "the run folder is damaged or was changed by hand: run its config again with --overwrite"
     try:
-        cfg = load_yaml(read_text(run_dir / "config.yaml", f"'{run_dir / 'config.yaml'}'", max_bytes=MAX_CONFIG_BYTES,
-                                  error=RunFolderError), f"'{run_dir / 'config.yaml'}'", error=RunFolderError)
-        if not isinstance(cfg, dict):
-            raise RunFolderError(f"'{run_dir / 'config.yaml'}' is a YAML {type(cfg).__name__}, not a config mapping")
-        for name in ("metrics.json", "teacher.json", "student.json", "baseline.json", "preprocessing.json"):
-            if (run_dir / name).exists():
-                obj = read_json(run_dir / name, f"'{run_dir / name}'", error=RunFolderError)
+        for rel, plain in _walk(folder):
+            if not plain:
+                raise RunFolderError(f"'{folder / rel}' is a symlink or not a regular file; a run folder holds files only")
+        if (folder / "config.yaml").is_file():
+            where = f"'{folder / 'config.yaml'}'"
+            cfg = load_yaml(read_text(folder / "config.yaml", where, max_bytes=MAX_CONFIG_BYTES, error=RunFolderError),
+                            where, error=RunFolderError)
+            if not isinstance(cfg, dict):
+                raise RunFolderError(f"{where} is a YAML {type(cfg).__name__}, not a config mapping")
+        for name in _OBJECTS:
+            if (folder / name).is_file():
+                obj = read_json(folder / name, f"'{folder / name}'", error=RunFolderError)
                 if not isinstance(obj, dict):
-                    raise RunFolderError(f"'{run_dir / name}' is a JSON {type(obj).__name__}, not an object")
-        if (run_dir / "explanations" / "text.json").exists():
-            read_json(run_dir / "explanations" / "text.json", error=RunFolderError)
+                    raise RunFolderError(f"'{folder / name}' is a JSON {type(obj).__name__}, not an object")
+        for extra in [folder / "explanations" / "text.json", *sorted(folder.glob("checkpoints/*.sha256"))]:
+            if extra.is_file():
+                read_json(extra, error=RunFolderError)
+        for tensors in [*sorted(folder.glob("*.safetensors")), *sorted(folder.glob("cache/*.safetensors"))]:
+            check_safetensors(tensors, error=RunFolderError)
+        if (folder / "history.csv").is_file():
+            _check_history(folder / "history.csv")
     except RunFolderError as exc:
         raise RunFolderError(f"{exc}; {fix}") from None
-    return run_dir
+
+
+def _check_history(path: Path) -> None:
+    where = f"'{path}'"
+    reader = csv_reader(read_text(path, where, max_bytes=MAX_JSON_BYTES, error=RunFolderError).splitlines(), where,
+                        error=RunFolderError)
+    header = next(reader, [])
+    for row in reader:
+        for column, cell in zip(header, row):
+            if column != "model" and cell:
+                try:
+                    float(cell)
+                except ValueError:
+                    raise RunFolderError(f"{where} line {reader.line_num}: '{cell[:40]}' in column '{column[:40]}' "
+                                         "is not a number") from None
 
 
 # --------------------------------------------------------------------------- the lock
@@ -209,7 +254,11 @@ class _Lock:
         if self.path.is_symlink():
             raise RunFolderError(f"'{self.path}' is a symlink; remove it (distilens keeps its lock file there)")
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            except OSError as exc:
+                raise RunFolderError(f"cannot create the lock file '{self.path}' ({exc.strerror}); remove what is "
+                                     "in the way, or choose another --out") from None
             if not self._try(fd, final):
                 continue  # the file was replaced between open and lock: try the new one
             self.fd = fd
@@ -373,6 +422,7 @@ class RunFolder:
             if source is None:
                 held = f" ('{final}' holds files distilens did not write: {old.listing()})" if old.kind == "other" else ""
                 raise RunFolderError(f"--resume: there is no earlier run at '{final}'{held}; run without --resume")
+            check_files(source)
             previous = read_text(source / "config.yaml", f"--resume: the config of the earlier run, '{source / 'config.yaml'}',",
                                  max_bytes=MAX_CONFIG_BYTES, error=RunFolderError) if (source / "config.yaml").is_file() else None
             if previous is not None and previous != config_yaml:
