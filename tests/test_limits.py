@@ -16,7 +16,7 @@ from PIL import Image
 
 from distilens.config import DEFAULT_MEMORY_BUDGET
 from distilens.data.imagefolder import DEFAULT_MAX_BYTES
-from distilens.errors import ConfigError, DataError, DiskFullError, DistilensError, RunFolderError, without_unsafe_advice
+from distilens.errors import ConfigError, DataError, DiskFullError, DistilensError, RunFolderError
 from distilens.interrupt import Interrupted, deferred_interrupts, stop_signal
 from distilens.io import spreadsheet_safe, write_error
 from distilens.limits import MAX_CSV_FIELD, csv_reader, load_yaml, loads_json, open_image, read_json

@@ -1,6 +1,6 @@
 """Models: the architecture zoo, safe save/load, and layer taps."""
 
-from .io import load_model, save_model, state_dict_digest
+from .io import load_model, load_run_model, save_model, state_dict_digest
 from .tap import FeatureTap, get_layer, last_spatial_layer
 from .soft_tree import SoftDecisionTree
 from .zoo import CNN, MLP, MODELS, build_model, count_params
@@ -15,6 +15,7 @@ __all__ = [
     "count_params",
     "save_model",
     "load_model",
+    "load_run_model",
     "state_dict_digest",
     "FeatureTap",
     "get_layer",

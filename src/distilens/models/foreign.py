@@ -19,14 +19,12 @@ of the data's input shape must return (B, num_classes) logits.
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import pickle
 import re
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -37,60 +35,12 @@ from ..data.bundle import InputSpec
 from ..errors import ModelError
 from ..limits import read_json
 from .hf import HF_PREFIX, load_hf_teacher
-from .io import IMPORT_PREFIX, UNREADABLE_SAFETENSORS, dtype_problem, load_model
-from .zoo import build_model
+from .imports import IMPORT_PREFIX, build_architecture
+from .io import UNREADABLE_SAFETENSORS, dtype_problem, load_model
 
 __all__ = ["load_teacher", "check_teacher", "build_architecture", "is_torchscript", "IMPORT_PREFIX"]
 
-_DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
-
-
-def _import_factory(arch: str) -> Callable[..., Any]:
-    target = arch[len(IMPORT_PREFIX):]
-    module_name, _, attr = target.rpartition(":")
-    if not module_name or not _DOTTED.match(module_name) or not _DOTTED.match(attr):
-        raise ModelError(f"teacher.arch '{arch}': write an import path as import:package.module:factory")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ModelError(f"teacher.arch '{arch}': cannot import '{module_name}' ({exc}); install it or add its folder to PYTHONPATH") from None
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ModelError(f"teacher.arch '{arch}': module '{module_name}' has no attribute '{attr}'")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ModelError(f"teacher.arch '{arch}': '{attr}' is not callable; name a function or class that builds the model")
-    return obj
-
-
-def build_architecture(arch: str, spec: InputSpec, args: Mapping[str, Any] | None = None) -> nn.Module:
-    """Build an untrained module from a zoo name or an ``import:package.module:factory`` path.
-
-    Args:
-        arch: A registered name (``distilens list models``) or ``import:pkg.mod:factory``.
-        spec: The data's :class:`InputSpec`; passed to factories that take ``spec``.
-        args: Keyword arguments of the architecture or factory.
-
-    Example:
-        >>> model = build_architecture("import:torchvision.models:resnet18", spec, {"num_classes": 10})
-    """
-    args = dict(args or {})
-    if not arch.startswith(IMPORT_PREFIX):
-        return build_model(arch, spec, **args)
-    factory = _import_factory(arch)
-    try:
-        takes_spec = "spec" in inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # builtins without a signature
-        takes_spec = False
-    try:
-        model = factory(spec=spec, **args) if takes_spec else factory(**args)
-    except TypeError as exc:
-        raise ModelError(f"teacher.arch '{arch}' cannot be called with teacher.args {args}: {exc}") from None
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"teacher.arch '{arch}' returned a {type(model).__name__}, not a torch.nn.Module")
-    return model
 
 
 def is_torchscript(path: str | Path) -> bool:

@@ -21,6 +21,7 @@ from ..data.bundle import InputSpec
 from ..errors import ModelError
 from ..io import atomic_write, atomic_write_json
 from ..limits import MAX_IMAGE_PIXELS, read_json
+from .imports import IMPORT_PREFIX, build_architecture
 from .zoo import build_model, count_params
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
     "load_model",
     "load_run_model",
     "read_model_meta",
-    "IMPORT_PREFIX",
     "spec_from_meta",
     "check_weights_fit",
     "dtype_problem",
@@ -38,8 +38,6 @@ __all__ = [
 ]
 
 _FORMAT = "distilens-model/1"
-#: An architecture given as ``import:package.module:factory`` (models/foreign.py builds it).
-IMPORT_PREFIX = "import:"
 ROLES = ("teacher", "student", "baseline")
 # The fix to suggest when a .safetensors file cannot be parsed.
 UNREADABLE_SAFETENSORS = (
@@ -323,8 +321,6 @@ def _load_described(path: Path, meta: dict[str, Any], map_location: str | torch.
     if arch.startswith(IMPORT_PREFIX):
         if not allow_import:
             raise refuse(f"builds the model with '{arch[:120]}', which imports and runs Python code", "--allow-import")
-        from .foreign import build_architecture  # foreign.py imports this module: imported on use
-
         return _load(path, map_location, lambda a, spec, args: build_architecture(a, spec, args), meta)
     # minilm loads the packaged encoder inside its constructor (which a meta device refuses);
     # its size is fixed by that package, whatever its args.
