@@ -167,6 +167,8 @@ VALIDATION = [
     Case("model-args-far-too-large", [*RUN, S, "student.args.width=10000000"], ("needs more memory than there is",)),
     Case("soft-tree-far-too-deep", [*RUN, S, "student.arch=soft_tree", S, "student.args={depth: 60}"],
          ("needs more memory than there is",)),
+    Case("model-width-zero", [*RUN, S, "student.args.width=0"], ("layers of size 0",)),
+    Case("model-width-negative", [*RUN, S, "teacher.args.width=-1"], ("teacher.args {'width': -1}", "cannot be built")),
     Case("explain-steps-huge", [*RUN, S, "explain.steps=1000000000"], ("'explain.steps'", "less than or equal to 1000")),
     Case("num-workers-huge", [*RUN, S, "data.num_workers=100000"], ("'data.num_workers'",)),
     Case("complex-teacher-weights", [*RUN, S, "teacher.weights=complex.pt", S, "teacher.arch=cnn"],
@@ -175,6 +177,8 @@ VALIDATION = [
          ("'head.bias' holds int32",), _int_teacher),
     Case("export-out-is-folder", ["export", "runs/tiny", "--format", "onnx", "--out", "img"],
          ("--out 'img' is a folder", "give the path of a file")),
+    Case("export-out-under-a-file", ["export", "runs/tiny", "--format", "torchscript", "--out", "tiny.yaml/student.pt"],
+         ("--out 'tiny.yaml/student.pt'", "'tiny.yaml' is a file, not a folder")),
     Case("predict-out-is-folder", ["predict", "runs/tiny", "img/a/0.png", "--out", "img"], ("--out 'img' is a folder",)),
     Case("pickled-checkpoint-on-resume", ["run", "tiny.yaml", *QUIET, "--resume"], ("student.pt", "re-save the weights")),
 ]

@@ -175,8 +175,15 @@ def list_cmd(
 
 def _check_out_file(out: Path | None, example: str) -> None:
     """``--out`` of export and predict names a file: refuse a folder before any work is done."""
-    if out is not None and out.is_dir():
+    if out is None:
+        return
+    if out.is_dir():
         raise DistilensError(f"--out '{out}' is a folder; give the path of a file, e.g. --out {out / example}")
+    from .io import nearest_existing
+
+    ancestor = nearest_existing(out.parent)
+    if not ancestor.is_dir():
+        raise DistilensError(f"--out '{out}': '{ancestor}' is a file, not a folder; choose another place")
 
 
 def _command_line() -> str:

@@ -24,18 +24,26 @@ __all__ = [
     "atomic_write_json",
     "write_error",
     "mount_point",
+    "nearest_existing",
     "spreadsheet_safe",
 ]
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
-_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+# The place cannot take the file: no permission, read-only, a file where a folder must be, a name too long.
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG)
+
+
+def nearest_existing(path: str | Path) -> Path:
+    """``path`` itself when it exists, else its nearest existing ancestor (where it would be created)."""
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
 
 
 def mount_point(path: str | Path) -> Path:
     """The mount point of the file system that holds ``path`` (or would hold it)."""
-    p = Path(os.path.abspath(path))
-    while not p.exists() and p != p.parent:
-        p = p.parent
+    p = nearest_existing(os.path.abspath(path))
     while not os.path.ismount(p) and p != p.parent:
         p = p.parent
     return p
@@ -68,6 +76,9 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     path = Path(path)
     if path.is_dir():
         raise DistilensError(f"cannot write '{path}': it is a folder; give the path of a file")
+    ancestor = nearest_existing(path.parent)
+    if not ancestor.is_dir():
+        raise DistilensError(f"cannot write '{path}': '{ancestor}' is a file, not a folder; choose another place")
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -34,10 +34,10 @@ from .distill.teacher_fit import fit_teacher, teacher_bundle
 from .distill.text_objectives import check_text_objectives
 from .distill.objectives import teacher_cache_options
 from .distill.trainer import TrainingDiverged
-from .errors import ConfigError, DistilensError, ModelError
+from .errors import ConfigError, DistilensError
 from .interrupt import check_interrupt, deferred_interrupts
 from .io import atomic_write, atomic_write_json, atomic_write_text
-from .models import HFTextClassifier, build_model, check_teacher, load_model, load_teacher, save_model
+from .models import HFTextClassifier, build_for_data, load_model, load_teacher, save_model
 from .report.build import read_history, write_run_report
 from .runfolder import RunFolder, held_run_folders
 from .runtime import resolve_device, seed_everything
@@ -241,15 +241,8 @@ def _check_cache_dir(path: Path) -> None:
 
 def _build(arch: str, args: dict[str, Any], bundle: DataBundle, seed: int, role: str) -> nn.Module:
     seed_everything(seed)  # weights are a function of the seed alone
-    try:
-        model = build_model(arch, bundle.spec, **args)
-    except DistilensError as exc:
-        raise ModelError(f"{role}.arch/args: {exc}") from None
-    except (MemoryError, OverflowError, RuntimeError) as exc:  # args far too large (a typo: width=10000000)
-        if isinstance(exc, RuntimeError) and "allocate" not in str(exc) and "overflow" not in str(exc):
-            raise
-        raise ModelError(f"{role}.args {args}: the model needs more memory than there is; choose smaller args") from None
-    return check_teacher(model, bundle.spec, role).train()  # one forward on zeros: too small an image_size fails here
+    # Args that cannot build or allocate, and an image_size too small for the model, fail here (one forward on zeros).
+    return build_for_data(arch, bundle.spec, args, role)
 
 
 def load_data(cfg: RunConfig) -> DataBundle:

@@ -6,7 +6,7 @@ from .soft_tree import SoftDecisionTree
 from .zoo import CNN, MLP, MODELS, build_model, count_params
 from .convnets import MobileNet, ResNet, describe_models  # registers resnet, mobilenet
 from .text import EmbeddingBagClassifier, TextCNN, TinyTransformer  # registers the text models
-from .foreign import build_architecture, check_teacher, load_teacher
+from .foreign import build_architecture, build_for_data, check_teacher, load_teacher
 from .hf import HFTextClassifier, MiniLMClassifier, load_hf_teacher  # registers hf, minilm
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "TinyTransformer",
     "load_teacher",
     "check_teacher",
+    "build_for_data",
     "build_architecture",
     "HFTextClassifier",
     "MiniLMClassifier",

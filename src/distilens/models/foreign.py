@@ -32,13 +32,14 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ..data.bundle import InputSpec
-from ..errors import ModelError
+from ..errors import DistilensError, ModelError
 from ..limits import read_json
 from .hf import HF_PREFIX, load_hf_teacher
 from .imports import IMPORT_PREFIX, build_architecture
 from .io import UNREADABLE_SAFETENSORS, dtype_problem, load_model
+from .zoo import build_model
 
-__all__ = ["load_teacher", "check_teacher", "build_architecture", "is_torchscript", "IMPORT_PREFIX"]
+__all__ = ["load_teacher", "check_teacher", "build_for_data", "build_architecture", "is_torchscript", "IMPORT_PREFIX"]
 
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
 
@@ -164,6 +165,39 @@ def load_teacher(
             detail = " ".join(str(exc).split())[:400]
             raise ModelError(f"teacher.weights '{path}' do not fit teacher.arch '{arch}' with teacher.args {dict(args or {})}: {detail}") from None
     return check_teacher(model, spec)
+
+
+def build_for_data(arch: str, spec: InputSpec, args: Mapping[str, Any], role: str) -> nn.Module:
+    """Build a zoo model from a config's arch and args, and check it on the data's input shape.
+
+    Args the architecture cannot be built with (negative or zero sizes, sizes too large to
+    allocate) and inputs the model cannot take (an image_size below its minimum) are one
+    :class:`ModelError` each, found before any training.
+
+    Returns:
+        The model, in training mode.
+
+    Example:
+        >>> student = build_for_data("cnn", bundle.spec, {"width": 8}, "student")
+    """
+    with warnings.catch_warnings(record=True) as caught:  # kept back until the model is known to be usable
+        warnings.simplefilter("always")
+        try:
+            model = build_model(arch, spec, **args)
+        except DistilensError as exc:
+            raise ModelError(f"{role}.arch/args: {exc}") from None
+        except (MemoryError, OverflowError) as exc:
+            raise ModelError(f"{role}.args {dict(args)}: the model needs more memory than there is ({type(exc).__name__}); "
+                             "choose smaller args") from None
+        except RuntimeError as exc:  # torch refuses the sizes: negative, or too large to allocate
+            first = str(exc).splitlines()[0][:200]
+            what = "needs more memory than there is" if "allocate" in first or "overflow" in first else "cannot be built"
+            raise ModelError(f"{role}.args {dict(args)}: the model {what} ({first}); choose other args") from None
+    if any(p.numel() == 0 for p in model.parameters()):
+        raise ModelError(f"{role}.args {dict(args)}: the model has layers of size 0; give every width and size at least 1")
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return check_teacher(model, spec, role).train()
 
 
 def check_teacher(model: nn.Module, spec: InputSpec, role: str = "teacher") -> nn.Module:

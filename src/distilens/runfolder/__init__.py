@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import DiskFullError, RunFolderError
-from ..io import atomic_write_json, write_error
+from ..io import atomic_write_json, nearest_existing, write_error
 from ..limits import MAX_CONFIG_BYTES, read_text
 from .contents import MARKER, MARKER_FORMAT, RUN_FILES, check_files, check_run_folder, classify, is_run_folder, walk
 from .lock import RunLock
@@ -287,9 +287,7 @@ def _resolve(final: Path) -> Path:
 
 
 def _check_writable(parent: Path) -> None:
-    probe_dir = parent
-    while not probe_dir.exists():
-        probe_dir = probe_dir.parent
+    probe_dir = nearest_existing(parent)
     if not probe_dir.is_dir():
         raise RunFolderError(f"'{probe_dir}' is a file, so the run folder cannot be made under it; choose another --out")
     try:

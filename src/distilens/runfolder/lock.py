@@ -59,6 +59,8 @@ class RunLock:
                 f"run folder '{final}' is in use by another distilens run ({owner}); wait for it to finish, "
                 "or choose another --out"
             ) from None
+        except OSError:  # a file system without flock (some network mounts): the pid in the file is all there is
+            return True
         try:
             same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
         except FileNotFoundError:
