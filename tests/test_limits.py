@@ -164,6 +164,48 @@ def test_sigterm_outside_training_exits_143_with_one_line(monkeypatch, capfd) ->
     assert signal.getsignal(signal.SIGTERM) is before[1]
 
 
+def test_error_messages_name_only_config_keys_that_exist() -> None:
+    """Every ``section.key`` (and every key after "set") in a raised error or a warning is a key of the config."""
+    import ast
+    import re
+
+    from distilens.config import RunConfig, _nested_model
+
+    dotted = re.compile(r"(?<![\w./:-])(data|teacher|student|distill|explain|report|runtime)\.([A-Za-z_]+(?:\.[A-Za-z_]+)*)")
+    after_set = re.compile(r"\bset ([a-z]+_[a-z_]+)\b(?![.(])")  # "set grad_clip": a key named alone
+    files = {"html", "json", "yaml", "csv", "py", "safetensors", "pt", "onnx", "torchscript", "sha256", "png"}
+    sections = set(RunConfig.model_fields)
+
+    def exists(parts: list[str]) -> bool:
+        model = RunConfig
+        for part in parts:
+            if model is None:
+                return True  # inside a model's args or a loss's options: free
+            if part not in model.model_fields:
+                return model.model_config.get("extra") != "forbid"
+            model = _nested_model(model.model_fields[part].annotation)
+        return True
+
+    wrong = []
+    for path in Path(__file__).parents[1].joinpath("src", "distilens").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and node.exc is not None:
+                messages = [node.exc]
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "warn":
+                messages = node.args[:1]
+            else:
+                continue
+            for text in (c.value for m in messages for c in ast.walk(m) if isinstance(c, ast.Constant) and isinstance(c.value, str)):
+                for hit in dotted.finditer(text):
+                    parts = [hit.group(1), *hit.group(2).split(".")]
+                    if parts[-1] not in files and not exists(parts):
+                        wrong.append(f"{path.name}:{node.lineno}: {hit.group(0)}")
+                for hit in after_set.finditer(text):
+                    if hit.group(1) not in sections:
+                        wrong.append(f"{path.name}:{node.lineno}: set {hit.group(1)}")
+    assert wrong == []
+
+
 def test_the_one_line_helper_rejects_tracebacks() -> None:
     from bad_input_support import Result
 
