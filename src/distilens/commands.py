@@ -12,42 +12,23 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file
-from torch import nn
-
 from .config import ExplainConfig, load_config
-from .data import DataBundle, InputSpec, load_preprocessing
+from .data import InputSpec, load_preprocessing
 from .errors import DataError, RunFolderError
 from .export import export_model
-from .io import atomic_write_bytes, atomic_write_json
-from .models import build_architecture, load_model, load_teacher
+from .io import atomic_write_bytes, atomic_write_json, spreadsheet_safe
+from .models.io import load_run_model
 from .pipeline import explain_methods, explain_stage, load_data
 from .predict import predict, words_cell, write_predictions
 from .report.build import write_run_report
 from .report.figures import heatmap_png
+from .runfolder import check_run_folder
 
 __all__ = ["explain_run", "report_run", "export_run", "predict_run"]
 
 
-def _load_run_teacher(run_dir: Path, bundle: DataBundle) -> nn.Module:
-    """The teacher a run folder holds, whatever its origin (zoo, import path, TorchScript)."""
-    meta = json.loads((run_dir / "teacher.json").read_text(encoding="utf-8"))
-    if meta.get("arch") == "torchscript":
-        # The user trusted this archive when the run was made; it was copied from there.
-        return load_teacher(run_dir / "teacher.torchscript", arch=None, args=None, spec=bundle.spec, trust_torchscript=True)
-    if str(meta.get("arch", "")).startswith("import:"):
-        state = load_file(str(run_dir / "teacher.safetensors"))
-        model = build_architecture(meta["arch"], bundle.spec, meta.get("args", {}))
-        model.load_state_dict(state)
-        return model.eval()
-    return load_model(run_dir / "teacher.safetensors")[0]
-
-
 def _run_dir(path: str | Path) -> Path:
-    run_dir = Path(path)
-    if not (run_dir / "config.yaml").is_file():
-        raise RunFolderError(f"'{run_dir}' is not a run folder (no config.yaml); give the folder `distilens run` wrote")
-    return run_dir
+    return check_run_folder(path)  # config.yaml, metrics.json and model .json files read through the bounded readers
 
 
 def report_run(path: str | Path, *, command: str | None = None) -> Path:
@@ -56,11 +37,14 @@ def report_run(path: str | Path, *, command: str | None = None) -> Path:
 
 
 def explain_run(
-    path: str | Path, *, methods: list[str] | None = None, n_samples: int | None = None, command: str | None = None
+    path: str | Path, *, methods: list[str] | None = None, n_samples: int | None = None, command: str | None = None,
+    allow_import: bool = False, trust_torchscript: bool = False,
 ) -> dict[str, Any]:
     """Explain a finished run's teacher and student again (other methods or more samples).
 
     Updates explanations.safetensors, the ``explanations`` block of metrics.json and the report.
+    A teacher stored as an import path or TorchScript needs ``allow_import`` /
+    ``trust_torchscript`` (:func:`~distilens.models.io.load_run_model`).
     """
     run_dir = _run_dir(path)
     cfg = load_config(run_dir / "config.yaml")
@@ -71,9 +55,10 @@ def explain_run(
         overrides["n_samples"] = n_samples
     if overrides:
         cfg = cfg.model_copy(update={"explain": ExplainConfig(**{**cfg.explain.model_dump(exclude_unset=True), **overrides})})
+    trust = {"allow_import": allow_import, "trust_torchscript": trust_torchscript}
+    teacher, _ = load_run_model(run_dir, "teacher", **trust)  # before the data: a refused model costs nothing
+    student, _ = load_run_model(run_dir, "student", **trust)
     bundle = load_data(cfg)
-    teacher = _load_run_teacher(run_dir, bundle)
-    student, _ = load_model(run_dir / "student.safetensors")
     chosen, skipped = explain_methods(cfg, bundle, teacher, student)
     block = explain_stage(cfg, bundle, teacher, student, chosen, run_dir) if chosen else {"methods": []}
     if skipped:
@@ -87,13 +72,14 @@ def explain_run(
 
 
 def export_run(
-    path: str | Path, *, format: str, quantize: str | None = None, out: str | Path | None = None
+    path: str | Path, *, format: str, quantize: str | None = None, out: str | Path | None = None,
+    allow_import: bool = False, trust_torchscript: bool = False,
 ) -> dict[str, Any]:
     """Export a run's student (ONNX or TorchScript, optionally int8) and check it on the test split."""
     run_dir = _run_dir(path)
     cfg = load_config(run_dir / "config.yaml")
+    student, _ = load_run_model(run_dir, "student", allow_import=allow_import, trust_torchscript=trust_torchscript)
     bundle = load_data(cfg)
-    student, _ = load_model(run_dir / "student.safetensors")
     suffix = {"onnx": ".onnx", "torchscript": ".pt"}[format]
     target = Path(out) if out else run_dir / f"student{'-int8' if quantize else ''}{suffix}"
     report = export_model(
@@ -104,7 +90,10 @@ def export_run(
     return {"path": str(target), **report}
 
 
-def predict_run(path: str | Path, inputs: str | Path, *, out: str | Path | None = None, explain: bool = False) -> str | None:
+def predict_run(
+    path: str | Path, inputs: str | Path, *, out: str | Path | None = None, explain: bool = False,
+    allow_import: bool = False, trust_torchscript: bool = False,
+) -> str | None:
     """Predict ``inputs`` with a run's student; CSV text (or ``None`` when written to ``out``).
 
     With ``explain``, image inputs also get a heatmap PNG each, next to ``out`` (or in
@@ -112,7 +101,7 @@ def predict_run(path: str | Path, inputs: str | Path, *, out: str | Path | None 
     ``words`` column: JSON ``[[word, score], ...]`` (token scores summed per word).
     """
     run_dir = _run_dir(path)
-    student, meta = load_model(run_dir / "student.safetensors")
+    student, meta = load_run_model(run_dir, "student", allow_import=allow_import, trust_torchscript=trust_torchscript)
     spec = InputSpec.from_dict(meta["input_spec"])
     if not Path(inputs).exists():
         raise DataError(f"input '{inputs}' does not exist; give an image, a folder of images or a CSV file")
@@ -139,5 +128,5 @@ def predict_run(path: str | Path, inputs: str | Path, *, out: str | Path | None 
     keys = [k for k in ("source", "class", "probability", "heatmap", "words") if any(k in r for r in rows)]
     writer.writerow(keys)
     for r in rows:
-        writer.writerow([r.get(k, "") for k in keys])
+        writer.writerow([spreadsheet_safe(r.get(k, "")) if k in ("source", "class") else r.get(k, "") for k in keys])
     return tmp.getvalue()

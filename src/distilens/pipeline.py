@@ -35,12 +35,12 @@ from .distill.teacher_fit import fit_teacher, teacher_bundle
 from .distill.text_objectives import check_text_objectives
 from .distill.objectives import teacher_cache_options
 from .distill.trainer import TrainingDiverged
-from .errors import ConfigError, DistilensError, ModelError
+from .errors import ConfigError, DistilensError
 from .interrupt import check_interrupt, deferred_interrupts
 from .io import atomic_write, atomic_write_json, atomic_write_text
-from .models import HFTextClassifier, build_model, load_model, load_teacher, save_model
+from .models import HFTextClassifier, build_for_data, load_model, load_teacher, save_model
 from .report.build import read_history, write_run_report
-from .runfolder import RunFolder
+from .runfolder import RunFolder, held_run_folders
 from .runtime import resolve_device, seed_everything
 from .stages import environment, evaluate_models, explain_methods, explain_stage, save_predictions
 from .text_pipeline import apply_text_defaults, save_tokenizers, teacher_tokenizer
@@ -85,7 +85,7 @@ def run(
     device = resolve_device(cfg.runtime.device)
     # No collective runs before the staging folder is opened, so a bad input found by the
     # checks below fails every process alike, with no process left waiting for another.
-    with _dist.session(device) as (_, device):
+    with _dist.session(device) as (_, device), held_run_folders():  # the run folder's lock, released however it ends
         return _run(cfg, device, out=out, overwrite=overwrite, resume=resume, console=console, command=command)
 
 
@@ -97,7 +97,8 @@ def _run(
     console = console or Console(stderr=True, quiet=True)
     cfg = apply_text_defaults(cfg)
     config_yaml = dump_config(cfg)
-    folder = RunFolder.prepare(out or Path("runs") / cfg.name, overwrite=overwrite, resume=resume, config_yaml=config_yaml)
+    folder = RunFolder.prepare(out or Path("runs") / cfg.name, overwrite=overwrite, resume=resume, config_yaml=config_yaml,
+                               lock=world.main)
     if cfg.distill.cache_dir:
         _check_cache_dir(Path(cfg.distill.cache_dir))
     if cfg.runtime.threads:
@@ -241,10 +242,8 @@ def _check_cache_dir(path: Path) -> None:
 
 def _build(arch: str, args: dict[str, Any], bundle: DataBundle, seed: int, role: str) -> nn.Module:
     seed_everything(seed)  # weights are a function of the seed alone
-    try:
-        return build_model(arch, bundle.spec, **args)
-    except DistilensError as exc:
-        raise ModelError(f"{role}.arch/args: {exc}") from None
+    # Args that cannot build or allocate, and an image_size too small for the model, fail here (one forward on zeros).
+    return build_for_data(arch, bundle.spec, args, role)
 
 
 def load_data(cfg: RunConfig) -> DataBundle:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from .data import InputSpec, Preprocessor, preprocessing_for
 from .data.text import TextInputs
-from .io import atomic_write_text
+from .io import atomic_write_text, spreadsheet_safe
 
 __all__ = ["predict", "write_predictions"]
 
@@ -124,7 +124,8 @@ def write_predictions(rows: list[dict[str, Any]], path: str | Path) -> Path:
     writer.writerow(["source", "class", "probability", *(f"attribution:{f}" for f in extra), *(["words"] if text else [])])
     for r in rows:
         attr = r.get("attribution") if isinstance(r.get("attribution"), dict) else {}
-        cells = [r["source"], r["class"], f"{r['probability']:.6f}", *(f"{attr.get(f, 0.0):.6g}" for f in extra)]
+        cells = [spreadsheet_safe(r["source"]), spreadsheet_safe(r["class"]), f"{r['probability']:.6f}",
+                 *(f"{attr.get(f, 0.0):.6g}" for f in extra)]
         writer.writerow(cells + ([words_cell(r.get("attribution") or [])] if text else []))
     return atomic_write_text(path, buf.getvalue())
 

@@ -24,6 +24,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..errors import DataError
+from ..limits import IMAGE_ERRORS, open_image
 from .bundle import InputSpec
 from .normalise import apply_normalisation
 from .preprocessing import PredictionInputs, SavedAsJson, check_format, existing_input
@@ -40,10 +41,6 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
-#: What Pillow raises on a file that is not an image, is truncated, or is too large
-#: (``DecompressionBombError``, Pillow's guard against decompression bombs). Every reader
-#: catches exactly these, and nothing wider.
-IMAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 #: Pillow modes without colour: an image folder of only these defaults to one channel.
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
@@ -62,9 +59,9 @@ def list_images(folder: Path) -> list[Path]:
 
 def probe_image(path: Path) -> tuple[int, int, str]:
     """(width, height, mode) of an image after Pillow's structural check; raises one of :data:`IMAGE_ERRORS`."""
-    with Image.open(path) as img:
+    with open_image(path) as img:
         img.verify()  # checks structure (e.g. PNG chunk CRCs) without decoding pixels
-    with Image.open(path) as img:
+    with open_image(path) as img:
         return img.size[0], img.size[1], img.mode
 
 
@@ -83,7 +80,7 @@ def read_image(path: str | Path, channels: int, size: tuple[int, int]) -> np.nda
         >>> read_image("cat.png", 3, (32, 32)).shape
         (3, 32, 32)
     """
-    with Image.open(path) as img:
+    with open_image(path) as img:
         img.load()  # decodes fully: raises on truncated data
         if img.mode in _WIDE_MODES:
             # 16-bit integer and float images keep their precision: 16-bit scales to [0, 1],

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
+from ..limits import csv_reader
 from .bundle import DataBundle, InputSpec, Split
 from .image_io import IMAGE_EXTENSIONS
 from .normalise import apply_normalisation, fit_normalisation
@@ -66,7 +67,7 @@ def read_csv(path: str | Path) -> tuple[list[str], list[list[str]], list[int]]:
         raise DataError(f"'{path}' is not UTF-8 text ({exc}); save it as UTF-8") from None
     first = text.split("\n", 1)[0]
     delimiter = max([",", ";", "\t"], key=first.count) if first else ","
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
+    reader = csv_reader(text.splitlines(keepends=True), f"'{path}'", delimiter=delimiter)  # cells bounded (limits.py)
     header: list[str] | None = None
     rows: list[list[str]] = []
     numbers: list[int] = []

@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Literal, Mapping, Sequence
 import torch
 
 from ..errors import ConfigError, DataError
+from ..limits import loads_json
 from ..registry import did_you_mean
 from .bundle import DataBundle, InputSpec, Split
 from .preprocessing import PREPROCESSING_FILE, PredictionInputs, SavedAsJson, check_format, existing_input
@@ -89,7 +90,7 @@ def _read_jsonl(path: Path, text: str) -> tuple[list[str], list[dict[str, Any]],
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = loads_json(line, f"'{path}' line {number}")  # nesting bounded (limits.py)
         except json.JSONDecodeError as exc:
             raise DataError(f"'{path}' line {number} is not valid JSON ({exc.msg}); fix the line") from None
         if not isinstance(obj, dict):
