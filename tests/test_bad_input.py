@@ -8,18 +8,15 @@ byte-identical.
 The CLI runs in this process (``distilens.cli.main``, the console script's entry point) so
 that forty cases take seconds, not minutes; warnings raised meanwhile are counted as stderr
 lines (a user would see them there). ``test_in_process_runner_matches_a_real_process``
-shows the two give the same exit code and stderr.
+shows the two give the same exit code and stderr. The hostile cases (run folders that carry
+code, bombs, --overwrite on what is not a run) are in ``test_hostile*.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
-import traceback
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,62 +25,12 @@ import torch
 from PIL import Image
 from safetensors.torch import load
 
-from distilens.cli import main
 from distilens.data import load_dataset
 from distilens.data.bundle import InputSpec
 from distilens.models import build_model, save_model
 
+from bad_input_support import TINY, cli, copy_tiny_run, tree
 from test_cli import distilens
-
-TINY = """\
-name: tiny
-teacher:
-  args: {width: 8}
-  train: {epochs: 1}
-student:
-  args: {width: 4}
-distill:
-  epochs: 1
-  baseline: false
-explain:
-  methods: [saliency]
-  n_samples: 8
-  sanity: false
-runtime:
-  threads: 1
-"""
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-
-def cli(*args: str, capfd: pytest.CaptureFixture[str]) -> Result:
-    """``distilens ARGS`` in this process: exit code and output as the user sees them."""
-    capfd.readouterr()
-    code, tb = 0, ""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException:  # noqa: BLE001 - an uncaught exception is what a user sees as a traceback
-            code, tb = 1, traceback.format_exc()
-    out, err = capfd.readouterr()
-    shown = "".join(warnings.formatwarning(w.message, w.category, w.filename, w.lineno, "") for w in caught)
-    return Result(code, out, err + shown + tb)
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every path under ``root`` with the SHA-256 of each file ('' for folders)."""
-    out = {}
-    for p in sorted(root.rglob("*")):
-        out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
-    return out
 
 
 # --------------------------------------------------------------------------- the shared workspace
@@ -158,15 +105,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A workspace with one finished run (runs/tiny), model files and data files to misuse."""
     work = tmp_path_factory.mktemp("bad")
     (work / "tiny.yaml").write_text(TINY)
-    old = Path.cwd()
-    os.chdir(work)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            main(["run", "tiny.yaml", "--quiet"])
-    finally:
-        os.chdir(old)
-    assert (work / "runs" / "tiny" / "student.safetensors").is_file()
+    copy_tiny_run(tmp_path_factory, work / "runs" / "tiny")
     _teachers(work)
     _data(work)
     return work

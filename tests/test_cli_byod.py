@@ -140,5 +140,7 @@ def test_torchscript_teacher_needs_trust_and_its_run_can_be_explained_again(tmp_
     assert (tmp_path / "runs" / "ts" / "teacher.torchscript").is_file()
     m = json.loads((tmp_path / "runs" / "ts" / "metrics.json").read_text())
     assert "gradcam" in m["explanations"]["skipped"]  # TorchScript takes no hooks
-    proc = distilens("explain", "runs/ts", "--method", "saliency", "--n", "4", cwd=tmp_path)
+    proc = distilens("explain", "runs/ts", "--method", "saliency", "--n", "4", cwd=tmp_path)  # the folder cannot trust itself
+    assert proc.returncode == 2 and "--trust-torchscript" in proc.stderr, proc.stderr
+    proc = distilens("explain", "runs/ts", "--method", "saliency", "--n", "4", "--trust-torchscript", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

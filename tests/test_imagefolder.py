@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from distilens.data import load_dataset
-from distilens.data.imagefolder import load_imagefolder, read_image
+from distilens.data.image_io import read_image
+from distilens.data.imagefolder import load_imagefolder
 from distilens.errors import DataError
 
 

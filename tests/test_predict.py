@@ -80,3 +80,20 @@ def test_csv_prediction_ignores_target_and_round_trips(tmp_path: Path) -> None:
     assert lines[0].startswith("source,class,probability,attribution:") and len(lines) == 3
     with pytest.raises(DataError, match="needs the training preprocessing"):
         predict(model, bundle.spec, None, new)
+
+
+def test_predict_run_reads_preprocessing_json_and_old_image_runs_without_it(tmp_path: Path) -> None:
+    from distilens.commands import predict_run
+    from distilens.config import dump_config, load_config
+    from distilens.models import save_model
+
+    root = _folder(tmp_path / "train")
+    bundle = load_dataset(f"imagefolder:{root}", val_fraction=0.2, test_fraction=0.2)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_config(load_config(None, [f"data.source=imagefolder:{root}"])))
+    save_model(build_model("cnn", bundle.spec, width=2), run / "student.safetensors", arch="cnn", args={"width": 2}, spec=bundle.spec)
+    bundle.preprocessing.save(run)
+    with_file = predict_run(run, root / "dark")
+    (run / "preprocessing.json").unlink()  # a run folder from before images had preprocessing.json
+    assert predict_run(run, root / "dark") == with_file and len(with_file.splitlines()) == 7

@@ -146,10 +146,11 @@ def test_teacher_tokenizer_gives_teacher_inputs_for_the_same_rows(tmp_path) -> N
 def test_text_preprocessor_reads_and_pads_to_the_model_length(tmp_path) -> None:
     b = _load(_csv(tmp_path))
     pre = TextPreprocessor(b.tokenizer, "text", b.spec.shape[0])
-    names, texts = pre.read(_csv(tmp_path, rows=[("good", "x"), ("bad film", "y")], name="new.csv"))
-    assert names == ["new.csv:line 2", "new.csv:line 3"]
-    ids = pre.transform(texts)
+    inputs = pre.read(_csv(tmp_path, rows=[("good", "x"), ("bad film", "y")], name="new.csv"))
+    assert inputs.names == ["new.csv:line 2", "new.csv:line 3"] and inputs.texts == ["good", "bad film"]
+    ids = inputs.all()
     assert ids.shape == (2, b.spec.shape[0]) and (ids[:, 2:] == b.spec.pad_id).all()
+    assert torch.equal(ids, pre.transform(inputs.texts))
 
 
 def test_text_defaults_fill_only_what_the_user_left_unset() -> None:

@@ -1,5 +1,6 @@
 """The ``distilens`` command. It parses, calls the library, and maps errors to exit codes:
-0 done, 2 the user's input is wrong (one line on stderr), 1 a bug (with its traceback).
+0 done, 2 the user's input is wrong (one line on stderr; a full disk is such a case too),
+1 a bug (with its traceback), 130 stopped by Ctrl-C, 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ app = typer.Typer(
 )
 
 _LISTABLE = ("datasets", "models", "losses", "explainers")
+_ALLOW_IMPORT_HELP = ("Build a model the run folder names as import:package.module:factory (runs that code); "
+                      "only for run folders you trust.")
+_TRUST_TORCHSCRIPT_HELP = "Load a TorchScript model the run folder holds (it carries code); only for run folders you trust."
 
 
 class _Stopped(Exception):
@@ -68,11 +72,14 @@ def explain_cmd(
     run_dir: Path = typer.Argument(..., help="A run folder written by `distilens run`."),
     method: Optional[list[str]] = typer.Option(None, "--method", "-m", help="Explainer (repeatable); default: the run's config."),
     n: Optional[int] = typer.Option(None, "--n", min=1, help="Test inputs to explain; default: the run's config."),
+    allow_import: bool = typer.Option(False, "--allow-import", help=_ALLOW_IMPORT_HELP),
+    trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help=_TRUST_TORCHSCRIPT_HELP),
 ) -> None:
     """Explain the run's teacher and student again and update metrics.json and the report."""
     from .commands import explain_run
 
-    block = explain_run(run_dir, methods=method or None, n_samples=n, command=_command_line())
+    block = explain_run(run_dir, methods=method or None, n_samples=n, command=_command_line(),
+                        allow_import=allow_import, trust_torchscript=trust_torchscript)
     console = Console()
     for entry in block["methods"]:
         a = entry["agreement"]
@@ -96,6 +103,8 @@ def export_cmd(
     format: str = typer.Option(..., "--format", "-f", help="onnx | torchscript"),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: dynamic int8 quantisation"),
     out: Optional[Path] = typer.Option(None, "--out", help="Output file (default: RUN/student.onnx or .pt)."),
+    allow_import: bool = typer.Option(False, "--allow-import", help=_ALLOW_IMPORT_HELP),
+    trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help=_TRUST_TORCHSCRIPT_HELP),
 ) -> None:
     """Export the run's student, and check its outputs against PyTorch on the test split."""
     from .commands import export_run
@@ -104,7 +113,9 @@ def export_cmd(
         raise DistilensError(f"--format '{format}': choose onnx or torchscript")
     if quantize not in (None, "int8"):
         raise DistilensError(f"--quantize '{quantize}': the only choice is int8")
-    report = export_run(run_dir, format=format, quantize=quantize, out=out)  # type: ignore[arg-type]
+    _check_out_file(out, "student.onnx" if format == "onnx" else "student.pt")
+    report = export_run(run_dir, format=format, quantize=quantize, out=out,  # type: ignore[arg-type]
+                        allow_import=allow_import, trust_torchscript=trust_torchscript)
     for key, value in report.items():
         typer.echo(f"{key}: {value}")
 
@@ -115,11 +126,15 @@ def predict_cmd(
     input_path: Path = typer.Argument(..., metavar="INPUT", help="An image, a folder of images, or a CSV file."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the predictions CSV here (default: stdout)."),
     explain: bool = typer.Option(False, "--explain", help="Add attributions: a heatmap PNG per image, per-feature columns for tables, word scores for texts."),
+    allow_import: bool = typer.Option(False, "--allow-import", help=_ALLOW_IMPORT_HELP),
+    trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help=_TRUST_TORCHSCRIPT_HELP),
 ) -> None:
     """Predict with the run's student: class and probability per input, as CSV."""
     from .commands import predict_run
 
-    text = predict_run(run_dir, input_path, out=out, explain=explain)
+    _check_out_file(out, "predictions.csv")
+    text = predict_run(run_dir, input_path, out=out, explain=explain, allow_import=allow_import,
+                       trust_torchscript=trust_torchscript)
     if text is not None:
         typer.echo(text, nl=False)
 
@@ -158,6 +173,19 @@ def list_cmd(
             typer.echo(f"{'  ' if header else ''}{name:<22}{doc[0] if doc else ''}")
 
 
+def _check_out_file(out: Path | None, example: str) -> None:
+    """``--out`` of export and predict names a file: refuse a folder before any work is done."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise DistilensError(f"--out '{out}' is a folder; give the path of a file, e.g. --out {out / example}")
+    from .io import nearest_existing
+
+    ancestor = nearest_existing(out.parent)
+    if not ancestor.is_dir():
+        raise DistilensError(f"--out '{out}': '{ancestor}' is a file, not a folder; choose another place")
+
+
 def _command_line() -> str:
     return shlex.join(["distilens", *sys.argv[1:]])
 
@@ -192,8 +220,17 @@ def _print_summary(metrics: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning :class:`DistilensError` into one line and exit code 2."""
+    """Entry point: run the app, turning :class:`DistilensError` into one line and exit code 2.
+
+    SIGTERM is Ctrl-C's twin: during training it stops after the epoch's checkpoint, and
+    elsewhere at once, with the same one line; the exit code is then 143 (130 for Ctrl-C).
+    """
+    from .interrupt import note_signal, stop_signal
+    from .runfolder import is_disk_full, release_all
+
     args = sys.argv[1:] if argv is None else list(argv)
+    note_signal(None)
+    previous_term = _catch_sigterm()
     try:
         if app(args=args, prog_name="distilens", standalone_mode=False) == 130:
             raise KeyboardInterrupt  # typer turned a Ctrl-C into its exit code; say so all the same
@@ -202,10 +239,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except (KeyboardInterrupt, _Stopped) as exc:
         print(_interrupted_message(exc.interrupt if isinstance(exc, _Stopped) else exc, args), file=sys.stderr)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a further Ctrl-C while exiting: no traceback from atexit
-        sys.exit(130)
+        _ignore_stop_signals()  # a further signal while exiting: no traceback from atexit
+        sys.exit(143 if stop_signal() == signal.SIGTERM else 130)
     except SystemExit:
         raise
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        release_all(discard=True)
+        print(f"error: {_disk_full_message(exc)}", file=sys.stderr)
+        sys.exit(2)
     except Exception as exc:  # noqa: BLE001 - click's own usage errors
         if type(exc).__name__ == "NoArgsIsHelpError":  # bare `distilens`: the help was shown
             sys.exit(0)
@@ -214,6 +257,37 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"error: {click_error}", file=sys.stderr)
         sys.exit(2)
+    finally:
+        release_all()  # run folder locks of a run that ended any other way
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
+
+
+def _catch_sigterm() -> Any:
+    """Make SIGTERM raise ``KeyboardInterrupt`` (noted as SIGTERM); returns the handler it replaced, or ``None``."""
+    import threading
+
+    from .interrupt import note_signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum: int, frame: Any) -> None:
+        note_signal(signum)
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, terminate)
+
+
+def _ignore_stop_signals() -> None:
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+
+
+def _disk_full_message(exc: OSError) -> str:
+    from .io import write_error
+
+    return str(write_error(exc, exc.filename or "the run folder"))
 
 
 def _interrupted_message(exc: KeyboardInterrupt, args: list[str]) -> str:

@@ -12,43 +12,24 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file
-from torch import nn
-
 from .config import ExplainConfig, load_config
-from .data import DataBundle, InputSpec
-from .errors import DataError, RunFolderError
+from .data import InputSpec
+from .errors import DataError
 from .export import export_model
-from .io import atomic_write_json
+from .io import atomic_write_json, spreadsheet_safe
 from .modalities import modality_of
-from .models import build_architecture, load_model, load_teacher
+from .models.io import load_run_model
 from .pipeline import RunContext, explain_stage, saved_data_stage
 from .predict import predict, words_cell, write_predictions
 from .report.build import write_report_page, write_run_report
 from .report.inputs import ReportInputs
+from .runfolder import check_run_folder
 
 __all__ = ["explain_run", "report_run", "export_run", "predict_run"]
 
 
-def _load_run_teacher(run_dir: Path, bundle: DataBundle) -> nn.Module:
-    """The teacher a run folder holds, whatever its origin (zoo, import path, TorchScript)."""
-    meta = json.loads((run_dir / "teacher.json").read_text(encoding="utf-8"))
-    if meta.get("arch") == "torchscript":
-        # The user trusted this archive when the run was made; it was copied from there.
-        return load_teacher(run_dir / "teacher.torchscript", arch=None, args=None, spec=bundle.spec, trust_torchscript=True)
-    if str(meta.get("arch", "")).startswith("import:"):
-        state = load_file(str(run_dir / "teacher.safetensors"))
-        model = build_architecture(meta["arch"], bundle.spec, meta.get("args", {}))
-        model.load_state_dict(state)
-        return model.eval()
-    return load_model(run_dir / "teacher.safetensors")[0]
-
-
 def _run_dir(path: str | Path) -> Path:
-    run_dir = Path(path)
-    if not (run_dir / "config.yaml").is_file():
-        raise RunFolderError(f"'{run_dir}' is not a run folder (no config.yaml); give the folder `distilens run` wrote")
-    return run_dir
+    return check_run_folder(path)  # config.yaml, metrics.json and model .json files read through the bounded readers
 
 
 def report_run(path: str | Path, *, command: str | None = None) -> Path:
@@ -57,12 +38,15 @@ def report_run(path: str | Path, *, command: str | None = None) -> Path:
 
 
 def explain_run(
-    path: str | Path, *, methods: list[str] | None = None, n_samples: int | None = None, command: str | None = None
+    path: str | Path, *, methods: list[str] | None = None, n_samples: int | None = None, command: str | None = None,
+    allow_import: bool = False, trust_torchscript: bool = False,
 ) -> dict[str, Any]:
     """Explain a finished run's teacher and student again (other methods or more samples).
 
     The data is the run's, made by its saved preprocessing. Updates explanations.safetensors
     (text: explanations/text.json), the ``explanations`` block of metrics.json and the report.
+    A teacher stored as an import path or TorchScript needs ``allow_import`` /
+    ``trust_torchscript`` (:func:`~distilens.models.io.load_run_model`).
     """
     run_dir = _run_dir(path)
     cfg = load_config(run_dir / "config.yaml")
@@ -73,12 +57,12 @@ def explain_run(
         overrides["n_samples"] = n_samples
     if overrides:
         cfg = cfg.model_copy(update={"explain": ExplainConfig(**{**cfg.explain.model_dump(exclude_unset=True), **overrides})})
-    ctx = RunContext.of_finished_run(run_dir, cfg, command=command)
+    trust = {"allow_import": allow_import, "trust_torchscript": trust_torchscript}
+    teacher, _ = load_run_model(run_dir, "teacher", **trust)  # before the data: a refused model costs nothing
+    student, _ = load_run_model(run_dir, "student", **trust)
     data = saved_data_stage(cfg, run_dir)
-    teacher = _load_run_teacher(run_dir, data.bundle)
-    student, _ = load_model(run_dir / "student.safetensors")
     chosen, skipped = data.modality.choose_methods(cfg, data.bundle, teacher, student)
-    result = explain_stage(ctx, data, teacher, student, chosen, skipped)
+    result = explain_stage(RunContext.of_finished_run(run_dir, cfg, command=command), data, teacher, student, chosen, skipped)
     block = result.to_json().get("explanations", {"methods": []})
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
@@ -89,15 +73,16 @@ def explain_run(
 
 
 def export_run(
-    path: str | Path, *, format: str, quantize: str | None = None, out: str | Path | None = None
+    path: str | Path, *, format: str, quantize: str | None = None, out: str | Path | None = None,
+    allow_import: bool = False, trust_torchscript: bool = False,
 ) -> dict[str, Any]:
     """Export a run's student (ONNX or TorchScript, optionally int8) and check it on the test split.
 
     The test split is the run's, made by its saved preprocessing.
     """
     run_dir = _run_dir(path)
+    student, _ = load_run_model(run_dir, "student", allow_import=allow_import, trust_torchscript=trust_torchscript)
     data = saved_data_stage(load_config(run_dir / "config.yaml"), run_dir)
-    student, _ = load_model(run_dir / "student.safetensors")
     suffix = {"onnx": ".onnx", "torchscript": ".pt"}[format]
     target = Path(out) if out else run_dir / f"student{'-int8' if quantize else ''}{suffix}"
     report = export_model(
@@ -108,20 +93,24 @@ def export_run(
     return {"path": str(target), **report}
 
 
-def predict_run(path: str | Path, inputs: str | Path, *, out: str | Path | None = None, explain: bool = False) -> str | None:
+def predict_run(
+    path: str | Path, inputs: str | Path, *, out: str | Path | None = None, explain: bool = False,
+    allow_import: bool = False, trust_torchscript: bool = False,
+) -> str | None:
     """Predict ``inputs`` with a run's student; CSV text (or ``None`` when written to ``out``).
 
-    With ``explain``, image inputs also get a heatmap PNG each, next to ``out`` (or in
-    ``RUN/predictions/``); table rows get one attribution column per feature; texts a
-    ``words`` column: JSON ``[[word, score], ...]`` (token scores summed per word).
+    Inputs go through the run's saved preprocessing. With ``explain``, image inputs also get
+    a heatmap PNG each, next to ``out`` (or in ``RUN/heatmaps/``); table rows get one
+    attribution column per feature; texts a ``words`` column: JSON ``[[word, score], ...]``
+    (token scores summed per word).
     """
     run_dir = _run_dir(path)
-    student, meta = load_model(run_dir / "student.safetensors")
+    student, meta = load_run_model(run_dir, "student", allow_import=allow_import, trust_torchscript=trust_torchscript)
     spec = InputSpec.from_dict(meta["input_spec"])
-    modality = modality_of(spec)
-    preprocessing = modality.load_preprocessing(run_dir, load_config(run_dir / "config.yaml"), spec)
     if not Path(inputs).exists():
         raise DataError(f"input '{inputs}' does not exist; give an image, a folder of images or a CSV file")
+    modality = modality_of(spec)
+    preprocessing = modality.load_preprocessing(run_dir, load_config(run_dir / "config.yaml"), spec)
     rows = predict(student, spec, preprocessing, inputs, explain=explain)
     if explain:  # images: a heatmap PNG per input
         modality.write_attributions(rows, (Path(out).parent if out else run_dir) / "heatmaps")
@@ -136,5 +125,5 @@ def predict_run(path: str | Path, inputs: str | Path, *, out: str | Path | None 
     keys = [k for k in ("source", "class", "probability", "heatmap", "words") if any(k in r for r in rows)]
     writer.writerow(keys)
     for r in rows:
-        writer.writerow([r.get(k, "") for k in keys])
+        writer.writerow([spreadsheet_safe(r.get(k, "")) if k in ("source", "class") else r.get(k, "") for k in keys])
     return tmp.getvalue()

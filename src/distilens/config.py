@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
+from .limits import MAX_CONFIG_BYTES, MAX_IMAGE_PIXELS, check_depth, load_yaml, read_text
 from .registry import did_you_mean
 
 __all__ = [
@@ -36,12 +38,16 @@ __all__ = [
     "RuntimeConfig",
     "load_config",
     "apply_overrides",
+    "check_override_keys",
+    "validate_config",
+    "default_args",
     "dump_config",
 ]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: .inf / .nan are refused in every float field (lr, weights, fractions).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -55,7 +61,7 @@ class DataConfig(_Strict):
     # imagefolder: read images from their files batch by batch (true), hold them in memory
     # (false), or read lazily only when N×C×H×W×4 bytes exceed max_memory_bytes (auto).
     lazy: Literal["auto"] | bool = "auto"
-    num_workers: int | None = Field(None, ge=0)  # lazy decoding processes; null: min(4, CPUs - 1)
+    num_workers: int | None = Field(None, ge=0, le=256)  # lazy decoding processes; null: min(4, CPUs - 1)
     max_memory_bytes: int | None = Field(None, ge=1)  # null: 2 GiB
 
     @field_validator("lazy", mode="before")
@@ -90,9 +96,23 @@ class TrainConfig(_Strict):
     warmup_epochs: float = Field(0.0, ge=0.0)
 
 
+# The args an architecture gets when the config names it without args: the demo's widths
+# for the cnn; any other architecture its own defaults (``student: {arch: mlp}`` is an MLP
+# with the MLP's default hidden layers, not an MLP handed the cnn's ``width``).
+DEFAULT_ARGS: dict[str, dict[str, dict[str, Any]]] = {
+    "teacher": {"cnn": {"width": 64}},
+    "student": {"cnn": {"width": 8}},
+}
+
+
+def default_args(role: str, arch: str) -> dict[str, Any]:
+    """The args of ``arch`` as ``role`` when the config gives none (a copy)."""
+    return dict(DEFAULT_ARGS[role].get(arch, {}))
+
+
 class TeacherConfig(_Strict):
     arch: str = "cnn"
-    args: dict[str, Any] = Field(default_factory=lambda: {"width": 64})
+    args: dict[str, Any] = Field(default_factory=lambda data: default_args("teacher", data.get("arch", "cnn")))
     weights: str | None = None
     # TorchScript archives carry code: loading one needs this explicit opt-in.
     trust_torchscript: bool = False
@@ -101,7 +121,7 @@ class TeacherConfig(_Strict):
 
 class StudentConfig(_Strict):
     arch: str = "cnn"
-    args: dict[str, Any] = Field(default_factory=lambda: {"width": 8})
+    args: dict[str, Any] = Field(default_factory=lambda data: default_args("student", data.get("arch", "cnn")))
 
 
 class OptimizerConfig(_Strict):
@@ -117,7 +137,7 @@ class OptimizerConfig(_Strict):
 class LossConfig(BaseModel):
     """One term of the distillation objective: a registered loss name, its weight, its options."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     name: str
     weight: float | None = Field(None, ge=0.0)  # null: the loss's own measured default (often 1)
@@ -162,7 +182,7 @@ class DistillConfig(_Strict):
 class ExplainConfig(_Strict):
     methods: list[str] = Field(default_factory=lambda: ["gradcam", "integrated_gradients"])
     n_samples: int = Field(128, ge=1)
-    steps: int = Field(16, ge=2)  # deletion/insertion steps
+    steps: int = Field(16, ge=2, le=1000)  # deletion/insertion steps
     sanity: bool = True  # cascading randomisation check (Adebayo et al. 2018), first method
     sanity_samples: int = Field(16, ge=1)
 
@@ -179,7 +199,7 @@ class RuntimeConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     # CPU threads for torch (null: torch's default, one per core). Set 1 when several
     # jobs share the cores: oversubscribed threads make small models many times slower.
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=4096)
 
     @field_validator("device")
     @classmethod
@@ -200,6 +220,30 @@ class RunConfig(_Strict):
     report: ReportConfig = Field(default_factory=ReportConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
+    @model_validator(mode="after")
+    def _images_fit_the_budget(self) -> "RunConfig":
+        # Checked here, before any data is read: a huge data.image_size would exhaust memory in
+        # the first batch (too small a size for the models is found by their forward check).
+        if self.data.image_size is None:
+            return self
+        h, w = self.data.image_size
+        if h < 1 or w < 1:
+            raise ValueError(f"data.image_size {[h, w]}: both sides must be at least 1 pixel")
+        if h * w > MAX_IMAGE_PIXELS:
+            raise ValueError(f"data.image_size {[h, w]} is {h * w:,} pixels per image, over the limit of "
+                             f"{MAX_IMAGE_PIXELS:,}; choose a smaller data.image_size")
+        batch = max(self.teacher.train.batch_size, self.distill.batch_size)
+        c = self.data.channels or 1
+        need = batch * c * h * w * 4
+        budget = self.data.max_memory_bytes or DEFAULT_MEMORY_BUDGET
+        if need > budget:
+            raise ValueError(
+                f"data.image_size {[h, w]}: one batch of {batch} images of {c} × {h} × {w} takes {_gb(need)} as float32, "
+                f"over the memory budget of {_gb(budget)} (data.max_memory_bytes); choose a smaller data.image_size "
+                "or batch_size"
+            )
+        return self
+
     @field_validator("name")
     @classmethod
     def _safe_name(cls, name: str) -> str:
@@ -209,6 +253,15 @@ class RunConfig(_Strict):
                 "must be 1-100 letters, digits, '.', '_' or '-' and start with a letter or digit"
             )
         return name
+
+
+#: The in-memory budget of image data when data.max_memory_bytes is null (the same 2 GiB as
+#: ``distilens.data.imagefolder.DEFAULT_MAX_BYTES``; a test keeps the two equal).
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:,.1f} GB"
 
 
 # --------------------------------------------------------------------------- loading
@@ -232,31 +285,40 @@ def load_config(
             raise ConfigError(f"config file '{path}' does not exist; check the path")
         if path.is_dir():
             raise ConfigError(f"config '{path}' is a directory; give the path of a YAML file")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read config '{path}': {exc}") from None
-        raw = _parse_yaml(text, where)
+        raw = _parse_yaml(read_text(path, f"config '{path}'", max_bytes=MAX_CONFIG_BYTES), where)
+    check_override_keys(overrides or [])
     apply_overrides(raw, overrides or [])
     return validate_config(raw, where)
 
 
 def validate_config(raw: dict[str, Any], where: str = "config") -> RunConfig:
-    """Validate a plain dict into a :class:`RunConfig`, with one-line errors."""
+    """Validate a plain dict into a :class:`RunConfig`, with one-line errors.
+
+    Numbers anywhere in it (loss options included) must be finite: ``.inf`` and ``.nan``
+    are refused here, before any training.
+    """
+    check_depth(raw, where, error=ConfigError)
+    _check_finite(raw, where)
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_explain_validation_error(exc, raw, where)) from None
 
 
+def _check_finite(raw: Any, where: str) -> None:
+    todo: list[tuple[Any, list[Any]]] = [(raw, [])]
+    while todo:
+        node, loc = todo.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            raise ConfigError(f"{where}: '{_format_loc(loc)}' is {node}, not a finite number; give a finite value")
+        if isinstance(node, dict):
+            todo.extend((v, [*loc, k]) for k, v in node.items())
+        elif isinstance(node, list):
+            todo.extend((v, [*loc, i]) for i, v in enumerate(node))
+
+
 def _parse_yaml(text: str, where: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{where}: YAML syntax error{line}: {problem}; fix the YAML") from None
+    data = load_yaml(text, where)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -292,6 +354,10 @@ def _parse_key(key: str) -> list[str | int]:
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``KEY=VALUE`` overrides to a raw config dict in place (values are YAML scalars).
 
+    A missing mapping is created; a list index must exist in the list it indexes (the
+    config's own, or the default one when the config has none). :func:`load_config` also
+    checks each key against the schema first (:func:`check_override_keys`).
+
     Example:
         >>> apply_overrides({}, ["distill.epochs=5"])
         {'distill': {'epochs': 5}}
@@ -304,42 +370,79 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         key, text = item.split("=", 1)
         key = key.strip()
         path = _parse_key(key)
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {key}: cannot read the value '{text}' as YAML") from None
+        value = load_yaml(text, f"--set {key}: cannot read the value {_short(text)} as YAML") if text.strip() else None
         node: Any = raw
-        for i, part in enumerate(path[:-1]):
-            nxt = path[i + 1]
+        for i, part in enumerate(path):
+            last = i == len(path) - 1
             if isinstance(part, int):
-                if not isinstance(node, list) or part >= len(node):
-                    size = len(node) if isinstance(node, list) else 0
-                    raise ConfigError(f"--set {key}: index [{part}] is out of range (list has {size})")
-                node = node[part]
-            else:
-                if not isinstance(node, dict):
-                    raise ConfigError(f"--set {key}: '{part}' is not inside a mapping")
-                if part not in node or node[part] is None:
-                    node[part] = _default_container(path[: i + 1]) if isinstance(nxt, int) else {}
-                node = node[part]
-        last = path[-1]
-        if isinstance(last, int):
-            if not isinstance(node, list) or last >= len(node):
-                raise ConfigError(f"--set {key}: index [{last}] is out of range")
-            node[last] = value
-        elif isinstance(node, dict):
-            node[last] = value
-        else:
-            raise ConfigError(f"--set {key}: the parent of '{last}' is not a mapping")
+                if not isinstance(node, list):
+                    raise ConfigError(f"--set {key}: '{_format_loc(path[:i])}' is not a list; write it without [{part}]")
+                if part >= len(node):
+                    raise ConfigError(f"--set {key}: index [{part}] is out of range (list has {len(node)}); "
+                                      f"set the whole list instead, e.g. --set {_format_loc(path[:i])}=[...]")
+            elif not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: '{_format_loc(path[:i])}' is not a mapping, so it has no key '{part}'")
+            if last:
+                node[part] = value
+                break
+            if isinstance(part, str) and (part not in node or node[part] is None):
+                node[part] = _default_at(path[: i + 1], isinstance(path[i + 1], int))
+            node = node[part]
     return raw
 
 
-def _default_container(path: list[str | int]) -> list[Any]:
-    """The default list at ``path`` as plain data, so ``losses[0].x=...`` edits the default."""
+def check_override_keys(overrides: list[str]) -> None:
+    """Refuse an override whose key the schema does not have, naming the closest valid key.
+
+    The schema is followed down to where the config is free-form: a model's ``args`` and a
+    loss's own options take any key.
+    """
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if "=" in item and key:
+            _check_key(key, _parse_key(key))
+
+
+def _check_key(key: str, path: list[str | int]) -> None:
+    model: type[BaseModel] | None = RunConfig
+    for i, part in enumerate(path):
+        if isinstance(part, int):
+            continue  # an item of a list of models (distill.losses[0]) is that model
+        if part not in model.model_fields:
+            if model.model_config.get("extra") != "forbid":
+                return  # a loss's own options
+            hint = did_you_mean(part, list(model.model_fields))
+            raise ConfigError(f"--set {key}: unknown key '{_format_loc(path[: i + 1])}'{hint}; "
+                              f"valid keys there: {', '.join(model.model_fields)}")
+        model = _nested_model(model.model_fields[part].annotation)
+        if model is None:
+            return  # a free mapping (a model's args) or a plain value
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The config model inside a field's type (``X``, ``X | None``, ``list[X]``), or ``None``."""
+    todo = [annotation]
+    while todo:
+        ann = todo.pop()
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            return ann
+        todo.extend(getattr(ann, "__args__", ()))
+    return None
+
+
+def _default_at(path: list[str | int], list_next: bool) -> Any:
+    """What a missing key at ``path`` starts as: ``{}``, or when an index follows, the default list
+    there as plain data (so ``distill.losses[0].temperature=2`` edits the default losses), else ``[]``.
+    """
+    if not list_next:
+        return {}
     obj: Any = RunConfig().model_dump(mode="json")
     for part in path:
-        obj = obj[part]
-    return obj if isinstance(obj, list) else []
+        try:
+            obj = obj[part]
+        except (KeyError, IndexError, TypeError):
+            return []
+    return obj if isinstance(obj, list) else {}  # a mapping there: indexing it fails with its own message
 
 
 def dump_config(cfg: RunConfig) -> str:
@@ -358,12 +461,19 @@ def _explain_validation_error(exc: ValidationError, raw: dict[str, Any], where: 
         return f"{where}: unknown key '{dotted}'{hint}{valid}"
     value = _value_at(raw, loc)
     msg = err["msg"].removeprefix("Value error, ")
-    shown = f" (got {value!r})" if value is not _MISSING else ""
-    target = f"'{dotted}'" if dotted else "the config"
-    return f"{where}: {target}: {msg}{shown}"
+    if not loc:  # a check across sections (RunConfig's own validator): the message names the keys
+        return f"{where}: {msg}"
+    shown = f" (got {_short(value)})" if value is not _MISSING else ""
+    return f"{where}: '{dotted}': {msg}{shown}"
 
 
 _MISSING = object()
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters: an error line never carries a whole file."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _format_loc(loc: list[Any]) -> str:

@@ -1,10 +1,12 @@
-"""Ctrl-C during training: finish the epoch, write its checkpoint, then stop cleanly.
+"""Ctrl-C (or SIGTERM) during training: finish the epoch, write its checkpoint, then stop cleanly.
 
-Inside :func:`deferred_interrupts` the first SIGINT only sets a flag (and says so on
-stderr); the training loop's per-epoch callback, which runs after the epoch's checkpoint is
-written, calls :func:`check_interrupt` and raises :class:`Interrupted` there. A second
-SIGINT raises ``KeyboardInterrupt`` at once. Outside the block Ctrl-C behaves as usual.
-The previous handler is restored on the way out, whatever happens.
+Inside :func:`deferred_interrupts` the first SIGINT or SIGTERM only sets a flag (and says
+so on stderr); the training loop's per-epoch callback, which runs after the epoch's
+checkpoint is written, calls :func:`check_interrupt` and raises :class:`Interrupted` there.
+A second signal raises ``KeyboardInterrupt`` at once. Outside the block Ctrl-C behaves as
+usual. The previous handlers are restored on the way out, whatever happens.
+:func:`stop_signal` tells which signal stopped the run (the CLI exits 130 after SIGINT,
+143 after SIGTERM, as a shell reports a process those signals ended).
 
 Example:
     >>> with deferred_interrupts():
@@ -20,7 +22,11 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Iterator
 
-__all__ = ["Interrupted", "deferred_interrupts", "check_interrupt", "interrupt_requested"]
+__all__ = ["Interrupted", "deferred_interrupts", "check_interrupt", "interrupt_requested", "stop_signal", "note_signal",
+           "STOP_SIGNALS"]
+
+#: The signals that stop a run after the epoch's checkpoint (SIGTERM: what a job scheduler sends).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -41,6 +47,17 @@ class Interrupted(KeyboardInterrupt):
 class _Flag:
     requested = False
     depth = 0
+    signum: int | None = None  # the last stop signal received, kept after the block for the exit code
+
+
+def stop_signal() -> int | None:
+    """The last SIGINT/SIGTERM that stopped (or is stopping) a run in this process; ``None``: none."""
+    return _Flag.signum
+
+
+def note_signal(signum: int | None) -> None:
+    """Record ``signum`` as the stop signal (``None`` forgets it; the CLI does so at each start)."""
+    _Flag.signum = signum
 
 
 def interrupt_requested() -> bool:
@@ -55,10 +72,12 @@ def check_interrupt(role: str, epoch: int, epochs: int) -> None:
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
+    _Flag.signum = signum
     if _Flag.requested:
-        raise KeyboardInterrupt  # the second Ctrl-C: stop now
+        raise KeyboardInterrupt  # the second signal: stop now
     _Flag.requested = True
-    print("stopping after this epoch's checkpoint; press Ctrl-C again to stop at once", file=sys.stderr, flush=True)
+    what = "" if signum == signal.SIGINT else f"{signal.Signals(signum).name}: "
+    print(f"{what}stopping after this epoch's checkpoint; press Ctrl-C again to stop at once", file=sys.stderr, flush=True)
 
 
 @contextmanager
@@ -72,13 +91,15 @@ def deferred_interrupts() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread() or _Flag.depth:
         yield  # signal handlers belong to the main thread; an outer block already handles it
         return
-    previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, _handler)
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    for s in STOP_SIGNALS:
+        signal.signal(s, _handler)
     _Flag.depth, _Flag.requested = 1, False
     try:
         yield
         if _Flag.requested:
             raise Interrupted()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         _Flag.depth, _Flag.requested = 0, False

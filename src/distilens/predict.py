@@ -1,8 +1,9 @@
-"""Predict with a trained model on new files: an image, a folder of images, or a CSV table.
+"""Predict with a trained model on new files: an image, a folder of images, a CSV table or texts.
 
-Images go through exactly the training preprocessing (:func:`~distilens.data.imagefolder.read_image`
-with the channels and size of ``spec.shape``, then ``spec.mean``/``spec.std``); CSV rows go
-through the fitted :class:`~distilens.data.table.TablePreprocessor`.
+Reading goes through the run's :class:`~distilens.data.preprocessing.Preprocessor`
+(``preprocessing.json``): images get exactly the training decoding and per-channel
+normalisation, CSV rows the fitted imputation, one-hot columns and standardisation, texts
+the training tokenizer cut to the model's length.
 """
 
 from __future__ import annotations
@@ -13,88 +14,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from .data.bundle import InputSpec
-from .data.imagefolder import IMAGE_EXTENSIONS, list_images, read_image
-from .data.normalise import apply_normalisation
-from .data.table import TablePreprocessor, read_csv
-from .data.text import TextPreprocessor
-from .data.tokenize import Encoded
-from .errors import DataError
-from .io import atomic_write_text
+from .data import InputSpec, Preprocessor, preprocessing_for
+from .io import atomic_write_text, spreadsheet_safe
 from .modalities import modality_of
 
 __all__ = ["predict", "write_predictions"]
-
-_PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
-
-
-def _image_inputs(spec: InputSpec, files: list[Path]) -> Tensor:
-    c, h, w = spec.shape
-    arrays = []
-    for p in files:
-        try:
-            arrays.append(read_image(p, c, (h, w)))
-        except _PIL_ERRORS as exc:
-            raise DataError(f"'{p}' is not a readable image ({exc}); remove it from the input") from None
-    x = torch.from_numpy(np.stack(arrays))
-    return apply_normalisation(x, torch.tensor(spec.mean), torch.tensor(spec.std), "image")
-
-
-def _sources(
-    spec: InputSpec, preprocessing: TablePreprocessor | TextPreprocessor | None, input_path: Path
-) -> tuple[list[str], Any]:
-    """Names of the inputs and a loader ``load(i, j) -> (j - i, *spec.shape)`` model inputs."""
-    if not input_path.exists():
-        raise DataError(f"prediction input '{input_path}' does not exist; give an image, a folder of images or a CSV file")
-    if spec.kind == "text":
-        if not isinstance(preprocessing, TextPreprocessor):
-            raise DataError("predicting on text needs the training tokenizer (tokenizer.json in the run folder)")
-        if input_path.is_dir():
-            raise DataError(f"the model was trained on text; give a .csv, .tsv or .jsonl file, not the folder '{input_path}'")
-        names, texts = preprocessing.read(input_path)
-        return names, _TextLoader(preprocessing, texts)
-    if spec.kind == "table":
-        if preprocessing is None:
-            raise DataError("predicting on a table needs the training preprocessing (preprocessing.json in the run folder)")
-        if input_path.is_dir() or input_path.suffix.lower() in IMAGE_EXTENSIONS:
-            raise DataError(f"the model was trained on a table; give a CSV file, not '{input_path}'")
-        header, rows, numbers = read_csv(input_path)
-        dict_rows = [dict(zip(header, r)) for r in rows]
-        names = [f"{input_path.name}:row {n}" for n in numbers]
-        return names, lambda i, j: preprocessing.transform(dict_rows[i:j], numbers[i:j])
-    if input_path.is_dir():
-        files = list_images(input_path)
-        if not files:
-            raise DataError(f"folder '{input_path}' holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
-        names = [p.relative_to(input_path).as_posix() for p in files]
-    elif input_path.suffix.lower() in IMAGE_EXTENSIONS:
-        files, names = [input_path], [input_path.name]
-    else:
-        raise DataError(f"the model was trained on images; '{input_path}' is not an image file or folder")
-    return names, lambda i, j: _image_inputs(spec, files[i:j])
-
-
-class _TextLoader:
-    """``load(i, j)`` → (j − i, L) token ids of texts i..j; the last batch's encoding (offsets) is kept for word attributions."""
-
-    def __init__(self, preprocessing: TextPreprocessor, texts: list[str]) -> None:
-        self.preprocessing, self.texts = preprocessing, texts
-        self.last: tuple[list[str], Encoded] | None = None
-
-    def __call__(self, i: int, j: int) -> Tensor:
-        enc = self.preprocessing.encode(self.texts[i:j])
-        self.last = (self.texts[i:j], enc)
-        return enc.ids
 
 
 def predict(
     model: nn.Module,
     spec: InputSpec,
-    preprocessing: TablePreprocessor | TextPreprocessor | None,
+    preprocessing: Preprocessor | None,
     input_path: str | Path,
     *,
     explain: bool = False,
@@ -106,8 +39,8 @@ def predict(
     Args:
         model: A classifier returning (B, C) logits (any device; run in eval mode).
         spec: The training data's :class:`InputSpec` (shape, classes, normalisation).
-        preprocessing: The fitted table preprocessing for CSV models, the
-            :class:`~distilens.data.text.TextPreprocessor` for text models, else ``None``.
+        preprocessing: The run's preprocessing (:func:`~distilens.data.load_preprocessing`);
+            ``None`` for images reads them as ``spec`` describes (tables and texts need theirs).
         input_path: An image, a folder of images (recursive, sorted; hidden files and other
             extensions skipped) or a CSV file (a target column, if present, is ignored); for
             text models a .csv/.tsv/.jsonl file with the training text column.
@@ -128,7 +61,7 @@ def predict(
         >>> rows[0]
         {'source': 'a.png', 'class': 'cat', 'probability': 0.93}
     """
-    names, load = _sources(spec, preprocessing, Path(input_path))
+    inputs = (preprocessing if preprocessing is not None else preprocessing_for(spec)).read(input_path)
     modality = modality_of(spec)
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -136,16 +69,16 @@ def predict(
     model.eval()
     rows: list[dict[str, Any]] = []
     try:
-        for start in range(0, len(names), batch_size):
-            x = load(start, start + batch_size).to(device)
+        for start in range(0, len(inputs), batch_size):
+            x = inputs.batch(start, start + batch_size).to(device)
             with torch.no_grad():
                 probs = torch.softmax(model(x).float(), dim=1).cpu()
             p, k = probs.max(dim=1)
             # the modality's attribution per row: a map (images), {feature: value} (tables), [(word, score)] (texts)
-            maps = modality.attribute_rows(model, x, k.to(device), load, start, spec, method) if explain else None
+            maps = modality.attribute_rows(model, x, k.to(device), inputs, start, spec, method) if explain else None
             for i in range(len(k)):
                 row: dict[str, Any] = {
-                    "source": names[start + i], "class": spec.class_names[int(k[i])], "probability": float(p[i])
+                    "source": inputs.names[start + i], "class": spec.class_names[int(k[i])], "probability": float(p[i])
                 }
                 if maps is not None:
                     row["attribution"] = maps[i]
@@ -168,7 +101,8 @@ def write_predictions(rows: list[dict[str, Any]], path: str | Path) -> Path:
     writer.writerow(["source", "class", "probability", *(f"attribution:{f}" for f in extra), *(["words"] if text else [])])
     for r in rows:
         attr = r.get("attribution") if isinstance(r.get("attribution"), dict) else {}
-        cells = [r["source"], r["class"], f"{r['probability']:.6f}", *(f"{attr.get(f, 0.0):.6g}" for f in extra)]
+        cells = [spreadsheet_safe(r["source"]), spreadsheet_safe(r["class"]), f"{r['probability']:.6f}",
+                 *(f"{attr.get(f, 0.0):.6g}" for f in extra)]
         writer.writerow(cells + ([words_cell(r.get("attribution") or [])] if text else []))
     return atomic_write_text(path, buf.getvalue())
 

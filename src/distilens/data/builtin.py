@@ -1,4 +1,9 @@
-"""Built-in data sets: shipped with scikit-learn or drawn procedurally, so nothing is downloaded."""
+"""Built-in data sets: shipped with scikit-learn or drawn procedurally, so nothing is downloaded.
+
+:func:`load_builtin` splits a registered set (:data:`DATASETS`) by seed and normalises it
+with the training split's statistics; a new set is one registered function returning
+:class:`RawData`.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,13 @@ import torch
 from torch import Tensor
 
 from ..registry import Registry
+from .bundle import DataBundle, InputSpec, Split
+from .image_io import ImagePreprocessor
+from .normalise import apply_normalisation, fit_normalisation
+from .split import split_indices
+from .table import ColumnSpec, TablePreprocessor
 
-__all__ = ["DATASETS", "RawData", "make_shapes", "SHAPE_CLASSES"]
+__all__ = ["DATASETS", "RawData", "make_shapes", "SHAPE_CLASSES", "load_builtin"]
 
 
 class RawData(NamedTuple):
@@ -165,3 +175,58 @@ def _sklearn_table(d: object) -> RawData:
     y = torch.from_numpy(d.target.astype(np.int64))  # type: ignore[attr-defined]
     classes = tuple(str(c) for c in d.target_names)  # type: ignore[attr-defined]
     return RawData(x, y, "table", classes, tuple(str(f) for f in d.feature_names))  # type: ignore[attr-defined]
+
+
+def load_builtin(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> DataBundle:
+    """A registered data set in seeded, stratified train/val/test splits, normalised on train.
+
+    Where the set fixes its test part (``RawData.test_only``), those samples are the test
+    split (``test_fraction`` is then the data's own). Inputs are normalised per channel
+    (images) or per feature (tables) with the training split's mean and std.
+
+    Args:
+        name: A name in :data:`DATASETS` (``distilens list datasets``).
+        seed: Seeds the data (procedural sets) and the split.
+        val_fraction: Fraction of all samples for validation.
+        test_fraction: Fraction of all samples for testing.
+
+    Returns:
+        A :class:`DataBundle`; ``preprocessing`` is an
+        :class:`~distilens.data.image_io.ImagePreprocessor` for images, a
+        :class:`~distilens.data.table.TablePreprocessor` (numeric columns named after the
+        features, missing values filled with the training median) for tables.
+
+    Example:
+        >>> load_builtin("wine").spec.shape
+        (13,)
+    """
+    raw = DATASETS.get(name)(seed)
+    parts = split_indices(
+        raw.targets, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, fixed_test=raw.test_only, name=name
+    )
+    mean, std = fit_normalisation(raw.inputs[parts.train], raw.kind)
+    x = apply_normalisation(raw.inputs, mean, std, raw.kind)
+
+    def make(i: Tensor) -> Split:
+        masks = raw.masks[i] if raw.masks is not None else None
+        return Split(x[i].contiguous(), raw.targets[i].contiguous(), masks)
+
+    spec = InputSpec(
+        kind=raw.kind,  # type: ignore[arg-type]
+        shape=tuple(raw.inputs.shape[1:]),
+        class_names=raw.class_names,
+        feature_names=raw.feature_names,
+        mean=tuple(mean.tolist()),
+        std=tuple(std.tolist()),
+    )
+    pre = _preprocessing(raw, spec, parts.train)
+    return DataBundle(name, make(parts.train), make(parts.val), make(parts.test), spec, preprocessing=pre)
+
+
+def _preprocessing(raw: RawData, spec: InputSpec, train: Tensor) -> ImagePreprocessor | TablePreprocessor:
+    """What prediction on new files applies: the spec's own image preprocessing, or a numeric table's."""
+    if raw.kind == "image":
+        return ImagePreprocessor.from_spec(spec)
+    medians = np.median(raw.inputs[train].double().numpy(), axis=0).tolist()  # fill values missing at prediction time
+    columns = [ColumnSpec(f, "numeric", m) for f, m in zip(raw.feature_names or spec.feature_names or (), medians)]
+    return TablePreprocessor(columns, "target", list(raw.class_names), list(spec.mean), list(spec.std))

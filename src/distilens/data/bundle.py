@@ -150,9 +150,10 @@ class TeacherView:
 class DataBundle:
     """Train/val/test splits of one data set and its :class:`InputSpec`.
 
-    ``preprocessing`` is the fitted row preprocessing of CSV tables
-    (:class:`distilens.data.table.TablePreprocessor`: save ``to_dict()`` beside the model
-    to predict on new rows); ``None`` where ``spec`` alone describes it (images, builtins).
+    ``preprocessing`` is the fitted :class:`~distilens.data.preprocessing.Preprocessor` of
+    every kind (images: size, channels, mean/std; tables: the CSV columns; text: the column,
+    length and tokenizer): ``preprocessing.save(run_dir)`` writes ``preprocessing.json``,
+    and its ``read(path)`` turns new files into model inputs exactly as in training.
 
     Text data (:func:`distilens.data.text.load_text`) also keeps ``texts`` (the raw texts
     per split, in row order) and ``tokenizer`` (a :class:`~distilens.data.tokenize.TextTokenizer`).

@@ -5,14 +5,11 @@ Layouts::
     root/cat/001.png  root/dog/a b.jpg            # one folder per class: split by seed
     root/train/cat/…  root/test/cat/…  [root/val/cat/…]   # given splits
 
-Images are read with Pillow (PNG, JPEG, BMP, WebP, TIFF), converted to ``channels``
-(1 = grayscale, 3 = RGB; an alpha channel is dropped), resized to ``image_size`` with
-bilinear filtering, scaled to [0, 1] and held in memory as float32 — or, for folders over
-the memory budget (or with ``lazy=True``), read batch by batch from their files by worker
-processes (:mod:`distilens.data.lazy`). Hidden files and
-folders (names starting with ".") and files with other extensions are ignored.
-:func:`read_image` is the one place that turns a file into an array, so prediction
-applies exactly the training preprocessing.
+Images are decoded by :func:`~distilens.data.image_io.read_image` (the one decoding rule,
+shared with the lazy reader and with prediction) and held in memory as float32 — or, for
+folders over the memory budget (or with ``lazy=True``), read batch by batch from their
+files by worker processes (:mod:`distilens.data.lazy`). Hidden files and folders (names
+starting with ".") and files with other extensions are ignored.
 """
 
 from __future__ import annotations
@@ -24,84 +21,26 @@ from typing import Literal, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
-from sklearn.model_selection import train_test_split
 
 from ..errors import DataError
-from .builtin import RawData
 from .bundle import DataBundle, InputSpec, LazyInputs, Split
+from .image_io import GRAY_MODES, IMAGE_ERRORS, IMAGE_EXTENSIONS, ImagePreprocessor, list_images, probe_image, read_image, unreadable_image
+from .lazy import lazy_splits
 from .normalise import apply_normalisation, image_moments, stats_from_moments
+from .split import SPLIT_NAMES, split_indices, split_validation
 
-__all__ = ["IMAGE_EXTENSIONS", "load_imagefolder", "read_image", "list_images", "DEFAULT_MAX_BYTES"]
+__all__ = ["load_imagefolder", "DEFAULT_MAX_BYTES"]
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 DEFAULT_MAX_BYTES = 2 * 1024**3  # in-memory budget for the float32 tensors of all images
-_GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
-_SPLIT_NAMES = ("train", "val", "test")
-_WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
-# Errors Pillow raises on files that are not images, are truncated, or are too large.
-_PIL_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+_Loaded = dict[str, tuple[torch.Tensor | LazyInputs, torch.Tensor]]  # split -> (images, labels)
 
 
 def _visible(p: Path) -> bool:
     return not p.name.startswith(".")
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted; hidden entries and other extensions skipped."""
-    found = []
-    for p in sorted(folder.rglob("*")):
-        rel = p.relative_to(folder).parts
-        if p.is_file() and all(not part.startswith(".") for part in rel) and p.suffix.lower() in IMAGE_EXTENSIONS:
-            found.append(p)
-    return found
-
-
 def _class_dirs(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.is_dir() and _visible(p)), key=lambda p: p.name)
-
-
-def _probe(path: Path) -> tuple[int, int, str]:
-    """(width, height, mode) of an image after Pillow's structural check; raises on a bad file."""
-    with Image.open(path) as img:
-        img.verify()  # checks structure (e.g. PNG chunk CRCs) without decoding pixels
-    with Image.open(path) as img:
-        return img.size[0], img.size[1], img.mode
-
-
-def read_image(path: str | Path, channels: int, size: tuple[int, int]) -> np.ndarray:
-    """Decode one image into a (channels, H, W) float32 array in [0, 1].
-
-    Args:
-        path: An image file Pillow can read.
-        channels: 1 (grayscale) or 3 (RGB); alpha is dropped, palettes are expanded.
-        size: Target (H, W); resized with bilinear filtering when the image differs.
-
-    Raises:
-        OSError (or another Pillow error) on a file that is not an image or is truncated.
-
-    Example:
-        >>> read_image("cat.png", 3, (32, 32)).shape
-        (3, 32, 32)
-    """
-    with Image.open(path) as img:
-        img.load()  # decodes fully: raises on truncated data
-        if img.mode in _WIDE_MODES:
-            # 16-bit integer and float images keep their precision: 16-bit scales to [0, 1],
-            # float pixels are used as they are.
-            scale = 1.0 if img.mode == "F" else 65535.0
-            img = img.convert("F")
-            if (img.size[1], img.size[0]) != tuple(size):
-                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            arr = np.asarray(img, dtype=np.float32)[None] / scale
-            return np.repeat(arr, 3, axis=0) if channels == 3 else arr
-        if img.mode == "P" or img.mode == "PA":
-            img = img.convert("RGBA")  # palettes (with transparency) expand losslessly first
-        img = img.convert("L" if channels == 1 else "RGB")
-        if (img.size[1], img.size[0]) != tuple(size):
-            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        arr = np.asarray(img, dtype=np.float32) / 255.0
-    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 
 def _scan(
@@ -128,10 +67,10 @@ def _scan(
             good = 0
             for p in list_images(d):
                 try:
-                    probes.append(_probe(p))
-                except _PIL_ERRORS as exc:
+                    probes.append(probe_image(p))
+                except IMAGE_ERRORS as exc:
                     if not skip_bad_files:
-                        raise _unreadable(p, exc) from None
+                        raise unreadable_image(p, exc) from None
                     bad.append(str(p))
                     continue
                 files[split].append((p, label))
@@ -147,7 +86,7 @@ def _resolve_shape(
     probes: list[tuple[int, int, str]], files: list[Path], image_size: Sequence[int] | None, channels: int | None
 ) -> tuple[int, tuple[int, int]]:
     if channels is None:
-        channels = 1 if all(mode in _GRAY_MODES for _, _, mode in probes) else 3
+        channels = 1 if all(mode in GRAY_MODES for _, _, mode in probes) else 3
     if channels not in (1, 3):
         raise DataError(f"data.channels must be 1 (grayscale) or 3 (RGB), not {channels}")
     if image_size is None:
@@ -171,18 +110,14 @@ def _read_all(items: list[tuple[Path, int]], channels: int, size: tuple[int, int
         try:
             x[i] = read_image(p, channels, size)
             keep.append(i)
-        except _PIL_ERRORS as exc:
+        except IMAGE_ERRORS as exc:
             if not skip_bad_files:
-                raise _unreadable(p, exc) from None
+                raise unreadable_image(p, exc) from None
             bad.append(str(p))
     if bad:
         warnings.warn(f"skipped {len(bad)} unreadable image file(s): {', '.join(bad)}", stacklevel=3)
     y = np.array([items[i][1] for i in keep], dtype=np.int64)
     return torch.from_numpy(x[keep] if bad else x), torch.from_numpy(y)
-
-
-def _unreadable(path: Path | str, reason: object) -> DataError:
-    return DataError(f"'{path}' is not a readable image ({reason}); remove it or set data.skip_bad_files: true")
 
 
 def _use_lazy(lazy: bool | str, need: int, max_bytes: int, root: Path, size: tuple[int, int], channels: int) -> bool:
@@ -197,16 +132,6 @@ def _use_lazy(lazy: bool | str, need: int, max_bytes: int, root: Path, size: tup
             "set data.lazy: auto to read it lazily, raise data.max_memory_bytes or lower data.image_size"
         )
     return bool(lazy)
-
-
-def _split_index(name: str, y: torch.Tensor, class_names: tuple[str, ...], seed: int, val_fraction: float, test_fraction: float) -> dict[str, torch.Tensor]:
-    """Sample indices of train/val/test: the package's seeded, stratified split (labels only)."""
-    from . import split_dataset
-
-    n = len(y)  # sample indices ride along as "masks" through the split
-    parts = split_dataset(name, RawData(torch.zeros(n, 1), y, "table", class_names, masks=torch.arange(n)),
-                          seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
-    return {s: getattr(parts, s).masks for s in _SPLIT_NAMES}
 
 
 def load_imagefolder(
@@ -260,36 +185,22 @@ def load_imagefolder(
         raise DataError(f"image folder '{root}' does not exist or is not a folder; check data.source")
     names = {p.name for p in _class_dirs(root)}
     given = "train" in names and "test" in names
-    if given and names - set(_SPLIT_NAMES):
-        extra = sorted(names - set(_SPLIT_NAMES))
+    if given and names - set(SPLIT_NAMES):
+        extra = sorted(names - set(SPLIT_NAMES))
         raise DataError(f"'{root}' mixes split folders (train/, test/) with other folders ({', '.join(extra)}); use one layout")
-    folders = {s: root / s for s in _SPLIT_NAMES if s in names} if given else {"all": root}
+    folders = {s: root / s for s in SPLIT_NAMES if s in names} if given else {"all": root}
     files, class_names, probes = _scan(folders, skip_bad_files)
     all_files = [p for items in files.values() for p, _ in items]
     channels, size = _resolve_shape(probes, all_files, image_size, channels)
     need = len(all_files) * channels * size[0] * size[1] * 4
     moments: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    loaded: dict[str, tuple[torch.Tensor | LazyInputs, torch.Tensor]]
+    loaded: _Loaded
     if _use_lazy(lazy, need, DEFAULT_MAX_BYTES if max_bytes is None else max_bytes, root, size, channels):
-        from .lazy import lazy_splits
-
         loaded, moments = lazy_splits(files, channels, size, skip_bad_files, num_workers)
     else:
         loaded = {s: _read_all(items, channels, size, skip_bad_files) for s, items in files.items()}
     name = root.resolve().name
-    if not given:
-        x, y = loaded.pop("all")
-        loaded = {s: (_take(x, i), y[i]) for s, i in _split_index(name, y, class_names, seed, val_fraction, test_fraction).items()}
-    elif "val" not in loaded:
-        x, y = loaded["train"]
-        try:
-            tr, va = train_test_split(
-                np.arange(len(y)), test_size=val_fraction / (1.0 - test_fraction), stratify=y.numpy(), random_state=seed
-            )
-        except ValueError as exc:
-            raise DataError(f"'{root / 'train'}' cannot give a stratified validation split ({exc}); add images or add a val/ folder") from None
-        tr, va = torch.from_numpy(np.sort(tr)), torch.from_numpy(np.sort(va))
-        loaded["train"], loaded["val"] = (_take(x, tr), y[tr]), (_take(x, va), y[va])
+    loaded = _split(loaded, name, root, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
     train_x = loaded["train"][0]
     if isinstance(train_x, LazyInputs):  # moments from the up-front decode: no second pass
         per_image = (moments[f] for f in train_x.files)  # type: ignore[attr-defined]
@@ -298,7 +209,24 @@ def load_imagefolder(
     mean, std = stats_from_moments(per_image, size[0] * size[1])
     splits = {s: Split(_normalised(x, mean, std), y) for s, (x, y) in loaded.items()}
     spec = InputSpec("image", (channels, *size), class_names, None, tuple(mean.tolist()), tuple(std.tolist()))
-    return DataBundle(name, splits["train"], splits["val"], splits["test"], spec)
+    pre = ImagePreprocessor(channels, size, spec.mean, spec.std)
+    return DataBundle(name, splits["train"], splits["val"], splits["test"], spec, preprocessing=pre)
+
+
+def _split(loaded: _Loaded, name: str, root: Path, *, seed: int, val_fraction: float, test_fraction: float) -> _Loaded:
+    """Train/val/test images and labels: split by seed ("all"), or given, with val split off train when absent."""
+    if "all" in loaded:
+        x, y = loaded["all"]
+        parts = split_indices(y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, name=name)
+        return {s: (_take(x, i), y[i]) for s, i in parts.items()}
+    if "val" in loaded:
+        return loaded
+    x, y = loaded["train"]
+    tr, va = split_validation(
+        y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, name=str(root / "train"),
+        fix="add images or add a val/ folder",
+    )
+    return {**loaded, "train": (_take(x, tr), y[tr]), "val": (_take(x, va), y[va])}
 
 
 def _take(x: torch.Tensor | LazyInputs, index: torch.Tensor) -> torch.Tensor | LazyInputs:

@@ -2,7 +2,7 @@
 
 An image folder whose float32 tensors would not fit the memory budget is held as
 :class:`LazyImages`: the file list and its preprocessing (channels, size, mean, std).
-Indexing decodes those files with :func:`~distilens.data.imagefolder.read_image` and
+Indexing decodes those files with :func:`~distilens.data.image_io.read_image` and
 normalises them with :func:`~distilens.data.normalise.apply_normalisation`, exactly as the
 in-memory path does, so a lazy split and an in-memory split of the same files give
 bitwise-equal inputs. :meth:`LazyImages.load_batches` streams batches in a given order
@@ -29,7 +29,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import DataError
-from .imagefolder import _PIL_ERRORS, _unreadable, read_image
+from .image_io import IMAGE_ERRORS, read_image, unreadable_image
 from .normalise import apply_normalisation, image_moments
 
 __all__ = ["LazyImages", "decode_all", "default_num_workers", "lazy_splits"]
@@ -73,7 +73,7 @@ class _Files(Dataset):
         for j, i in enumerate(indices):
             try:
                 x[j] = read_image(self.files[i], self.channels, self.size)
-            except _PIL_ERRORS as exc:
+            except IMAGE_ERRORS as exc:
                 return None, f"'{self.files[i]}' could not be read ({exc}); it was readable when the data was loaded"
         t = torch.from_numpy(x)
         if self.mean is None or self.std is None:
@@ -89,7 +89,7 @@ class _Moments(_Files):
         for i in indices:
             try:
                 out.append(image_moments(read_image(self.files[i], self.channels, self.size)))
-            except _PIL_ERRORS as exc:
+            except IMAGE_ERRORS as exc:
                 out.append(str(exc) or type(exc).__name__)
         return out
 
@@ -309,7 +309,7 @@ def lazy_splits(
     for p, result in zip(paths, decode_all(paths, channels, size, workers)):
         if isinstance(result, str):
             if not skip_bad_files:
-                raise _unreadable(p, result)
+                raise unreadable_image(p, result)
             bad.append(str(p))
         else:
             moments[str(p)] = result

@@ -1,8 +1,10 @@
 """Normalisation statistics fitted on a training split and applied to every split.
 
-One place for the rule "per channel for images, per feature for tables, std clamped away
-from zero", so that every loader (built-in sets, image folders with given splits, CSV
-tables) normalises the same way.
+The only place for the rule "per channel for images, per feature for tables, statistics of
+the training split, std clamped away from zero": built-in sets and CSV tables fit with
+:func:`fit_normalisation`; image folders (in memory or lazy) stream exact float64 moments
+per image (:func:`image_moments`, :func:`stats_from_moments`) so both paths agree bitwise;
+every split, and prediction, applies :func:`apply_normalisation`.
 """
 
 from __future__ import annotations

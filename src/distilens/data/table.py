@@ -26,16 +26,20 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import DataError
-from .builtin import RawData
+from ..limits import csv_reader
 from .bundle import DataBundle, InputSpec, Split
+from .image_io import IMAGE_EXTENSIONS
 from .normalise import apply_normalisation, fit_normalisation
+from .preprocessing import PredictionInputs, SavedAsJson, check_format, existing_input
+from .rows import format_rows, parse_number, sorted_class_names
+from .split import split_indices
 
 __all__ = ["load_csv", "read_csv", "TablePreprocessor", "ColumnSpec", "NUMERIC_SHARE"]
 
@@ -46,18 +50,6 @@ _FORMAT = "distilens-table-preprocessing/1"
 
 def _is_missing(v: str) -> bool:
     return v.strip().lower() in MISSING
-
-
-def _parse(v: str) -> float | None:
-    try:
-        return float(v)
-    except ValueError:
-        return None
-
-
-def _rows_text(rows: Sequence[int], limit: int = 5) -> str:
-    shown = ", ".join(str(r) for r in rows[:limit])
-    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
 
 
 def read_csv(path: str | Path) -> tuple[list[str], list[list[str]], list[int]]:
@@ -75,7 +67,7 @@ def read_csv(path: str | Path) -> tuple[list[str], list[list[str]], list[int]]:
         raise DataError(f"'{path}' is not UTF-8 text ({exc}); save it as UTF-8") from None
     first = text.split("\n", 1)[0]
     delimiter = max([",", ";", "\t"], key=first.count) if first else ","
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
+    reader = csv_reader(text.splitlines(keepends=True), f"'{path}'", delimiter=delimiter)  # cells bounded (limits.py)
     header: list[str] | None = None
     rows: list[list[str]] = []
     numbers: list[int] = []
@@ -119,7 +111,7 @@ def _column_kind(name: str, values: list[str], numbers: list[int], path: str) ->
     present = [(v, r) for v, r in zip(values, numbers) if not _is_missing(v)]
     if not present:
         raise DataError(f"'{path}': column '{name}' has no values; remove it from the file")
-    parsed = [(_parse(v), v, r) for v, r in present]
+    parsed = [(parse_number(v), v, r) for v, r in present]
     text = [(v, r) for x, v, r in parsed if x is None]
     if len(text) > (1.0 - NUMERIC_SHARE) * len(present):
         return "categorical"
@@ -132,14 +124,14 @@ def _column_kind(name: str, values: list[str], numbers: list[int], path: str) ->
     bad = [r for x, _, r in parsed if x is not None and not math.isfinite(x)]
     if bad:
         raise DataError(
-            f"'{path}': column '{name}' has NaN or infinite values in rows {_rows_text(bad)}; "
+            f"'{path}': column '{name}' has NaN or infinite values in rows {format_rows(bad)}; "
             "leave missing values empty (they are imputed) or fix them"
         )
     return "numeric"
 
 
 @dataclass
-class TablePreprocessor:
+class TablePreprocessor(SavedAsJson):
     """Fitted CSV preprocessing: imputation, one-hot encoding, standardisation.
 
     ``transform`` applies exactly what training applied, so prediction on new rows sees the
@@ -153,7 +145,7 @@ class TablePreprocessor:
         std: (F,) feature stds of the training split (clamped away from 0).
 
     Example:
-        >>> pre = TablePreprocessor.from_dict(json.load(open("run/preprocessing.json")))
+        >>> pre = TablePreprocessor.load("runs/loans")           # runs/loans/preprocessing.json
         >>> x = pre.transform([{"age": "41", "city": "Lyon"}])   # (1, F) float32
     """
 
@@ -162,6 +154,8 @@ class TablePreprocessor:
     class_names: list[str]
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
+
+    kind: ClassVar[str] = "table"
 
     @property
     def feature_names(self) -> list[str]:
@@ -181,7 +175,7 @@ class TablePreprocessor:
                     raise DataError(f"input rows lack column '{col.name}'; the model was trained with columns: {', '.join(c.name for c in self.columns)}")
                 v = str(row[col.name])
                 if col.kind == "numeric":
-                    x = float(col.fill) if _is_missing(v) else _parse(v)
+                    x = float(col.fill) if _is_missing(v) else parse_number(v)
                     if x is None or not math.isfinite(x):
                         raise DataError(f"row {number}: column '{col.name}' is '{v}', not a finite number; fix it or leave it empty")
                     out[i, start] = x
@@ -216,21 +210,33 @@ class TablePreprocessor:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "TablePreprocessor":
-        if d.get("format") != _FORMAT:
-            raise DataError(f"not a distilens table preprocessing description (format {d.get('format')!r})")
+    def from_dict(cls, d: Mapping[str, Any], folder: str | Path | None = None) -> "TablePreprocessor":
+        """The inverse of :meth:`to_dict` (``folder`` is not needed)."""
+        check_format(d, _FORMAT, "table")
         columns = [
             ColumnSpec(c["name"], c["kind"], float(c["fill"]) if c["kind"] == "numeric" else str(c["fill"]), list(c["categories"]))
             for c in d["columns"]
         ]
         return cls(columns, str(d["target"]), [str(c) for c in d["class_names"]], list(d["mean"]), list(d["std"]))
 
+    @classmethod
+    def from_spec(cls, spec: InputSpec, folder: str | Path | None = None, *, text_column: str | None = None) -> "TablePreprocessor":
+        """Never enough: the imputation and one-hot columns are not in the spec (a DataError)."""
+        raise DataError("predicting on a table needs the training preprocessing (preprocessing.json in the run folder)")
 
-def _class_names(values: list[str]) -> list[str]:
-    unique = set(values)
-    if all(_parse(v) is not None for v in unique):
-        return sorted(unique, key=lambda v: (float(v), v))  # "2" before "10"
-    return sorted(unique)
+    def read(self, path: str | Path) -> PredictionInputs:
+        """A CSV file's rows as model inputs, named ``file.csv:row N`` (file rows; the header is 1).
+
+        Columns the model was not trained on (such as the target) are ignored; a missing
+        column or a non-number in a numeric column is a DataError naming it.
+        """
+        path = existing_input(path, "a CSV file")
+        if path.is_dir() or path.suffix.lower() in IMAGE_EXTENSIONS:
+            raise DataError(f"the model was trained on a table; give a CSV file, not '{path}'")
+        header, rows, numbers = read_csv(path)
+        dict_rows = [dict(zip(header, r)) for r in rows]
+        names = [f"{path.name}:row {n}" for n in numbers]
+        return PredictionInputs(names, lambda start, stop: self.transform(dict_rows[start:stop], numbers[start:stop]))
 
 
 def _fit_column(name: str, kind: str, values: list[str], train: np.ndarray) -> ColumnSpec:
@@ -276,8 +282,6 @@ def load_csv(
         >>> bundle.spec.feature_names[:2]
         ('age', 'city=Lyon')
     """
-    from . import split_dataset  # the package's seeded, stratified split
-
     path = Path(path)
     header, rows, numbers = read_csv(path)
     if not target:
@@ -288,8 +292,8 @@ def load_csv(
     labels = [r[t].strip() for r in rows]
     empty = [n for v, n in zip(labels, numbers) if _is_missing(v)]
     if empty:
-        raise DataError(f"'{path}': target column '{target}' is empty in rows {_rows_text(empty)}; fill them in or remove those rows")
-    class_names = _class_names(labels)
+        raise DataError(f"'{path}': target column '{target}' is empty in rows {format_rows(empty)}; fill them in or remove those rows")
+    class_names = sorted_class_names(labels)
     if len(class_names) < 2:
         raise DataError(f"'{path}': target column '{target}' has one class ('{class_names[0]}'); a classifier needs two or more")
     y = torch.tensor([class_names.index(v) for v in labels], dtype=torch.int64)
@@ -300,12 +304,9 @@ def load_csv(
     if unknown:
         raise DataError(f"categorical column '{unknown[0]}' is not a feature column of {path.name}; columns are: {', '.join(features)}")
 
-    # The split is split_dataset's own (seeded, stratified); row indices ride along as
-    # "masks" so that imputation, categories and statistics are fitted on training rows only.
-    n = len(rows)
-    carrier = RawData(torch.zeros(n, 1), y, "table", tuple(class_names), masks=torch.arange(n))
-    parts = split_dataset(path.name, carrier, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
-    index = {s: getattr(parts, s).masks.numpy() for s in ("train", "val", "test")}
+    # Split first, so that imputation, categories and statistics are fitted on training rows only.
+    parts = split_indices(y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, name=path.name)
+    index = {s: i.numpy() for s, i in parts.items()}
 
     specs: list[ColumnSpec] = []
     missing: list[str] = []

@@ -10,8 +10,8 @@ Rules (documented for users in README, "Text"):
 * Every row needs a non-blank text and a label; the classes are the distinct labels, sorted
   (numerically when all are numbers).
 * The split is the seeded, stratified one of every other data set
-  (:func:`distilens.data.split_dataset`); a word-level vocabulary is fitted on the training
-  split only, then all rows are tokenised to ``L = min(max_length, longest row)`` ids.
+  (:func:`distilens.data.split.split_indices`); a word-level vocabulary is fitted on the
+  training split only, then all rows are tokenised to ``L = min(max_length, longest row)`` ids.
 """
 
 from __future__ import annotations
@@ -21,20 +21,24 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 import torch
 
 from ..errors import ConfigError, DataError
+from ..limits import loads_json
 from ..registry import did_you_mean
-from .builtin import RawData
 from .bundle import DataBundle, InputSpec, Split, TeacherView
-from .table import _class_names, _rows_text
+from .preprocessing import PREPROCESSING_FILE, PredictionInputs, SavedAsJson, check_format, existing_input
+from .rows import format_rows, sorted_class_names
+from .split import split_indices
 from .tokenize import Encoded, TextTokenizer
 
-__all__ = ["read_text_table", "load_text", "text_spec", "TextPreprocessor"]
+__all__ = ["read_text_table", "load_text", "text_spec", "TextPreprocessor", "TextInputs", "TOKENIZER_FILE"]
 
-_SPLITS = ("train", "val", "test")
+#: The models' tokenizer in a run folder.
+TOKENIZER_FILE = "tokenizer.json"
+_FORMAT = "distilens-text-preprocessing/1"
 
 
 def _decode(path: Path) -> str:
@@ -86,7 +90,7 @@ def _read_jsonl(path: Path, text: str) -> tuple[list[str], list[dict[str, Any]],
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = loads_json(line, f"'{path}' line {number}")  # nesting bounded (limits.py)
         except json.JSONDecodeError as exc:
             raise DataError(f"'{path}' line {number} is not valid JSON ({exc.msg}); fix the line") from None
         if not isinstance(obj, dict):
@@ -186,8 +190,6 @@ def load_text(
         >>> bundle.train.inputs.dtype, bundle.texts["train"][0]
         (torch.int64, 'A gripping, well-acted film.')
     """
-    from . import split_dataset  # the package's seeded, stratified split
-
     path = Path(path)
     header, rows, numbers = read_text_table(path)
     text_col = _column(path, header, text, "data.text")
@@ -197,22 +199,19 @@ def load_text(
     texts = [_cell(r.get(text_col)) for r in rows]
     blank = [n for t, n in zip(texts, numbers) if t is None]
     if blank:
-        raise DataError(f"'{path}': text column '{text_col}' is empty in line(s) {_rows_text(blank)}; fill them in or remove those rows")
+        raise DataError(f"'{path}': text column '{text_col}' is empty in line(s) {format_rows(blank)}; fill them in or remove those rows")
     labels = [_cell(r.get(target_col)) for r in rows]
     missing = [n for v, n in zip(labels, numbers) if v is None]
     if missing:
-        raise DataError(f"'{path}': target column '{target_col}' is empty in line(s) {_rows_text(missing)}; fill them in or remove those rows")
+        raise DataError(f"'{path}': target column '{target_col}' is empty in line(s) {format_rows(missing)}; fill them in or remove those rows")
     labels = [v.strip() for v in labels]  # type: ignore[union-attr]
-    class_names = _class_names(labels)
+    class_names = sorted_class_names(labels)
     if len(class_names) < 2:
         raise DataError(f"'{path}': target column '{target_col}' has one class ('{class_names[0]}'); a classifier needs two or more")
     y = torch.tensor([class_names.index(v) for v in labels], dtype=torch.int64)
 
-    # Row indices ride through split_dataset as "masks" (as for CSV tables).
-    n = len(rows)
-    carrier = RawData(torch.zeros(n, 1), y, "table", tuple(class_names), masks=torch.arange(n))
-    parts = split_dataset(path.name, carrier, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
-    index = {s: getattr(parts, s).masks for s in _SPLITS}
+    # Split first: the vocabulary is fitted on the training texts only.
+    index = dict(split_indices(y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, name=path.name).items())
     all_texts: list[str] = texts  # type: ignore[assignment]
 
     choice = tokenizer or ("teacher" if teacher_tokenizer is not None else "word")
@@ -229,6 +228,7 @@ def load_text(
     splits = {s: Split(ids[i].contiguous(), y[i].contiguous()) for s, i in index.items()}
     bundle = DataBundle(
         path.stem, splits["train"], splits["val"], splits["test"], text_spec(tok, ids.shape[1], class_names),
+        preprocessing=TextPreprocessor(tok, text_col, int(ids.shape[1])),
         texts={s: [all_texts[j] for j in i.tolist()] for s, i in index.items()}, tokenizer=tok,
     )
     if teacher_tokenizer is not None and tok is not teacher_tokenizer:
@@ -240,27 +240,62 @@ def load_text(
     return bundle
 
 
+class TextInputs(PredictionInputs):
+    """Texts read for prediction: names, the texts, and their token ids batch by batch.
+
+    :meth:`encoded` keeps the last batch's encoding, so the ids a model reads and the
+    character offsets that map its token scores back to words come from one tokenisation.
+    """
+
+    def __init__(self, names: Sequence[str], texts: Sequence[str], preprocessor: "TextPreprocessor") -> None:
+        super().__init__(names, lambda start, stop: self.encoded(start, stop).ids)
+        self.texts = list(texts)
+        self._preprocessor = preprocessor
+        self._last: tuple[int, int, Encoded] | None = None
+
+    def encoded(self, start: int, stop: int) -> Encoded:
+        """Ids (stop − start, L) and character offsets of texts ``start`` to ``stop``."""
+        stop = min(stop, len(self.texts))
+        if self._last is None or self._last[:2] != (start, stop):
+            self._last = (start, stop, self._preprocessor.encode(self.texts[start:stop]))
+        return self._last[2]
+
+
 @dataclass(frozen=True)
-class TextPreprocessor:
+class TextPreprocessor(SavedAsJson):
     """How new texts become model inputs at prediction time: column, tokenizer, length.
+
+    ``preprocessing.json`` names the column, the length and the tokenizer file
+    (:data:`TOKENIZER_FILE`, saved beside it).
 
     Attributes:
         tokenizer: The tokenizer the model was trained with (the run's tokenizer.json).
         text_column: The text column of input files (``data.text``).
-        length: The model's L; texts are cut or padded to exactly this many ids.
+        length: The model's L (``min(data.max_length, longest text of the data)``); texts are
+            cut or padded to exactly this many ids.
 
     Example:
-        >>> pre = TextPreprocessor(TextTokenizer.from_file("runs/x/tokenizer.json"), "review", 64)
-        >>> names, texts = pre.read("new.csv")
-        >>> pre.transform(texts).shape
-        torch.Size([N, 64])
+        >>> pre = TextPreprocessor.load("runs/reviews")
+        >>> inputs = pre.read("new.csv")
+        >>> inputs.names[0], inputs.batch(0, 8).shape
+        ('new.csv:line 2', torch.Size([8, 64]))
     """
 
     tokenizer: TextTokenizer
     text_column: str
     length: int
 
-    def read(self, path: str | Path) -> tuple[list[str], list[str]]:
+    kind: ClassVar[str] = "text"
+
+    def read(self, path: str | Path) -> TextInputs:
+        """The texts of a .csv/.tsv/.jsonl file as model inputs; names are ``file:line N``."""
+        path = existing_input(path, "a .csv, .tsv or .jsonl file")
+        if path.is_dir():
+            raise DataError(f"the model was trained on text; give a .csv, .tsv or .jsonl file, not the folder '{path}'")
+        names, texts = self.read_texts(path)
+        return TextInputs(names, texts, self)
+
+    def read_texts(self, path: str | Path) -> tuple[list[str], list[str]]:
         """``(names, texts)`` of a .csv/.tsv/.jsonl file; names are ``file:line N``."""
         path = Path(path)
         header, rows, numbers = read_text_table(path)
@@ -268,7 +303,7 @@ class TextPreprocessor:
         texts = [_cell(r.get(col)) for r in rows]
         blank = [n for t, n in zip(texts, numbers) if t is None]
         if blank:
-            raise DataError(f"'{path}': text column '{col}' is empty in line(s) {_rows_text(blank)}; fill them in or remove those rows")
+            raise DataError(f"'{path}': text column '{col}' is empty in line(s) {format_rows(blank)}; fill them in or remove those rows")
         return [f"{path.name}:line {n}" for n in numbers], texts  # type: ignore[return-value]
 
     def encode(self, texts: Sequence[str]) -> Encoded:
@@ -278,3 +313,32 @@ class TextPreprocessor:
     def transform(self, texts: Sequence[str]) -> torch.Tensor:
         """(N, length) int64 ids."""
         return self.encode(texts).ids
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe description; the tokenizer itself is the file it names."""
+        return {"format": _FORMAT, "text_column": self.text_column, "length": self.length, "tokenizer": TOKENIZER_FILE}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], folder: str | Path | None = None) -> "TextPreprocessor":
+        """The inverse of :meth:`to_dict`; the tokenizer file is read from ``folder``."""
+        check_format(d, _FORMAT, "text")
+        name = str(d["tokenizer"])
+        if folder is None or Path(name).name != name:  # a bare file name beside preprocessing.json, nothing else
+            raise DataError(f"the text preprocessing needs its tokenizer file '{name}' beside {PREPROCESSING_FILE}")
+        return cls(TextTokenizer.from_file(Path(folder) / name), str(d["text_column"]), int(d["length"]))
+
+    @classmethod
+    def from_spec(cls, spec: InputSpec, folder: str | Path | None = None, *, text_column: str | None = None) -> "TextPreprocessor":
+        """The run folder's tokenizer.json on ``text_column``, cut to the spec's length (runs from
+        before ``preprocessing.json`` was written for text)."""
+        if folder is None or not text_column:
+            raise DataError("predicting on text needs the training tokenizer (tokenizer.json in the run folder)")
+        path = Path(folder) / TOKENIZER_FILE
+        if not path.is_file():
+            raise DataError(f"'{path}' not found; the run folder of a text model holds the tokenizer it was trained with")
+        return cls(TextTokenizer.from_file(path), text_column, int(spec.shape[0]))
+
+    def save(self, folder: str | Path) -> Path:
+        """Write ``folder/preprocessing.json`` and the tokenizer it names, atomically; the JSON's path."""
+        self.tokenizer.save(Path(folder) / TOKENIZER_FILE)
+        return super().save(folder)

@@ -291,8 +291,8 @@ def fit(
                 kept = f"; the last good checkpoint is '{checkpoint_path}'" if checkpoint_path and Path(checkpoint_path).is_file() else ""
                 raise TrainingDiverged(
                     f"the training loss became non-finite in epoch {epoch}, step {int(first_bad) + 1} of "
-                    f"{steps_per_epoch} (terms: {', '.join(names)}){kept}; lower the learning rate, set "
-                    f"grad_clip, or check the data and the loss weights"
+                    f"{steps_per_epoch} (terms: {', '.join(names)}){kept}; lower the learning rate, "
+                    f"or check the data and the loss weights"
                 )
             row: dict[str, float] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
             row.update({name: float(v) / seen for name, v in sums.items()})

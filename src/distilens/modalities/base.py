@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import DataConfig, RunConfig
-from ..data import DataBundle, InputSpec, load_dataset
+from ..data import DataBundle, InputSpec, Preprocessor, load_data, load_preprocessing
 from ..errors import ConfigError, DataError
 from ..registry import Registry
 
@@ -72,15 +72,8 @@ def choose_from_config(
 
 
 def read_data(cfg: RunConfig, teacher_tokenizer: Any = None) -> DataBundle:
-    """The data of ``cfg``, read and split with ``cfg.seed`` (the one call into ``data/``)."""
-    d = cfg.data
-    return load_dataset(
-        d.source, seed=cfg.seed, val_fraction=d.val_fraction, test_fraction=d.test_fraction, target=d.target,
-        image_size=d.image_size, channels=d.channels, skip_bad_files=d.skip_bad_files,
-        lazy=d.lazy, num_workers=d.num_workers, max_bytes=d.max_memory_bytes,
-        text=d.text, max_length=d.max_length, tokenizer=d.tokenizer, max_vocab=d.max_vocab, min_freq=d.min_freq,
-        teacher_tokenizer=teacher_tokenizer,
-    )
+    """The data of ``cfg``, read and split with ``cfg.seed`` (:func:`distilens.data.load_data`)."""
+    return load_data(cfg.data, seed=cfg.seed, teacher_tokenizer=teacher_tokenizer)
 
 
 class Modality:
@@ -111,29 +104,37 @@ class Modality:
     # -- preprocessing, saved in the run folder and applied again later ----------------
 
     def save_preprocessing(self, bundle: DataBundle, folder: Path) -> None:
-        """Write what turns new files into model inputs (default: nothing; ``spec`` holds it)."""
+        """Write what turns new files into model inputs: preprocessing.json (and the files it names)."""
+        bundle.preprocessing.save(folder)
 
-    def load_preprocessing(self, folder: Path, cfg: RunConfig, spec: InputSpec) -> Any:
-        """The preprocessing a run folder saved (default ``None``: ``spec`` holds it)."""
-        return None
+    def load_preprocessing(self, folder: Path, cfg: RunConfig, spec: InputSpec) -> Preprocessor:
+        """The preprocessing a run folder saved (a run from before preprocessing.json: what its spec,
+        tokenizer.json and ``data.text`` describe)."""
+        return load_preprocessing(folder, spec, text_column=cfg.data.text)
+
+    def same_preprocessing(self, saved: Preprocessor, fitted: Preprocessor) -> bool:
+        """Whether preprocessing fitted again equals the saved one (default: their descriptions)."""
+        return saved.to_dict() == fitted.to_dict()
 
     def reload(self, cfg: RunConfig, folder: Path, spec: InputSpec) -> DataBundle:
         """The data of a finished run, its inputs made by the run's saved preprocessing.
 
-        The rows and the split are those of ``cfg.data`` and ``cfg.seed``; what was fitted
-        on the training split must equal what the run saved, so the inputs are the ones the
-        saved preprocessing makes (data changed since is refused). Default: the
-        normalisation in the model's ``spec``.
+        The rows and the split are those of ``cfg.data`` and ``cfg.seed``; what is fitted on
+        the training split must equal what the run saved (:meth:`same_preprocessing`), so
+        the inputs are the ones the saved preprocessing makes, and data changed since the
+        run is refused.
 
         Raises:
             DataError: the data is no longer the one the run was trained on.
         """
         bundle = self.load(cfg)
-        if (spec.shape, spec.mean, spec.std) != (bundle.spec.shape, bundle.spec.mean, bundle.spec.std):
+        saved = self.load_preprocessing(folder, cfg, spec)
+        if not self.same_preprocessing(saved, bundle.preprocessing):
             raise DataError(
-                f"'{cfg.data.source}' is no longer the data run '{folder}' was trained on (its normalisation differs "
-                "from the one saved with the model); restore the data or run again"
+                f"'{cfg.data.source}' is no longer the data run '{folder}' was trained on (its preprocessing fitted "
+                "again differs from the one the run saved); restore the data or run again"
             )
+        bundle.preprocessing = saved
         return bundle
 
     # -- models ------------------------------------------------------------------------

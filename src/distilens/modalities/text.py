@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from ..config import DataConfig, RunConfig
 from ..data import DataBundle, InputSpec
-from ..data.text import TextPreprocessor
+from ..data import Preprocessor
+from ..data.text import TOKENIZER_FILE
 from ..data.tokenize import TextTokenizer
 from ..errors import DataError
 from ..explain.text import TEXT_EXPLAINERS, attribute_text, word_scores
@@ -33,7 +34,7 @@ from ..models.text import TEXT_MODELS
 from ..report.inputs import Explanations
 from .base import MODALITIES, Modality, choose_from_config, read_data
 
-__all__ = ["TextModality", "TEXT_TEACHER", "TEXT_STUDENT", "TEXT_SKIP_REASON", "TOKENIZER", "TEACHER_TOKENIZER"]
+__all__ = ["TextModality", "TEXT_TEACHER", "TEXT_STUDENT", "TEXT_SKIP_REASON", "TEACHER_TOKENIZER", "teacher_tokenizer"]
 
 #: The teacher trained from scratch on text when the config names none (BENCHMARKS.md, "Text"):
 #: d=256 with 4 layers costs 5.7x the CPU time per step of d=128 with 2 (2.2 s vs 0.38 s per
@@ -42,8 +43,7 @@ TEXT_TEACHER: dict[str, Any] = {"arch": "tiny_transformer", "args": {"dim": 128,
 #: The student on text when the config names none (BENCHMARKS.md, "Text").
 TEXT_STUDENT: dict[str, Any] = {"arch": "embedding_bag", "args": {"dim": 64}}
 TEXT_SKIP_REASON = "explains image or table inputs; token attributions for text come from distilens.explain.text"
-#: The models' tokenizer in a run folder, and the teacher's where it tokenises differently.
-TOKENIZER = "tokenizer.json"
+#: The teacher's tokenizer in a run folder, where it tokenises differently from the student.
 TEACHER_TOKENIZER = "teacher_tokenizer.json"
 
 
@@ -90,24 +90,14 @@ class TextModality(Modality):
     # -- preprocessing -----------------------------------------------------------------
 
     def save_preprocessing(self, bundle: DataBundle, folder: Path) -> None:
-        """tokenizer.json (the models' tokenizer) and, when the teacher's differs, teacher_tokenizer.json."""
-        bundle.tokenizer.save(folder / TOKENIZER)
+        """preprocessing.json and tokenizer.json; teacher_tokenizer.json where the teacher's differs."""
+        super().save_preprocessing(bundle, folder)
         if bundle.teacher_view is not None:
             bundle.teacher_view.tokenizer.save(folder / TEACHER_TOKENIZER)
 
-    def load_preprocessing(self, folder: Path, cfg: RunConfig, spec: InputSpec) -> TextPreprocessor:
-        """The run's tokenizer on the column it was trained on, cut to the model's length."""
-        return TextPreprocessor(_run_tokenizer(folder), cfg.data.text or "", spec.shape[0])
-
-    def reload(self, cfg: RunConfig, folder: Path, spec: InputSpec) -> DataBundle:
-        """The run's texts and split; the vocabulary must equal tokenizer.json (a changed file is refused)."""
-        bundle = self.load(cfg)
-        if _run_tokenizer(folder).fingerprint() != bundle.tokenizer.fingerprint():
-            raise DataError(
-                f"'{cfg.data.source}' is no longer the text data run '{folder}' was trained on (its vocabulary differs "
-                f"from {TOKENIZER}); restore the file or run again"
-            )
-        return bundle
+    def same_preprocessing(self, saved: Preprocessor, fitted: Preprocessor) -> bool:
+        """The same column and length, and the same vocabulary (tokenizer.json)."""
+        return super().same_preprocessing(saved, fitted) and saved.tokenizer.fingerprint() == fitted.tokenizer.fingerprint()
 
     # -- models ------------------------------------------------------------------------
 
@@ -164,8 +154,13 @@ class TextModality(Modality):
     def attribute_rows(
         self, model: nn.Module, x: Tensor, target: Tensor, inputs: Any, start: int, spec: InputSpec, method: str | None
     ) -> list[Any]:
-        """Per text, ``[(word, score), ...]``: token scores summed per word, in text order."""
-        texts, enc = inputs.last
+        """Per text, ``[(word, score), ...]``: token scores summed per word, in text order.
+
+        ``inputs`` are the :class:`~distilens.data.text.TextInputs` the batch was read from:
+        the batch's own encoding gives the offsets (no second tokenisation).
+        """
+        texts = inputs.texts[start : start + len(x)]
+        enc = inputs.encoded(start, start + len(x))
         scores = attribute_text(model, x, target, method or "integrated_gradients").cpu()
         out = []
         for text, off, row in zip(texts, enc.offsets, scores):
@@ -185,16 +180,9 @@ def teacher_tokenizer(cfg: RunConfig) -> TextTokenizer | None:
         return TextTokenizer.from_file(minilm_tokenizer_path())
     if not weights.startswith("hf:"):
         return None
-    path = Path(weights[3:]) / TOKENIZER
+    path = Path(weights[3:]) / TOKENIZER_FILE
     if not path.is_file():
         raise DataError(f"teacher.weights '{weights}': '{path}' not found; a Hugging Face model folder holds tokenizer.json")
-    return TextTokenizer.from_file(path)
-
-
-def _run_tokenizer(folder: Path) -> TextTokenizer:
-    path = Path(folder) / TOKENIZER
-    if not path.is_file():
-        raise DataError(f"'{path}' not found; the run folder of a text model holds the tokenizer it was trained with")
     return TextTokenizer.from_file(path)
 
 

@@ -19,14 +19,12 @@ inputs of the data's spec (zeros of its shape; token ids for text) must return (
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import json
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from safetensors import SafetensorError
@@ -34,64 +32,17 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ..data.bundle import InputSpec
-from ..errors import ModelError
+from ..errors import DistilensError, ModelError
+from ..limits import read_json
 from ..modalities.base import example_inputs
 from .hf import HF_PREFIX, load_hf_teacher
-from .io import UNREADABLE_SAFETENSORS, load_model
+from .imports import IMPORT_PREFIX, build_architecture
+from .io import UNREADABLE_SAFETENSORS, dtype_problem, load_model
 from .zoo import build_model
 
-__all__ = ["load_teacher", "check_teacher", "build_architecture", "is_torchscript", "IMPORT_PREFIX"]
+__all__ = ["load_teacher", "check_teacher", "build_for_data", "build_architecture", "is_torchscript", "IMPORT_PREFIX"]
 
-IMPORT_PREFIX = "import:"
-_DOTTED = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
-
-
-def _import_factory(arch: str) -> Callable[..., Any]:
-    target = arch[len(IMPORT_PREFIX):]
-    module_name, _, attr = target.rpartition(":")
-    if not module_name or not _DOTTED.match(module_name) or not _DOTTED.match(attr):
-        raise ModelError(f"teacher.arch '{arch}': write an import path as import:package.module:factory")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        raise ModelError(f"teacher.arch '{arch}': cannot import '{module_name}' ({exc}); install it or add its folder to PYTHONPATH") from None
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ModelError(f"teacher.arch '{arch}': module '{module_name}' has no attribute '{attr}'")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ModelError(f"teacher.arch '{arch}': '{attr}' is not callable; name a function or class that builds the model")
-    return obj
-
-
-def build_architecture(arch: str, spec: InputSpec, args: Mapping[str, Any] | None = None) -> nn.Module:
-    """Build an untrained module from a zoo name or an ``import:package.module:factory`` path.
-
-    Args:
-        arch: A registered name (``distilens list models``) or ``import:pkg.mod:factory``.
-        spec: The data's :class:`InputSpec`; passed to factories that take ``spec``.
-        args: Keyword arguments of the architecture or factory.
-
-    Example:
-        >>> model = build_architecture("import:torchvision.models:resnet18", spec, {"num_classes": 10})
-    """
-    args = dict(args or {})
-    if not arch.startswith(IMPORT_PREFIX):
-        return build_model(arch, spec, **args)
-    factory = _import_factory(arch)
-    try:
-        takes_spec = "spec" in inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # builtins without a signature
-        takes_spec = False
-    try:
-        model = factory(spec=spec, **args) if takes_spec else factory(**args)
-    except TypeError as exc:
-        raise ModelError(f"teacher.arch '{arch}' cannot be called with teacher.args {args}: {exc}") from None
-    if not isinstance(model, nn.Module):
-        raise ModelError(f"teacher.arch '{arch}' returned a {type(model).__name__}, not a torch.nn.Module")
-    return model
 
 
 def is_torchscript(path: str | Path) -> bool:
@@ -110,9 +61,13 @@ def _load_state_dict(path: Path) -> dict[str, Tensor]:
         except (SafetensorError, OSError) as exc:
             raise ModelError(f"cannot read weights '{path}': {exc}; {UNREADABLE_SAFETENSORS}") from None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on the pickle protocol: noise beside the one-line error
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        why = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), "")
+        # Only the fact (which global), never torch's advice to load it anyway (errors.without_unsafe_advice).
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        why = f"it refers to {found.group(1)}" if found else ""
         raise ModelError(
             f"teacher.weights '{path}' holds pickled Python objects (e.g. a whole module saved with torch.save(model)); "
             f"distilens does not unpickle them because that can run code{f' ({why})' if why else ''}. "
@@ -133,14 +88,24 @@ def _load_state_dict(path: Path) -> dict[str, Tensor]:
     return dict(obj)
 
 
+def _check_dtypes(model: nn.Module, state: Mapping[str, Tensor], path: Path) -> None:
+    """Refuse weights the model cannot hold without losing meaning (complex for float, float for int)."""
+    own = model.state_dict()
+    for name, t in state.items():
+        if name in own:
+            problem = dtype_problem(name, t.dtype, own[name].dtype)
+            if problem:
+                raise ModelError(f"teacher.weights '{path}': {problem}; save the weights in the model's own dtypes")
+
+
 def _distilens_meta(path: Path) -> dict[str, Any] | None:
     meta_path = path.with_suffix(".json")
     if not meta_path.is_file():
         return None
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None  # some other tool's JSON: not ours, so the config's arch applies
+        meta = read_json(meta_path, error=ModelError)
+    except ModelError:
+        return None  # some other tool's JSON (or not JSON): not ours, so the config's arch applies
     return meta if isinstance(meta, dict) and str(meta.get("format", "")).startswith("distilens-model/") else None
 
 
@@ -180,8 +145,8 @@ def load_teacher(
     if not path.is_file():
         raise ModelError(f"teacher.weights '{path}' does not exist; check the path")
     meta = _distilens_meta(path) if path.suffix == ".safetensors" else None
-    if meta is not None:
-        model = load_model(path)[0]
+    if meta is not None:  # its .json names the architecture: code only with the config's own opt-in
+        model = load_model(path, allow_import=str(meta.get("arch")) == arch, trust_torchscript=trust_torchscript)[0]
     elif is_torchscript(path):
         if not trust_torchscript:
             raise ModelError(
@@ -194,12 +159,46 @@ def load_teacher(
             raise ModelError(f"teacher.weights '{path}' holds weights only; set teacher.arch to a zoo name or import:package.module:factory")
         state = _load_state_dict(path)
         model = build_architecture(arch, spec, args)
+        _check_dtypes(model, state, path)
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             detail = " ".join(str(exc).split())[:400]
             raise ModelError(f"teacher.weights '{path}' do not fit teacher.arch '{arch}' with teacher.args {dict(args or {})}: {detail}") from None
     return check_teacher(model, spec)
+
+
+def build_for_data(arch: str, spec: InputSpec, args: Mapping[str, Any], role: str) -> nn.Module:
+    """Build a zoo model from a config's arch and args, and check it on the data's input shape.
+
+    Args the architecture cannot be built with (negative or zero sizes, sizes too large to
+    allocate) and inputs the model cannot take (an image_size below its minimum) are one
+    :class:`ModelError` each, found before any training.
+
+    Returns:
+        The model, in training mode.
+
+    Example:
+        >>> student = build_for_data("cnn", bundle.spec, {"width": 8}, "student")
+    """
+    with warnings.catch_warnings(record=True) as caught:  # kept back until the model is known to be usable
+        warnings.simplefilter("always")
+        try:
+            model = build_model(arch, spec, **args)
+        except DistilensError as exc:
+            raise ModelError(f"{role}.arch/args: {exc}") from None
+        except (MemoryError, OverflowError) as exc:
+            raise ModelError(f"{role}.args {dict(args)}: the model needs more memory than there is ({type(exc).__name__}); "
+                             "choose smaller args") from None
+        except RuntimeError as exc:  # torch refuses the sizes: negative, or too large to allocate
+            first = str(exc).splitlines()[0][:200]
+            what = "needs more memory than there is" if "allocate" in first or "overflow" in first else "cannot be built"
+            raise ModelError(f"{role}.args {dict(args)}: the model {what} ({first}); choose other args") from None
+    if any(p.numel() == 0 for p in model.parameters()):
+        raise ModelError(f"{role}.args {dict(args)}: the model has layers of size 0; give every width and size at least 1")
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return check_teacher(model, spec, role).train()
 
 
 def check_teacher(model: nn.Module, spec: InputSpec, role: str = "teacher") -> nn.Module:
@@ -217,9 +216,9 @@ def check_teacher(model: nn.Module, spec: InputSpec, role: str = "teacher") -> n
             out = model(x)
     except (RuntimeError, ValueError, TypeError, IndexError, AssertionError) as exc:
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        fix = "use a model made for this data's inputs" + (" or a larger data.image_size" if spec.kind == "image" else "")
         raise ModelError(
-            f"{role} cannot take inputs of shape {tuple(spec.shape)}: {first[:300]}; {role} and data must match: "
-            "use a model made for this data's inputs"
+            f"{role} cannot take inputs of shape {tuple(spec.shape)}: {first[:300]}; {role} and data must match: {fix}"
         ) from None
     if not isinstance(out, Tensor):
         raise ModelError(

@@ -61,6 +61,8 @@ def _transformers() -> Any:
     # Its "Loading weights" bar would print into distilens' own console output (and break
     # the one-line errors): loading a local model is quick, so no bar.
     transformers.utils.logging.disable_progress_bar()
+    # Its load reports and warnings are many lines on stderr; distilens says what went wrong in one.
+    transformers.utils.logging.set_verbosity_error()
     return transformers
 
 
@@ -139,13 +141,38 @@ def hf(spec: InputSpec, config: dict[str, Any] | None = None, pad_id: int = 0) -
     This is how a run folder stores an ``hf:PATH`` teacher; load one with ``teacher.weights:
     hf:PATH`` (:func:`load_hf_teacher`), not by naming this architecture.
     """
-    if not config or "model_type" not in config:
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
         raise ModelError("model 'hf' is rebuilt from a saved run; to load a Hugging Face directory set teacher.weights: hf:PATH")
+    if config.get("auto_map") or config.get("trust_remote_code"):
+        raise ModelError("the saved Hugging Face config names custom code (auto_map), which distilens does not run")
     tf = _transformers()
-    cfg = tf.AutoConfig.for_model(**config)
-    _check_labels(int(cfg.num_labels), spec, "the saved Hugging Face teacher")
-    model = tf.AutoModelForSequenceClassification.from_config(cfg, attn_implementation="eager", trust_remote_code=False)
+    where = "the saved Hugging Face teacher"
+    cfg = _hf_config(lambda: tf.AutoConfig.for_model(**config), config["model_type"], where)
+    _check_labels(int(cfg.num_labels), spec, where)
+    try:
+        model = tf.AutoModelForSequenceClassification.from_config(cfg, attn_implementation="eager", trust_remote_code=False)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelError(f"{where} cannot be built from its config ({_first_line(exc)}); the run folder's teacher.json "
+                         "does not describe a sequence classifier") from None
     return HFTextClassifier(model, pad_id)
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)[:200]
+
+
+def _hf_config(make: Any, model_type: str, where: str) -> Any:
+    """``make()`` (a transformers config), with an unknown ``model_type`` or a malformed config as one line."""
+    try:
+        return make()
+    except (ValueError, KeyError, TypeError, OSError) as exc:
+        if "model type" in str(exc) or "Unrecognized" in str(exc) or isinstance(exc, KeyError):
+            raise ModelError(
+                f"{where}: config.json names model_type '{model_type[:60]}', which the installed transformers does not "
+                "know; use a model type it supports (BERT, DistilBERT, RoBERTa …), or install the transformers version "
+                "that wrote the model"
+            ) from None
+        raise ModelError(f"{where}: config.json cannot be read as a transformers config ({_first_line(exc)})") from None
 
 
 def _check_labels(num_labels: int, spec: InputSpec, where: str) -> None:
@@ -201,17 +228,28 @@ def load_hf_teacher(weights: str | Path, spec: InputSpec) -> tuple[HFTextClassif
         raise ModelError(f"{where}: the model needs custom code (auto_map in config.json), which distilens does not run")
     from ..data.tokenize import TextTokenizer
 
+    if not isinstance(raw["model_type"], str):
+        raise ModelError(f"{where}: config.json's model_type is not a name; re-save the model with save_pretrained")
     tokenizer = TextTokenizer.from_file(path / "tokenizer.json")
     tf = _transformers()
-    config = tf.AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    config = _hf_config(lambda: tf.AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False),
+                        raw["model_type"], where)
     _check_labels(int(config.num_labels), spec, where)
+    vocab = getattr(config, "vocab_size", None)
+    if isinstance(vocab, int) and tokenizer.vocab_size > vocab:
+        raise ModelError(
+            f"{where}: tokenizer.json has {tokenizer.vocab_size} tokens but the model's vocabulary (config.json vocab_size) "
+            f"is {vocab}; save the tokenizer the model was trained with"
+        )
     try:
         model = tf.AutoModelForSequenceClassification.from_pretrained(
             str(path), local_files_only=True, use_safetensors=True, trust_remote_code=False, attn_implementation="eager",
         )
-    except (OSError, ValueError, KeyError) as exc:
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ModelError(f"{where}: transformers cannot load it as a sequence classifier: {first[:300]}") from None
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        first = _first_line(exc)
+        if "mismatch" in str(exc).lower():
+            first = "a weight's shape in model.safetensors differs from what config.json describes (vocab_size?)"
+        raise ModelError(f"{where}: transformers cannot load it as a sequence classifier: {first}") from None
     teacher = HFTextClassifier(model, tokenizer.pad_id).eval()
     teacher.arch_args = {"config": _config_dict(config), "pad_id": tokenizer.pad_id}  # type: ignore[assignment]
     return teacher, tokenizer

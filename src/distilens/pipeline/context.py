@@ -101,14 +101,15 @@ class RunContext:
             RunFolderError: the run folder may not be used (see :meth:`RunFolder.prepare`).
             ConfigError: ``distill.cache_dir`` cannot be written.
         """
-        cfg = with_defaults(cfg)
+        cfg, world = with_defaults(cfg), distributed.world()
         config_yaml = dump_config(cfg)
-        folder = RunFolder.prepare(out or Path("runs") / cfg.name, overwrite=overwrite, resume=resume, config_yaml=config_yaml)
+        folder = RunFolder.prepare(out or Path("runs") / cfg.name, overwrite=overwrite, resume=resume, config_yaml=config_yaml,
+                                   lock=world.main)  # released by held_run_folders() around the run
         if cfg.distill.cache_dir:
             _check_cache_dir(Path(cfg.distill.cache_dir))
         if cfg.runtime.threads:
             torch.set_num_threads(cfg.runtime.threads)
-        return cls(cfg, config_yaml, device, folder, console or Console(stderr=True, quiet=True), distributed.world(),
+        return cls(cfg, config_yaml, device, folder, console or Console(stderr=True, quiet=True), world,
                    resume=resume, command=command)
 
     @classmethod

@@ -17,8 +17,7 @@ from ..config import RunConfig
 from ..distill import build_objectives
 from ..distill.objectives import Objective
 from ..distill.text_objectives import check_text_objectives
-from ..errors import DistilensError, ModelError
-from ..models import build_model, load_teacher
+from ..models import build_for_data, load_teacher
 from ..runtime import seed_everything
 from .data import DataResult
 
@@ -94,7 +93,5 @@ def teacher_arch(cfg: RunConfig) -> Arch:
 
 def _build(arch: str, args: dict[str, Any], data: DataResult, seed: int, role: str) -> nn.Module:
     seed_everything(seed)  # weights are a function of the seed alone
-    try:
-        return build_model(arch, data.bundle.spec, **args)
-    except DistilensError as exc:
-        raise ModelError(f"{role}.arch/args: {exc}") from None
+    # Args that cannot build or allocate, and an image_size too small for the model, fail here (one forward on zeros).
+    return build_for_data(arch, data.bundle.spec, args, role)

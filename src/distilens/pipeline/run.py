@@ -21,6 +21,7 @@ from .. import distributed
 from ..config import RunConfig
 from ..io import atomic_write_json, atomic_write_text
 from ..report.inputs import HISTORY, write_history
+from ..runfolder import held_run_folders
 from ..runtime import resolve_device
 from .context import RunContext
 from .data import DataResult, data_stage
@@ -70,7 +71,7 @@ def run(
     device = resolve_device(cfg.runtime.device)
     # No collective runs before the staging folder is opened, so a bad input found by the
     # checks below fails every process alike, with no process left waiting for another.
-    with distributed.session(device) as (_, device):
+    with distributed.session(device) as (_, device), held_run_folders():  # the run folder's lock, released however it ends
         ctx = RunContext.prepare(cfg, device, out=out, overwrite=overwrite, resume=resume, console=console, command=command)
         return _stages(ctx)
 
