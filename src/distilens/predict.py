@@ -92,11 +92,11 @@ class _TextLoader:
 
 def _word_attributions(model: nn.Module, ids: Tensor, target: Tensor, load: _TextLoader, method: str | None) -> list[list[tuple[str, float]]]:
     """Each text of the last loaded batch: its token attributions for ``target`` summed per word, ``[(word, score), ...]``."""
-    from .explain.text import attribute_text, word_scores
+    from .explain import attribute, word_scores
 
     assert load.last is not None
     texts, enc = load.last
-    scores = attribute_text(model, ids, target, method or "integrated_gradients").cpu()
+    scores = attribute(model, ids, target, method or "integrated_gradients").cpu()
     out = []
     for text, off, row in zip(texts, enc.offsets, scores):
         spans, values = word_scores(text, off, row[: len(off)])
