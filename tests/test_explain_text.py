@@ -415,3 +415,23 @@ def test_extra_padding_changes_nothing(method: str) -> None:
     long = attribute(model, longer, torch.tensor([0, 1, 0]), method=method, **FAST.get(method, {}))
     assert long.shape == longer.shape and (long[:, IDS.shape[1]:] == 0).all()
     torch.testing.assert_close(long[:, : IDS.shape[1]], short)
+
+
+def test_the_readme_example_runs(tmp_path) -> None:
+    from distilens.explain import WordAligner, compare, explain_stage
+
+    texts, labels = TEXTS, torch.tensor([1, 0, 1])
+    teacher_enc, student_enc = _wp(texts), _wl(texts)
+    teacher, student = TinyAttention(vocab=15, seed=2), MeanBag(vocab=10, classes=2, hidden=3, seed=3)
+    # The lines of README.md, "Explaining text models".
+    scores = attribute(student, student_enc.ids, method="occlusion")  # (B, L), pads 0
+    cmp = compare(teacher, student, teacher_enc.ids, student_inputs=student_enc.ids,
+                  align=WordAligner(texts, teacher_enc.offsets, student_enc.offsets))
+    inputs = ExplainInputs.from_texts(texts, labels, teacher_enc, student_enc)
+    block = explain_stage(teacher, student, inputs, ["integrated_gradients", "occlusion"], tmp_path)
+    assert scores.shape == student_enc.ids.shape and (scores[student_enc.ids == PAD] == 0).all()
+    assert cmp.level == "word" and cmp.aligned.teacher.shape == (3, 7)
+    assert -1 <= block["agreement"]["spearman"] <= 1 and 0 <= block["faithfulness"]["student"]["deletion_auc"] <= 1
+    assert json.loads((tmp_path / "explanations" / "text.json").read_text())["texts"] == texts
+    assert_no_hooks(teacher)
+    assert_no_hooks(student)

@@ -179,3 +179,5 @@ def test_text_blocks_have_the_same_faithfulness_and_sanity_keys_as_images(cnn_pa
         assert 0.0 <= text["faithfulness"][role]["deletion_auc"] <= 1.0
     assert set(text["methods"][0]) == set(image["methods"][0])
     assert text["sanity"]["student"]["layers"] == ["head", "hidden", "emb"]
+    for model in (teacher, student, *cnn_pair):
+        assert_no_hooks(model)
