@@ -129,7 +129,7 @@ def list_cmd(
     what: str = typer.Argument(..., help="datasets | models | losses | explainers"),
     data: str = typer.Option("builtin:digits", "--data", help="For models: count parameters for this data's inputs."),
 ) -> None:
-    """List the registered datasets, models (with parameter counts), losses or explainers."""
+    """List the registered datasets, models (with parameter counts), losses or explainers (with their input kinds)."""
     from .data import DATASETS
     from .distill import LOSSES
     from .explain import EXPLAINERS

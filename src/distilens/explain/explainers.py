@@ -63,7 +63,7 @@ _KIND_OF = {(True, 4): "image", (False, 4): "image", (True, 2): "table", (False,
 #: Names that changed when the image and text stacks became one, and what they are now.
 _RENAMED = {"gradient_x_input": "input_x_gradient"}
 
-F = TypeVar("F", bound=Callable[..., Tensor])
+Fn = TypeVar("Fn", bound=Callable[..., Tensor])
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ EXPLAINERS: Registry[Explainer] = Registry("explainer")
 
 def register_explainer(
     name: str, *kinds: Kind, requires: Sequence[Requirement] = (), comparable: bool = True
-) -> Callable[[F], F]:
+) -> Callable[[Fn], Fn]:
     """Decorator: register the function as ``name``'s implementation for ``kinds``.
 
     The first registration of ``name`` creates the entry (``comparable`` is read then);
@@ -151,7 +151,7 @@ def register_explainer(
         ... def _saliency(model, x, target): ...
     """
 
-    def add(fn: F) -> F:
+    def add(fn: Fn) -> Fn:
         if name not in EXPLAINERS:
             EXPLAINERS.register(name)(Explainer(name, comparable))
         EXPLAINERS.get(name).add(kinds, Implementation(fn, tuple(requires)))
