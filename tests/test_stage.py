@@ -130,9 +130,10 @@ def test_explain_stage_writes_where_the_aligner_keeps_maps(cnn_pair, digits, tmp
     from distilens.testing.text import MeanBag
 
     cfg = ExplainConfig(n_samples=6, sanity=False)
-    block = explain_stage(*cnn_pair, ExplainInputs.from_split(digits.test), ["saliency"], tmp_path / "img", config=cfg,
-                          skipped={"gradcam": "why"})
+    block = explain_stage(*cnn_pair, ExplainInputs.from_split(digits.test), ["saliency"], tmp_path / "img",
+                          config=ExplainConfig(n_samples=6, sanity_samples=2, sanity_layers=1), skipped={"gradcam": "why"})
     assert block["level"] == "pixel" and block["skipped"] == {"gradcam": "why"}
+    assert len(block["sanity"]["teacher"]["layers"]) == 1  # explain.sanity_layers
     assert load_file(str(tmp_path / "img" / "explanations.safetensors"))["saliency/teacher_maps"].shape == (6, 1, 8, 8)
     block = explain_stage(MeanBag(), MeanBag(seed=1), _text_inputs(), ["occlusion"], tmp_path / "txt", config=cfg)
     assert block["level"] == "word" and (tmp_path / "txt" / "explanations" / "text.json").is_file()

@@ -305,7 +305,8 @@ def explain_stage(
         inputs: The split to explain, as each model reads it (built by the data modality).
         methods: The methods :func:`choose_methods` kept (may be empty).
         folder: The run folder (or its staging copy).
-        config: ``explain`` section of the run config (n_samples, steps, sanity, sanity_samples).
+        config: ``explain`` section of the run config (n_samples, steps, sanity, sanity_samples,
+            sanity_layers).
         seed: The run's seed.
         skipped: Methods left out at :func:`choose_methods`, with the reason; recorded.
 
@@ -321,7 +322,7 @@ def explain_stage(
     cfg = config or ExplainConfig()
     comparisons, block = explain_models(
         teacher, student, inputs, methods, cfg.n_samples, seed=seed, steps=cfg.steps,
-        sanity=cfg.sanity, sanity_samples=cfg.sanity_samples,
+        sanity=cfg.sanity, sanity_samples=cfg.sanity_samples, sanity_layers=cfg.sanity_layers,
     )
     rows = torch.tensor(block["sample_indices"], dtype=torch.long)
     inputs.align.take(rows).save(
