@@ -28,11 +28,11 @@ def _word_attributions(
     model: nn.Module, ids: Tensor, target: Tensor, inputs: TextInputs, start: int, method: str | None
 ) -> list[list[tuple[str, float]]]:
     """Each text of the batch at ``start``: its token attributions for ``target`` summed per word, ``[(word, score), ...]``."""
-    from .explain.text import attribute_text, word_scores
+    from .explain import attribute, word_scores
 
     texts = inputs.texts[start : start + len(ids)]
     enc = inputs.encoded(start, start + len(ids))  # the batch's own encoding: no second tokenisation
-    scores = attribute_text(model, ids, target, method or "integrated_gradients").cpu()
+    scores = attribute(model, ids, target, method or "integrated_gradients").cpu()
     out = []
     for text, off, row in zip(texts, enc.offsets, scores):
         spans, values = word_scores(text, off, row[: len(off)])

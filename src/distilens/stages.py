@@ -1,7 +1,8 @@
 """The stages after training: evaluate, save predictions, explain (images, tables, text).
 
 ``pipeline.run`` calls them in order on rank 0; ``distilens explain RUN`` reuses the explain
-stage on a finished run.
+stage on a finished run. The explain stage itself is :func:`distilens.explain.explain_stage`,
+the same for every kind of data; this module only builds what it explains from the bundle.
 """
 
 from __future__ import annotations
@@ -19,45 +20,29 @@ from ._version import __version__
 from .config import RunConfig
 from .data import DataBundle
 from .distill import SoftLabelCache
-from .errors import ConfigError, DistilensError
 from .evaluate import cost_metrics, predict_logits, prediction_metrics
-from .explain import EXPLAINERS
-from .explain.stage import explain_models, inapplicable_reason
+from .explain import ExplainInputs, choose_methods
+from .explain import explain_stage as run_explain_stage
 from .io import atomic_write
-from .text_pipeline import explain_text_stage, text_explain_methods
+from .text_pipeline import text_explain_inputs
 
-__all__ = ["explain_methods", "explain_stage", "evaluate_models", "save_predictions", "environment"]
+__all__ = ["explain_inputs", "explain_methods", "explain_stage", "evaluate_models", "save_predictions", "environment"]
+
+
+def explain_inputs(bundle: DataBundle) -> ExplainInputs:
+    """The test split as teacher and student read it, and how their maps meet (the data modality's part)."""
+    if bundle.spec.kind == "text":  # each model's own token ids of the test texts, compared on words
+        return text_explain_inputs(bundle)
+    return ExplainInputs.from_split(bundle.test, class_names=bundle.spec.class_names)
 
 
 def explain_methods(
     cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module
 ) -> tuple[list[str], dict[str, str]]:
-    """Explainers to run, checked before any training, and those left out with the reason.
-
-    Methods named explicitly in the config must apply to this data and these models; from
-    the default list, those that do not apply (gradcam on tables, MLPs or TorchScript) are
-    left out and reported.
-    """
+    """Explainers to run, checked before any training, and those left out with the reason
+    (:func:`distilens.explain.choose_methods` on this bundle's test split)."""
     explicit = "methods" in cfg.explain.model_fields_set
-    if bundle.spec.kind == "text":  # token explainers, compared word by word
-        return text_explain_methods(cfg, teacher, student)
-    methods, skipped = [], {}
-    for m in cfg.explain.methods:
-        try:
-            EXPLAINERS.get(m)
-        except DistilensError as exc:
-            raise ConfigError(f"explain.methods: {exc}") from None
-        reason = inapplicable_reason(m, (teacher, student), bundle.train.inputs[:1])
-        if reason is None:
-            methods.append(m)
-        elif explicit:
-            raise ConfigError(f"explain.methods: '{m}' {reason}; use integrated_gradients or saliency")
-        else:
-            skipped[m] = reason
-    if not methods and not explicit:
-        # None of the defaults applies (a soft-tree student): occlusion needs only forwards.
-        methods = ["occlusion"]
-    return methods, skipped
+    return choose_methods(cfg.explain.methods, teacher, student, explain_inputs(bundle), explicit=explicit)
 
 
 def evaluate_models(bundle: DataBundle, teacher: nn.Module, student: nn.Module, baseline: nn.Module | None) -> dict[str, Any]:
@@ -84,22 +69,8 @@ def evaluate_models(bundle: DataBundle, teacher: nn.Module, student: nn.Module, 
 def explain_stage(
     cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module, methods: list[str], folder: Path
 ) -> dict[str, Any]:
-    """Run the explain stage; the maps go to explanations.safetensors, the numbers are returned.
-
-    Text: word-level comparisons go to explanations/text.json instead.
-    """
-    if bundle.spec.kind == "text":
-        return explain_text_stage(cfg, bundle, teacher, student, methods, folder)
-    e = cfg.explain
-    comparisons, block = explain_models(
-        teacher, student, bundle.test, methods, e.n_samples, seed=cfg.seed, steps=e.steps,
-        sanity=e.sanity, sanity_samples=e.sanity_samples,
-    )
-    tensors: dict[str, torch.Tensor] = {}
-    for cmp in comparisons:
-        tensors.update(cmp.to_tensors())
-    atomic_write(folder / "explanations.safetensors", lambda tmp: save_file(tensors, tmp))
-    return block
+    """Run :func:`distilens.explain.explain_stage` on the test split; the metrics block is returned."""
+    return run_explain_stage(teacher, student, explain_inputs(bundle), methods, folder, config=cfg.explain, seed=cfg.seed)
 
 
 def save_predictions(folder: Path, bundle: DataBundle, cache: SoftLabelCache, models: dict[str, nn.Module | None]) -> None:

@@ -14,7 +14,7 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
 from .data.bundle import DataBundle
@@ -23,15 +23,18 @@ from .errors import DataError
 from .models.hf import minilm_tokenizer_path
 from .models.text import TEXT_MODELS
 
+if TYPE_CHECKING:
+    from .explain import ExplainInputs
+
 __all__ = [
     "TEXT_TEACHER",
     "TEXT_STUDENT",
-    "TEXT_SKIP_REASON",
     "apply_text_defaults",
     "is_text",
     "teacher_tokenizer",
     "save_tokenizers",
     "load_run_tokenizer",
+    "text_explain_inputs",
 ]
 
 #: The teacher trained from scratch on text when the config names none (BENCHMARKS.md, "Text"):
@@ -40,7 +43,6 @@ __all__ = [
 TEXT_TEACHER: dict[str, Any] = {"arch": "tiny_transformer", "args": {"dim": 128, "layers": 2, "heads": 4}}
 #: The student on text when the config names none (BENCHMARKS.md, "Text").
 TEXT_STUDENT: dict[str, Any] = {"arch": "embedding_bag", "args": {"dim": 64}}
-TEXT_SKIP_REASON = "explains image or table inputs; token attributions for text come from distilens.explain.text"
 
 
 def is_text(cfg: RunConfig) -> bool:
@@ -112,57 +114,20 @@ def load_run_tokenizer(run_dir: Path, name: str = "tokenizer.json") -> TextToken
     return TextTokenizer.from_file(path)
 
 
-def text_explain_methods(cfg: RunConfig, teacher: Any, student: Any) -> tuple[list[str], dict[str, str]]:
-    """Token explainers to run on text, checked before any training, and those left out.
+def text_explain_inputs(bundle: DataBundle) -> "ExplainInputs":
+    """The test texts as teacher and student read them (each through its own tokenizer), meeting on words.
 
-    Methods named explicitly in the config must be text explainers that apply to both
-    models (``attention_rollout`` needs ``attention_maps`` on each); from the default list,
-    the image-only ones (``gradcam``) are left out with the reason.
-
-    Raises:
-        ConfigError: an unknown method, or an explicit one that does not apply.
+    Each model gets its own token ids of the same texts (the teacher's tokenizer where it
+    has one), special tokens kept in place; their scores are compared word by word of the
+    raw texts (:class:`~distilens.explain.WordAligner`).
     """
-    from .errors import ConfigError
-    from .explain.text import TEXT_EXPLAINERS
-
-    explicit = "methods" in cfg.explain.model_fields_set
-    methods, skipped = [], {}
-    for m in cfg.explain.methods:
-        if m not in TEXT_EXPLAINERS.names():
-            reason = TEXT_SKIP_REASON
-        elif m == "attention_rollout" and not all(callable(getattr(x, "attention_maps", None)) for x in (teacher, student)):
-            reason = "needs attention maps (a transformer teacher and student)"
-        else:
-            methods.append(m)
-            continue
-        if explicit:
-            names = ", ".join(TEXT_EXPLAINERS.names())
-            raise ConfigError(f"explain.methods: '{m}' {reason}; on text use one of: {names}")
-        skipped[m] = reason
-    if not methods and not explicit:
-        methods = ["integrated_gradients"]
-    return methods, skipped
-
-
-def explain_text_stage(
-    cfg: RunConfig, bundle: DataBundle, teacher: Any, student: Any, methods: list[str], folder: Path
-) -> dict[str, Any]:
-    """Word-level explanations of the test split: metrics block returned, words to explanations/text.json.
-
-    Each model is explained on its own token ids of the same texts (the teacher's tokenizer
-    where it has one), for the teacher's predicted class, and the two are compared word by
-    word (:func:`~distilens.explain.text_compare.explain_text_models`).
-    """
-    from .explain.text_compare import explain_text_models, save_text_explanations
+    from .explain import ExplainInputs
 
     texts = bundle.texts["test"]
     tok = bundle.tokenizer
     teacher_tok = bundle.teacher_tokenizer or tok
     student_enc = tok.encode(texts, bundle.spec.shape[0], pad_to_max=True)
     teacher_enc = teacher_tok.encode(texts, (bundle.teacher_spec or bundle.spec).shape[0], pad_to_max=True)
-    block, payload = explain_text_models(
-        teacher, student, texts, teacher_enc, student_enc, methods=methods, labels=bundle.test.targets,
-        n_samples=cfg.explain.n_samples, class_names=bundle.spec.class_names, seed=cfg.seed,
+    return ExplainInputs.from_texts(
+        texts, bundle.test.targets, teacher_enc, student_enc, class_names=bundle.spec.class_names
     )
-    save_text_explanations(folder, payload)
-    return block

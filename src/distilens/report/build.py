@@ -14,8 +14,8 @@ from typing import Any
 import yaml
 from safetensors.torch import load_file
 
-from ..explain.compare import Comparison
-from ..explain.text_compare import TEXT_PAYLOAD
+from ..explain.comparison import Comparison
+from ..explain.text_payload import TEXT_PAYLOAD
 from ..models.io import load_model
 from .figures import feature_importance_bars, heatmap_grid, row_attributions
 from .html import render_report, write_report
