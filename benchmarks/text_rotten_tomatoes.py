@@ -45,7 +45,7 @@ from distilens.distill import CE, KD, AttentionKD, SoftLabelCache, fit, fit_teac
 from distilens.data.text_augment import with_transfer_copies
 from distilens.distill.teacher_fit import encode_split, teacher_bundle
 from distilens.evaluate import cost_metrics, measure_latency
-from distilens.explain.text_compare import attribute_rows, word_agreement
+from distilens.explain import attribute, special_token_mask, word_agreement
 from distilens.models import build_model, count_params
 from distilens.models.hf import minilm_tokenizer_path
 from distilens.models.tap import group_heads
@@ -147,8 +147,8 @@ class WordAgreement:
             save_file({"attributions": self.t_attr}, str(path))
 
     def _attribute(self, model: torch.nn.Module, enc: Any) -> Tensor:
-        rows = torch.arange(len(self.texts))
-        return attribute_rows(model, enc, rows, self.target, "integrated_gradients", 16, n_steps=32)
+        keep = special_token_mask(enc.offsets, enc.ids.shape[1])
+        return attribute(model, enc.ids, self.target, "integrated_gradients", keep=keep, n_steps=32).cpu()
 
     def __call__(self, student: torch.nn.Module, tokenizer: TextTokenizer, length: int) -> dict[str, float]:
         enc = tokenizer.encode(self.texts, length, pad_to_max=True)

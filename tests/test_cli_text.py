@@ -109,6 +109,9 @@ def test_run_writes_metrics_tokenizer_and_report(runs, student: str) -> None:
     assert expl["level"] == "word" and "gradcam" in expl["skipped"]
     assert [b["method"] for b in expl["methods"]] == ["integrated_gradients"] and expl["n_samples"] == 40
     assert -1.0 <= expl["agreement"]["spearman"] <= 1.0
+    # Faithfulness and the sanity check under the same keys as for images.
+    assert 0.0 <= expl["faithfulness"]["student"]["deletion_auc"] <= 1.0 and "insertion_auc" in expl["faithfulness"]["teacher"]
+    assert expl["sanity"]["method"] == "integrated_gradients" and expl["sanity"]["student"]["layers"]
     assert (run / "explanations" / "text.json").is_file()
     assert ("baseline" in m) == (student == "embedding_bag")
     spec = json.loads((run / "student.json").read_text())["input_spec"]
@@ -138,7 +141,7 @@ def test_predict_matches_the_student_on_tokenised_text(runs, tmp_path, capsys) -
 
 
 def test_predict_explain_gives_word_scores(runs, tmp_path, capsys) -> None:
-    from distilens.explain.text import attribute_text, word_scores
+    from distilens.explain import attribute, word_scores
 
     run = runs["text_cnn"]
     texts = ["A brilliant, superb film!", "Dull and boring ending."]
@@ -154,7 +157,7 @@ def test_predict_explain_gives_word_scores(runs, tmp_path, capsys) -> None:
     student, meta = load_model(run / "student.safetensors")
     enc = TextTokenizer.from_file(run / "tokenizer.json").encode(texts, meta["input_spec"]["shape"][0], pad_to_max=True)
     target = student.eval()(enc.ids).argmax(1)
-    scores = attribute_text(student, enc.ids, target, "integrated_gradients")
+    scores = attribute(student, enc.ids, target, "integrated_gradients")
     for g, text, off, row in zip(got, texts, enc.offsets, scores):
         _, expected = word_scores(text, off, row[: len(off)])
         assert [v for _, v in g] == pytest.approx(expected.tolist(), abs=1e-5)

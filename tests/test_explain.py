@@ -2,13 +2,16 @@ import pytest
 import torch
 
 from distilens.errors import DistilensError
-from distilens.explain import EXPLAINERS, attribute, compare
+from distilens.explain import EXPLAINERS, KINDS, Comparison, attribute, compare, explainers_for, register_explainer
 from distilens.explain.faithfulness import deletion_insertion, removal_baseline
 from distilens.models import build_model
 from distilens.testing import LinearModel, assert_no_hooks, tiny_bundle
+from distilens.testing.text import MeanBag, TinyAttention
 
-# Methods that need images (spatial layers); the others must work on tables too.
-IMAGE_ONLY = {"gradcam", "attention"}
+# Methods whose maps are CAMs on the input grid, (B, 1, H, W).
+CAMS = {"gradcam", "attention"}
+# Right-padded token ids (pad 0) of four texts of different lengths.
+IDS = torch.tensor([[3, 5, 7, 2, 0, 0], [1, 4, 4, 9, 11, 6], [8, 2, 0, 0, 0, 0], [6, 6, 1, 0, 0, 0]])
 # Fast options so that the conformance tests stay quick.
 FAST = {
     "kernel_shap": {"n_samples": 48},
@@ -77,11 +80,8 @@ def test_linear_model_closed_forms() -> None:
     torch.testing.assert_close(shap, w[target] * x, rtol=1e-3, atol=1e-3)  # Shapley values of a linear model
 
 
-def _cases(method: str) -> list[str]:
-    return ["image"] if method in IMAGE_ONLY else ["image", "table"]
-
-
-CASES = [(m, kind) for m in EXPLAINERS.names() for kind in _cases(m)]
+CASES = [(m, kind) for m in EXPLAINERS.names() for kind in EXPLAINERS.get(m).kinds]
+TARGETS = {"image": torch.tensor([3, 1, 4, 1]), "table": torch.tensor([0, 1, 2, 1]), "text": torch.tensor([1, 0, 1, 0])}
 
 
 @pytest.fixture(scope="module")
@@ -91,23 +91,33 @@ def table_model():
     return build_model("mlp", bundle.spec, hidden=(8,)).eval(), bundle.test.inputs[:4]
 
 
-def _model_and_inputs(kind, cnn_pair, digits, table_model):
-    if kind == "image":
-        return cnn_pair[0], digits.test.inputs[:4]
-    return table_model
+@pytest.fixture(scope="module")
+def text_model():
+    return TinyAttention(seed=1).eval(), IDS
+
+
+def _model_and_inputs(kind, cnn_pair, digits, table_model, text_model):
+    return {"image": (cnn_pair[0], digits.test.inputs[:4]), "table": table_model, "text": text_model}[kind]
 
 
 def _expected_shape(method: str, model, x) -> tuple[int, ...]:
     if method == "neuron_importance":
         return (x.shape[0], 16) if x.dim() == 4 else (x.shape[0], 8)  # units of the auto layer
-    if method in IMAGE_ONLY:
+    if method in CAMS:
         return (x.shape[0], 1, *x.shape[-2:])
     return tuple(x.shape)
 
 
+def test_every_kind_is_explained_and_every_method_declares_one() -> None:
+    assert all(EXPLAINERS.get(m).kinds for m in EXPLAINERS.names())
+    assert {k for _, k in CASES} == set(KINDS)
+    assert explainers_for("text") == ["attention_rollout", "input_x_gradient", "integrated_gradients", "occlusion"]
+    assert "gradcam" not in explainers_for("table")
+
+
 @pytest.mark.parametrize("method,kind", CASES)
-def test_conformance_shape_finiteness_device_hooks_mode(method, kind, cnn_pair, digits, table_model) -> None:
-    model, x = _model_and_inputs(kind, cnn_pair, digits, table_model)
+def test_conformance_shape_finiteness_device_hooks_mode(method, kind, cnn_pair, digits, table_model, text_model) -> None:
+    model, x = _model_and_inputs(kind, cnn_pair, digits, table_model, text_model)
     model.train()
     out = attribute(model, x, method=method, **FAST.get(method, {}))
     assert model.training, "train/eval mode must be restored"
@@ -118,9 +128,9 @@ def test_conformance_shape_finiteness_device_hooks_mode(method, kind, cnn_pair, 
 
 
 @pytest.mark.parametrize("method,kind", CASES)
-def test_batched_equals_one_by_one_and_deterministic(method, kind, cnn_pair, digits, table_model) -> None:
-    model, x = _model_and_inputs(kind, cnn_pair, digits, table_model)
-    target = torch.tensor([3, 1, 4, 1]) if kind == "image" else torch.tensor([0, 1, 2, 1])
+def test_batched_equals_one_by_one_and_deterministic(method, kind, cnn_pair, digits, table_model, text_model) -> None:
+    model, x = _model_and_inputs(kind, cnn_pair, digits, table_model, text_model)
+    target = TARGETS[kind]
     opts = FAST.get(method, {})
     torch.manual_seed(123)
     batched = attribute(model, x, target, method=method, **opts)
@@ -132,12 +142,49 @@ def test_batched_equals_one_by_one_and_deterministic(method, kind, cnn_pair, dig
     torch.testing.assert_close(again, batched, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("method", sorted(IMAGE_ONLY))
-def test_image_only_methods_refuse_tables(method, table_model) -> None:
+@pytest.mark.parametrize("method", [m for m in EXPLAINERS.names() if "table" not in EXPLAINERS.get(m).kinds])
+def test_methods_refuse_kinds_they_do_not_declare(method, table_model) -> None:
     model, x = table_model
-    with pytest.raises(DistilensError, match="needs image inputs"):
+    with pytest.raises(DistilensError, match=r"needs \w+ inputs, not table inputs; for table inputs use one of: .*saliency"):
         attribute(model, x, method=method)
     assert_no_hooks(model)
+
+
+def test_token_ids_and_floats_go_to_the_right_models(table_model) -> None:
+    model, x = table_model
+    with pytest.raises(DistilensError, match="int64 token ids need a text model.*pad_id"):
+        attribute(model, IDS, method="integrated_gradients")
+    with pytest.raises(DistilensError, match="reads token ids.*int64"):
+        attribute(MeanBag(), IDS.float(), method="integrated_gradients")
+    with pytest.raises(DistilensError, match="images, .* rows or .* token ids"):
+        attribute(model, x[0], method="saliency")
+
+
+def test_renamed_and_unknown_names_say_what_works() -> None:
+    with pytest.raises(DistilensError, match="now called 'input_x_gradient'"):
+        attribute(MeanBag(), IDS, method="gradient_x_input")
+    with pytest.raises(DistilensError, match="did you mean 'integrated_gradients'"):
+        attribute(MeanBag(), IDS, method="integrated_gradient")
+
+
+def test_a_kind_registered_twice_under_one_name_raises() -> None:
+    with pytest.raises(ValueError, match="already registered for text inputs"):
+        register_explainer("occlusion", "text")(lambda model, ids, target, keep: ids.float())
+    with pytest.raises(ValueError, match="unknown input kind"):
+        register_explainer("occlusion", "audio")(lambda model, x, target: x)  # type: ignore[arg-type]
+
+
+def test_list_explainers_shows_each_method_once_with_its_kinds() -> None:
+    from typer.testing import CliRunner
+
+    from distilens.cli import app
+
+    out = CliRunner().invoke(app, ["list", "explainers"])
+    assert out.exit_code == 0
+    rows = {line.split()[0]: line for line in out.output.strip().splitlines()}
+    assert sorted(rows) == EXPLAINERS.names()
+    assert "image, table, text" in rows["integrated_gradients"] and "text" in rows["attention_rollout"]
+    assert "image" in rows["gradcam"] and "table" not in rows["gradcam"]
 
 
 def test_occlusion_refuses_windows_on_tables(table_model) -> None:
@@ -187,8 +234,6 @@ def test_compare_uses_the_teachers_prediction_for_both(cnn_pair, digits) -> None
 
 
 def test_galleries_split_same_and_different_predictions() -> None:
-    from distilens.explain.compare import Comparison
-
     rho = torch.tensor([0.9, -0.2, 0.1, float("nan"), 0.5])
     cmp = Comparison(
         "saliency", torch.zeros(5, 3), torch.zeros(5), torch.tensor([0, 1, 2, 3, 4]), torch.tensor([0, 1, 0, 3, 0]),

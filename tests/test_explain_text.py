@@ -12,8 +12,18 @@ from hypothesis import strategies as st
 from torch import Tensor, nn
 
 from distilens.errors import DistilensError
-from distilens.explain.text import TEXT_EXPLAINERS, attribute_text, token_to_word, word_scores, words
-from distilens.explain.text_compare import explain_text_models, word_agreement
+from distilens.explain import (
+    ExplainInputs,
+    attribute,
+    explain_models,
+    explainers_for,
+    special_token_mask,
+    text_payload,
+    token_to_word,
+    word_agreement,
+    word_scores,
+    words,
+)
 from distilens.testing import assert_no_hooks
 from distilens.testing.text import Enc, MeanBag, TinyAttention, encode, wordlevel, wordpiece
 
@@ -35,6 +45,23 @@ class FixedAttention(MeanBag):
 
 
 IDS = torch.tensor([[3, 5, 7, 2, PAD, PAD], [1, 4, 4, 9, 11, 6], [8, 2, PAD, PAD, PAD, PAD]])
+TEXT_METHODS = explainers_for("text")
+
+
+def explain_texts(teacher, student, texts, t_enc, s_enc, methods=("integrated_gradients",), *, labels=None, targets=None,
+                  class_names=None, n_samples=None, teacher_replace_id=None, student_replace_id=None, **kwargs):
+    """explain_models on texts read through two tokenizers, and the report payload of its comparisons."""
+    labels = torch.zeros(len(texts), dtype=torch.long) if labels is None else labels
+    inputs = ExplainInputs.from_texts(texts, labels, t_enc, s_enc, class_names=class_names, targets=targets,
+                                      teacher_replace_id=teacher_replace_id, student_replace_id=student_replace_id)
+    kwargs = {"skip_inapplicable": True, "sanity": False, **kwargs}
+    comparisons, block = explain_models(teacher, student, inputs, list(methods), len(texts) if n_samples is None else n_samples,
+                                        **kwargs)
+    rows = torch.tensor(block["sample_indices"])
+    align = inputs.align.take(rows)
+    payload = text_payload(comparisons, align.texts, align.spans, rows=rows, labels=labels[rows],
+                           class_names=class_names, skipped=block["skipped"])
+    return block, payload
 
 
 # --- words and token → word --------------------------------------------------------------------
@@ -80,10 +107,10 @@ def test_token_to_word_by_largest_overlap() -> None:
 # --- token attributions: closed forms ------------------------------------------------------------
 
 
-def test_gradient_x_input_closed_form_on_a_linear_mean_bag() -> None:
+def test_input_x_gradient_closed_form_on_a_linear_mean_bag() -> None:
     model = MeanBag()
     target = torch.tensor([0, 2, 1])
-    got = attribute_text(model, IDS, target, method="gradient_x_input")
+    got = attribute(model, IDS, target, method="input_x_gradient")
     # f_c = W_c · (Σ_{i non-pad} e_i / n) + b_c ⇒ ∂f_c/∂e_i = W_c / n and e_i · ∂f_c/∂e_i = e_i · W_c / n.
     e, w = model.emb.weight.detach(), model.head.weight.detach()
     expected = torch.zeros(IDS.shape)
@@ -97,7 +124,7 @@ def test_gradient_x_input_closed_form_on_a_linear_mean_bag() -> None:
 def test_integrated_gradients_is_exact_on_a_linear_mean_bag() -> None:
     model = MeanBag()
     target = torch.tensor([1, 0, 2])
-    got = attribute_text(model, IDS, target, method="integrated_gradients", n_steps=8)
+    got = attribute(model, IDS, target, method="integrated_gradients", n_steps=8)
     # Linear in the embeddings: IG_i = (e_i − e_pad) · W_c / n exactly (the baseline is the pad embedding).
     e, w = model.emb.weight.detach(), model.head.weight.detach()
     n = (IDS != PAD).sum(1, keepdim=True).float()
@@ -109,7 +136,7 @@ def test_integrated_gradients_is_exact_on_a_linear_mean_bag() -> None:
 def test_integrated_gradients_completeness_on_a_nonlinear_mean_bag() -> None:
     model = MeanBag(hidden=5)
     target = torch.tensor([2, 1, 0])
-    got = attribute_text(model, IDS, target, method="integrated_gradients", n_steps=128)
+    got = attribute(model, IDS, target, method="integrated_gradients", n_steps=128)
     with torch.no_grad():
         fx = model(IDS).gather(1, target.view(-1, 1)).squeeze(1)
         # The baseline: every non-pad token's embedding replaced by the pad embedding, the
@@ -122,7 +149,7 @@ def test_kept_tokens_stay_in_the_baseline_and_score_zero() -> None:
     model = MeanBag(hidden=5)
     keep = torch.zeros(IDS.shape, dtype=torch.bool)
     keep[:, 0] = True  # as a [CLS] token would be
-    got = attribute_text(model, IDS, 0, method="integrated_gradients", keep=keep, n_steps=128)
+    got = attribute(model, IDS, 0, method="integrated_gradients", keep=keep, n_steps=128)
     assert (got[:, 0] == 0).all()
     with torch.no_grad():
         base = torch.where(keep | (IDS == PAD), IDS, torch.full_like(IDS, PAD))
@@ -147,13 +174,13 @@ def test_occlusion_by_hand_on_three_tokens() -> None:
     model = _hand_model()
     ids = torch.tensor([[1, 2, 3, PAD]])
     # mean 6. Replacing by unk (0): means 5, 4, 3 → drops 1, 2, 3.
-    unk = attribute_text(model, ids, 0, method="occlusion", replace_id=4)
+    unk = attribute(model, ids, 0, method="occlusion", replace_id=4)
     torch.testing.assert_close(unk, torch.tensor([[1.0, 2.0, 3.0, 0.0]]))
     # Dropping the token (the pad id, the default): means 7.5, 6, 4.5 → drops −1.5, 0, 1.5.
-    drop = attribute_text(model, ids, 0, method="occlusion")
+    drop = attribute(model, ids, 0, method="occlusion")
     torch.testing.assert_close(drop, torch.tensor([[-1.5, 0.0, 1.5, 0.0]]))
     # On probabilities: p₀ = σ(2·mean).
-    prob = attribute_text(model, ids, 0, method="occlusion", replace_id=4, score="probability")
+    prob = attribute(model, ids, 0, method="occlusion", replace_id=4, score="probability")
     sig = torch.sigmoid
     expected = torch.tensor([[sig(torch.tensor(12.0)) - sig(torch.tensor(2.0 * m)) for m in (5.0, 4.0, 3.0)] + [0.0]])
     torch.testing.assert_close(prob, expected, rtol=1e-5, atol=1e-6)
@@ -168,13 +195,13 @@ def test_attention_rollout_of_two_hand_made_layers() -> None:
     model = FixedAttention(maps)
     ids = torch.tensor([[1, 2, PAD]])
     # Â₁ = [[1, 0], [.25, .75]], Â₂ = [[.75, .25], [0, 1]]; R = Â₂Â₁ = [[.8125, .1875], [.25, .75]].
-    first = attribute_text(model, ids, 0, method="attention_rollout", query="first")
+    first = attribute(model, ids, 0, method="attention_rollout", query="first")
     torch.testing.assert_close(first, torch.tensor([[0.8125, 0.1875, 0.0]]))
-    mean = attribute_text(model, ids, 0, method="attention_rollout", query="mean")
+    mean = attribute(model, ids, 0, method="attention_rollout", query="mean")
     torch.testing.assert_close(mean, torch.tensor([[0.53125, 0.46875, 0.0]]))
     for pooling, expected in (("first", first), ("cls", first), ("mean", mean)):
         model.pooling = pooling
-        torch.testing.assert_close(attribute_text(model, ids, 0, method="attention_rollout"), expected)
+        torch.testing.assert_close(attribute(model, ids, 0, method="attention_rollout"), expected)
 
 
 # --- every method: batched == per-sample, pads zero, mode and hooks restored ----------------------
@@ -182,39 +209,39 @@ def test_attention_rollout_of_two_hand_made_layers() -> None:
 FAST = {"integrated_gradients": {"n_steps": 16}}
 
 
-@pytest.mark.parametrize("method", TEXT_EXPLAINERS.names())
+@pytest.mark.parametrize("method", TEXT_METHODS)
 def test_batched_equals_per_sample_and_pads_are_zero(method: str) -> None:
     model = TinyAttention(seed=1)
     model.train()
     target = torch.tensor([1, 0, 1])
-    batched = attribute_text(model, IDS, target, method=method, **FAST.get(method, {}))
+    batched = attribute(model, IDS, target, method=method, **FAST.get(method, {}))
     assert model.training
     assert_no_hooks(model)
     assert batched.shape == IDS.shape and torch.isfinite(batched).all()
     assert (batched[IDS == PAD] == 0).all()
     assert batched.abs().sum() > 0
     for i in range(IDS.shape[0]):
-        one = attribute_text(model, IDS[i : i + 1], target[i : i + 1], method=method, **FAST.get(method, {}))
+        one = attribute(model, IDS[i : i + 1], target[i : i + 1], method=method, **FAST.get(method, {}))
         torch.testing.assert_close(one, batched[i : i + 1], rtol=1e-4, atol=1e-6)
 
 
 def test_no_hook_left_after_a_failing_call() -> None:
     model = MeanBag()
     with pytest.raises(Exception):
-        attribute_text(model, IDS, torch.tensor([0, 99, 0]), method="integrated_gradients", n_steps=4)
+        attribute(model, IDS, torch.tensor([0, 99, 0]), method="integrated_gradients", n_steps=4)
     assert_no_hooks(model)
     assert model.training
 
 
 def test_bad_inputs_are_user_errors() -> None:
     with pytest.raises(DistilensError, match="did you mean"):
-        attribute_text(MeanBag(), IDS, 0, method="integrated_gradient")
+        attribute(MeanBag(), IDS, 0, method="integrated_gradient")
     with pytest.raises(DistilensError, match="int64"):
-        attribute_text(MeanBag(), IDS.float(), 0, method="gradient_x_input")
+        attribute(MeanBag(), IDS.float(), 0, method="input_x_gradient")
     with pytest.raises(DistilensError, match="pad_id"):
-        attribute_text(nn.Sequential(nn.Embedding(12, 2)), IDS, 0, method="gradient_x_input")
+        attribute(nn.Sequential(nn.Embedding(12, 2)), IDS, 0, method="input_x_gradient")
     with pytest.raises(DistilensError, match="score must be"):
-        attribute_text(MeanBag(), IDS, 0, method="occlusion", score="loss")
+        attribute(MeanBag(), IDS, 0, method="occlusion", score="loss")
 
 
 # --- words from two different tokenizers -----------------------------------------------------------
@@ -267,8 +294,8 @@ def test_words_no_token_covers_are_left_out_of_the_agreement() -> None:
 def test_a_model_agrees_with_itself() -> None:
     enc = _wl(TEXTS)
     model = MeanBag(vocab=10, hidden=4)
-    block, payload = explain_text_models(
-        model, model, TEXTS, enc, enc, methods=["integrated_gradients", "gradient_x_input", "occlusion"],
+    block, payload = explain_texts(
+        model, model, TEXTS, enc, enc, methods=["integrated_gradients", "input_x_gradient", "occlusion"],
         options={"integrated_gradients": {"n_steps": 8}},
     )
     for m in block["methods"]:
@@ -283,7 +310,7 @@ def test_a_model_agrees_with_itself() -> None:
 def test_teacher_and_student_with_different_tokenizers() -> None:
     wp, wl = _wp(TEXTS), _wl(TEXTS)
     teacher, student = TinyAttention(vocab=15, seed=2), MeanBag(vocab=10, classes=2, hidden=3, seed=3)
-    block, payload = explain_text_models(
+    block, payload = explain_texts(
         teacher, student, TEXTS, wp, wl, methods=["attention_rollout", "integrated_gradients", "occlusion"],
         labels=torch.tensor([1, 0, 1]), class_names=["rotten", "fresh"], teacher_replace_id=1, student_replace_id=1,
         options={"integrated_gradients": {"n_steps": 8}},
@@ -297,9 +324,8 @@ def test_teacher_and_student_with_different_tokenizers() -> None:
     assert [len(w) for w in payload["words"]] == [3, 7, 1]
     assert [len(r) for r in ig["teacher"]] == [3, 7, 1] and [len(r) for r in ig["student"]] == [3, 7, 1]
     # The teacher explained for its own prediction: Σ word scores = Σ token scores (specials score 0).
-    t_tok = attribute_text(teacher, wp.ids, torch.tensor(payload["targets"]), method="integrated_gradients",
-                           keep=torch.tensor([[o == (0, 0) for o in offs] + [False] * (wp.ids.shape[1] - len(offs)) for offs in wp.offsets]),
-                           n_steps=8)
+    t_tok = attribute(teacher, wp.ids, torch.tensor(payload["targets"]), method="integrated_gradients",
+                      keep=special_token_mask(wp.offsets, wp.ids.shape[1]), n_steps=8)
     torch.testing.assert_close(torch.tensor([sum(r) for r in ig["teacher"]], dtype=torch.float64), t_tok.sum(1).double(), rtol=1e-5, atol=1e-6)
     assert payload["targets"] == payload["teacher_pred"]
     assert set(ig["top_words"]["teacher"]) <= {"rotten", "fresh"}
@@ -307,19 +333,19 @@ def test_teacher_and_student_with_different_tokenizers() -> None:
     json.dumps(block, allow_nan=False)
 
 
-def test_explain_text_models_rejects_mismatched_rows_and_inapplicable_methods() -> None:
+def test_explaining_texts_rejects_mismatched_rows_and_inapplicable_methods() -> None:
     enc = _wl(TEXTS)
     model = MeanBag(vocab=10)
     with pytest.raises(DistilensError, match="3 texts but 2 teacher"):
-        explain_text_models(model, model, TEXTS, Enc(enc.ids[:2], enc.offsets[:2]), enc)
-    with pytest.raises(DistilensError, match="no texts to explain"):
-        explain_text_models(model, model, TEXTS, enc, enc, n_samples=0)
+        explain_texts(model, model, TEXTS, Enc(enc.ids[:2], enc.offsets[:2]), enc)
+    with pytest.raises(DistilensError, match="no samples to explain"):
+        explain_texts(model, model, TEXTS, enc, enc, n_samples=0)
     with pytest.raises(DistilensError, match="did you mean"):
-        explain_text_models(model, model, TEXTS, enc, enc, methods=["oclusion"])
+        explain_texts(model, model, TEXTS, enc, enc, methods=["oclusion"])
     with pytest.raises(DistilensError, match="no explain method applies"):
-        explain_text_models(model, model, TEXTS, enc, enc, methods=["attention_rollout"])
+        explain_texts(model, model, TEXTS, enc, enc, methods=["attention_rollout"])
     with pytest.raises(DistilensError, match="attention"):
-        explain_text_models(model, model, TEXTS, enc, enc, methods=["attention_rollout"], skip_inapplicable=False)
+        explain_texts(model, model, TEXTS, enc, enc, methods=["attention_rollout"], skip_inapplicable=False)
 
 
 class _TinyBert(nn.Module):
@@ -351,9 +377,10 @@ class _TinyBert(nn.Module):
 def test_integrated_gradients_on_a_hugging_face_bert_with_sub_words() -> None:
     enc = _wp(TEXTS)
     model = _TinyBert(len(WP_VOCAB))
-    keep = torch.tensor([[o == (0, 0) for o in offs] + [False] * (enc.ids.shape[1] - len(offs)) for offs in enc.offsets])
+    keep = special_token_mask(enc.offsets, enc.ids.shape[1])
+    assert keep.tolist() == [[o == (0, 0) for o in offs] + [False] * (enc.ids.shape[1] - len(offs)) for offs in enc.offsets]
     target = torch.tensor([0, 1, 1])
-    got = attribute_text(model, enc.ids, target, method="integrated_gradients", keep=keep, n_steps=256)
+    got = attribute(model, enc.ids, target, method="integrated_gradients", keep=keep, n_steps=256)
     assert (got[keep] == 0).all() and (got[enc.ids == PAD] == 0).all()
     with torch.no_grad():
         model.eval()
@@ -367,35 +394,44 @@ def test_integrated_gradients_on_a_hugging_face_bert_with_sub_words() -> None:
     torch.testing.assert_close(per_word, torch.stack([got[0, 1:3].sum(), got[0, 3:5].sum(), got[0, 5]]).double())
 
 
-def test_list_explainers_shows_the_text_methods() -> None:
-    from typer.testing import CliRunner
-
-    from distilens.cli import app
-
-    out = CliRunner().invoke(app, ["list", "explainers"])
-    assert out.exit_code == 0
-    text_part = out.output.split("text models (token ids):")[1]
-    assert [line.split()[0] for line in text_part.strip().splitlines()] == TEXT_EXPLAINERS.names()
-
-
 def test_hugging_face_attention_survives_the_hook_safety_net() -> None:
     # transformers installs its attention-capturing hooks on first use and marks the model;
     # removing them (no hook may be left behind) must not leave later calls without attentions.
     enc = _wp(TEXTS)
     model = _TinyBert(len(WP_VOCAB))
-    first = attribute_text(model, enc.ids, 0, method="attention_rollout")
+    first = attribute(model, enc.ids, 0, method="attention_rollout")
     assert_no_hooks(model)
-    again = attribute_text(model, enc.ids, 0, method="attention_rollout")
+    again = attribute(model, enc.ids, 0, method="attention_rollout")
     torch.testing.assert_close(again, first)
     assert len(model.attention_maps(enc.ids)) == 2
     torch.testing.assert_close(first.sum(1), torch.ones(3))  # [CLS]'s rollout row is a distribution
 
 
-@pytest.mark.parametrize("method", TEXT_EXPLAINERS.names())
+@pytest.mark.parametrize("method", TEXT_METHODS)
 def test_extra_padding_changes_nothing(method: str) -> None:
     model = TinyAttention(seed=3)
     longer = torch.cat([IDS, torch.full((3, 5), PAD)], 1)
-    short = attribute_text(model, IDS, torch.tensor([0, 1, 0]), method=method, **FAST.get(method, {}))
-    long = attribute_text(model, longer, torch.tensor([0, 1, 0]), method=method, **FAST.get(method, {}))
+    short = attribute(model, IDS, torch.tensor([0, 1, 0]), method=method, **FAST.get(method, {}))
+    long = attribute(model, longer, torch.tensor([0, 1, 0]), method=method, **FAST.get(method, {}))
     assert long.shape == longer.shape and (long[:, IDS.shape[1]:] == 0).all()
     torch.testing.assert_close(long[:, : IDS.shape[1]], short)
+
+
+def test_the_readme_example_runs(tmp_path) -> None:
+    from distilens.explain import WordAligner, compare, explain_stage
+
+    texts, labels = TEXTS, torch.tensor([1, 0, 1])
+    teacher_enc, student_enc = _wp(texts), _wl(texts)
+    teacher, student = TinyAttention(vocab=15, seed=2), MeanBag(vocab=10, classes=2, hidden=3, seed=3)
+    # The lines of README.md, "Explaining text models".
+    scores = attribute(student, student_enc.ids, method="occlusion")  # (B, L), pads 0
+    cmp = compare(teacher, student, teacher_enc.ids, student_inputs=student_enc.ids,
+                  align=WordAligner(texts, teacher_enc.offsets, student_enc.offsets))
+    inputs = ExplainInputs.from_texts(texts, labels, teacher_enc, student_enc)
+    block = explain_stage(teacher, student, inputs, ["integrated_gradients", "occlusion"], tmp_path)
+    assert scores.shape == student_enc.ids.shape and (scores[student_enc.ids == PAD] == 0).all()
+    assert cmp.level == "word" and cmp.aligned.teacher.shape == (3, 7)
+    assert -1 <= block["agreement"]["spearman"] <= 1 and 0 <= block["faithfulness"]["student"]["deletion_auc"] <= 1
+    assert json.loads((tmp_path / "explanations" / "text.json").read_text())["texts"] == texts
+    assert_no_hooks(teacher)
+    assert_no_hooks(student)

@@ -8,7 +8,7 @@ import re
 import pytest
 import torch
 
-from distilens.explain.text_compare import TEXT_PAYLOAD, explain_text_models, save_text_explanations
+from distilens.explain import TEXT_PAYLOAD, ExplainInputs, explain_stage, save_text_explanations
 from distilens.io import atomic_write_json
 from distilens.report.build import write_run_report
 from distilens.report.html import render_report
@@ -23,15 +23,18 @@ WP = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "good", "bad", "fi", "##lm", ",",
 WL = ["[PAD]", "[UNK]", "a", "good", "bad", "film", ",", "<", ">", "/", "(", ")", "script", "alert", "1"]
 
 
-def _payload() -> tuple[dict, dict]:
+@pytest.fixture(scope="module")
+def explained(tmp_path_factory) -> tuple[dict, dict]:
+    """The explain stage of a text run: its metrics block and the explanations/text.json it wrote."""
+    folder = tmp_path_factory.mktemp("run")
     teacher = TinyAttention(vocab=len(WP), classes=2, seed=4)
     student = MeanBag(vocab=len(WL), classes=2, hidden=3, seed=5)
-    return explain_text_models(
-        teacher, student, TEXTS, encode(wordpiece(WP), TEXTS), encode(wordlevel(WL), TEXTS),
-        targets=torch.tensor([1, 0, 1, 0, 1]), labels=torch.tensor([1, 0, 1, 0, 0]),
-        methods=["integrated_gradients", "occlusion"], class_names=["rotten", EVIL],
-        options={"integrated_gradients": {"n_steps": 8}}, gallery_size=5, top_words=3,
+    inputs = ExplainInputs.from_texts(
+        TEXTS, torch.tensor([1, 0, 1, 0, 0]), encode(wordpiece(WP), TEXTS), encode(wordlevel(WL), TEXTS),
+        class_names=["rotten", EVIL], targets=torch.tensor([1, 0, 1, 0, 1]), top_words=3,
     )
+    block = explain_stage(teacher, student, inputs, ["integrated_gradients", "occlusion"], folder)
+    return block, json.loads((folder / TEXT_PAYLOAD).read_text(encoding="utf-8"))
 
 
 def _render(payload: dict) -> str:
@@ -52,8 +55,8 @@ def test_word_segments_rebuild_the_text_and_colour_signed_scores() -> None:
     assert score_colour(0.0, 0.0) == "transparent"
 
 
-def test_the_text_section_renders_and_escapes_words_and_class_names() -> None:
-    _, payload = _payload()
+def test_the_text_section_renders_and_escapes_words_and_class_names(explained) -> None:
+    _, payload = explained
     html = _render(payload)
     assert "<script>" not in html and "alert(1)</script>" not in html
     assert "&lt;script&gt;" in html  # the word and the class name are shown as text
@@ -68,8 +71,8 @@ def test_the_text_section_renders_and_escapes_words_and_class_names() -> None:
     assert re.sub(r"<[^>]+>", "", first).replace("&lt;", "<").replace("&gt;", ">").replace("&#39;", "'") == TEXTS[0]
 
 
-def test_galleries_split_same_and_different_answers() -> None:
-    block, payload = _payload()
+def test_galleries_split_same_and_different_answers(explained) -> None:
+    block, payload = explained
     ig = payload["methods"]["integrated_gradients"]
     same = [p == q for p, q in zip(payload["teacher_pred"], payload["student_pred"])]
     assert all(same[p] for p in ig["galleries"]["same_class_disagree"])
@@ -85,8 +88,8 @@ def test_galleries_split_same_and_different_answers() -> None:
     assert block["galleries"]["same_class_disagree"] == [payload["sample_indices"][p] for p in ig["galleries"]["same_class_disagree"]]
 
 
-def test_top_words_are_shares_of_relevance_per_class() -> None:
-    _, payload = _payload()
+def test_top_words_are_shares_of_relevance_per_class(explained) -> None:
+    _, payload = explained
     top = payload["methods"]["occlusion"]["top_words"]
     assert set(top["teacher"]) <= {"rotten", EVIL}
     for role in ("teacher", "student"):
@@ -97,13 +100,14 @@ def test_top_words_are_shares_of_relevance_per_class() -> None:
             assert all(w["word"] == w["word"].lower() and w["count"] >= 1 for w in words)
 
 
-def test_write_run_report_renders_explanations_text_json(tmp_path) -> None:
-    block, payload = _payload()
+def test_write_run_report_renders_explanations_text_json(explained, tmp_path) -> None:
+    block, payload = explained
     save_text_explanations(tmp_path, payload)
     assert json.loads((tmp_path / TEXT_PAYLOAD).read_text()) == payload
     atomic_write_json(tmp_path / "metrics.json", {"explanations": block})
     html = write_run_report(tmp_path).read_text(encoding="utf-8")
     assert "integrated_gradients: highlighted words" in html
+    assert "deletion AUC" in html and "Sanity check" in html  # faithfulness and sanity, as for images
     assert "explanations.safetensors" not in html  # text runs keep their maps in explanations/text.json
     assert "<script>" not in html
     # Without the payload the report still renders and says what is missing.

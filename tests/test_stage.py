@@ -60,3 +60,82 @@ def test_inapplicable_methods_raise_or_are_skipped() -> None:
     assert "ssim" not in block["agreement"]
     with pytest.raises(DistilensError, match="unknown explainer"):
         explain_models(t, s, bundle.test, ["gradcom"], 6)
+
+
+# --- choosing the methods of a run, for every kind of data -----------------------------------------
+
+
+def _text_inputs():
+    from distilens.explain import ExplainInputs
+    from distilens.testing.text import Enc
+
+    ids = torch.tensor([[2, 3, 4], [5, 6, 0], [7, 0, 0]])
+    offsets = [[(0, 1), (2, 3), (4, 5)], [(0, 1), (2, 3)], [(0, 1)]]
+    enc = Enc(ids, offsets)
+    return ExplainInputs.from_texts(["a b c", "d e", "f"], torch.tensor([0, 1, 0]), enc, enc)
+
+
+def test_choose_methods_skips_inapplicable_defaults_with_the_reason_for_every_kind(cnn_pair, digits) -> None:
+    from distilens.explain import ExplainInputs, choose_methods
+    from distilens.testing.text import MeanBag, TinyAttention
+
+    defaults = ["gradcam", "integrated_gradients"]
+    image = ExplainInputs.from_split(digits.test)
+    assert choose_methods(defaults, *cnn_pair, image, explicit=False) == (defaults, {})
+    table = tiny_bundle(n=30, shape=(6,))
+    mlp = build_model("mlp", table.spec, hidden=(4,))
+    run, skipped = choose_methods(defaults, mlp, mlp, ExplainInputs.from_split(table.test), explicit=False)
+    assert run == ["integrated_gradients"] and skipped == {"gradcam": "needs image inputs"}
+    images = tiny_bundle(n=30)
+    mlp = build_model("mlp", images.spec, hidden=(4,))
+    run, skipped = choose_methods(defaults, mlp, mlp, ExplainInputs.from_split(images.test), explicit=False)
+    assert run == ["integrated_gradients"] and "spatial" in skipped["gradcam"]
+    text = _text_inputs()
+    run, skipped = choose_methods([*defaults, "attention_rollout"], TinyAttention(), MeanBag(), text, explicit=False)
+    assert run == ["integrated_gradients"] and skipped["gradcam"] == "needs image inputs"
+    assert "MeanBag does not give" in skipped["attention_rollout"]
+    # A soft tree's output is piecewise constant: no gradient method applies, occlusion does.
+    tree = build_model("soft_tree", table.spec, depth=2)
+    run, skipped = choose_methods(defaults, tree, tree, ExplainInputs.from_split(table.test), explicit=False)
+    assert run == ["occlusion"] and "piecewise constant" in skipped["integrated_gradients"]
+
+
+def test_choose_methods_named_explicitly_must_apply_one_line_errors(cnn_pair, digits) -> None:
+    from distilens.errors import ConfigError
+    from distilens.explain import choose_methods
+    from distilens.testing.text import MeanBag
+
+    text = _text_inputs()
+    with pytest.raises(ConfigError) as err:
+        choose_methods(["gradcam"], MeanBag(), MeanBag(), text, explicit=True)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("explain.methods: 'gradcam' needs image inputs")
+    assert message.endswith("on this text data use one of: input_x_gradient, integrated_gradients, occlusion")
+    with pytest.raises(ConfigError, match="explain.methods: unknown explainer 'integrated_gradient'.*did you mean"):
+        choose_methods(["integrated_gradient"], MeanBag(), MeanBag(), text, explicit=True)
+    with pytest.raises(ConfigError, match="'gradient_x_input' is now called 'input_x_gradient'"):
+        choose_methods(["gradient_x_input"], MeanBag(), MeanBag(), text, explicit=True)
+    from distilens.explain import ExplainInputs
+
+    with pytest.raises(ConfigError, match="neuron_importance' scores the units of one layer"):
+        choose_methods(["neuron_importance"], *cnn_pair, ExplainInputs.from_split(digits.test), explicit=True)
+    assert choose_methods(["occlusion"], MeanBag(), MeanBag(), text, explicit=True) == (["occlusion"], {})
+
+
+def test_explain_stage_writes_where_the_aligner_keeps_maps(cnn_pair, digits, tmp_path) -> None:
+    from safetensors.torch import load_file
+
+    from distilens.config import ExplainConfig
+    from distilens.explain import ExplainInputs, explain_stage
+    from distilens.testing.text import MeanBag
+
+    cfg = ExplainConfig(n_samples=6, sanity=False)
+    block = explain_stage(*cnn_pair, ExplainInputs.from_split(digits.test), ["saliency"], tmp_path / "img",
+                          config=ExplainConfig(n_samples=6, sanity_samples=2, sanity_layers=1), skipped={"gradcam": "why"})
+    assert block["level"] == "pixel" and block["skipped"] == {"gradcam": "why"}
+    assert len(block["sanity"]["teacher"]["layers"]) == 1  # explain.sanity_layers
+    assert load_file(str(tmp_path / "img" / "explanations.safetensors"))["saliency/teacher_maps"].shape == (6, 1, 8, 8)
+    block = explain_stage(MeanBag(), MeanBag(seed=1), _text_inputs(), ["occlusion"], tmp_path / "txt", config=cfg)
+    assert block["level"] == "word" and (tmp_path / "txt" / "explanations" / "text.json").is_file()
+    assert not (tmp_path / "txt" / "explanations.safetensors").exists()
+    assert explain_stage(MeanBag(), MeanBag(), _text_inputs(), [], tmp_path, skipped={"x": "y"}) == {"methods": [], "skipped": {"x": "y"}}

@@ -144,7 +144,7 @@ def list_cmd(
     what: str = typer.Argument(..., help="datasets | models | losses | explainers"),
     data: str = typer.Option("builtin:digits", "--data", help="For models: count parameters for this data's inputs."),
 ) -> None:
-    """List the registered datasets, models (with parameter counts), losses or explainers."""
+    """List the registered datasets, models (with parameter counts), losses or explainers (with their input kinds)."""
     from .data import DATASETS
     from .distill import LOSSES
     from .explain import EXPLAINERS
@@ -157,20 +157,18 @@ def list_cmd(
             params = f"{row['params']:>10,}" if row["params"] is not None else f"{'–':>10}"
             typer.echo(f"{row['name']:<17}{params}  {row['summary']}{'  (' + row['note'] + ')' if row['note'] else ''}")
         return
-    registries: dict[str, Any] = {"datasets": DATASETS, "losses": LOSSES, "explainers": EXPLAINERS}
+    if what == "explainers":  # one line each: name, the input kinds it explains, what it does
+        for name in EXPLAINERS.names():
+            entry = EXPLAINERS.get(name)
+            typer.echo(f"{name:<22}{', '.join(entry.kinds):<20}{entry.summary}")
+        return
+    registries: dict[str, Any] = {"datasets": DATASETS, "losses": LOSSES}
     if what not in registries:
         raise DistilensError(f"cannot list '{what}'; choose one of: {', '.join(_LISTABLE)}")
-    listed: list[tuple[str, Any]] = [("", registries[what])]
-    if what == "explainers":
-        from .explain import TEXT_EXPLAINERS
-
-        listed.append(("text models (token ids):", TEXT_EXPLAINERS))
-    for header, registry in listed:
-        if header:
-            typer.echo(header)
-        for name in registry.names():
-            doc = (registry.get(name).__doc__ or "").strip().splitlines()
-            typer.echo(f"{'  ' if header else ''}{name:<22}{doc[0] if doc else ''}")
+    registry = registries[what]
+    for name in registry.names():
+        doc = (registry.get(name).__doc__ or "").strip().splitlines()
+        typer.echo(f"{name:<22}{doc[0] if doc else ''}")
 
 
 def _check_out_file(out: Path | None, example: str) -> None:

@@ -15,11 +15,13 @@ from typing import Any
 from .config import ExplainConfig, load_config
 from .data import InputSpec
 from .errors import DataError
+from .explain import choose_methods
 from .export import export_model
 from .io import atomic_write_json, spreadsheet_safe
 from .modalities import modality_of
 from .models.io import load_run_model
 from .pipeline import RunContext, explain_stage, saved_data_stage
+from .pipeline.models import explicit_methods
 from .predict import predict, words_cell, write_predictions
 from .report.build import write_report_page, write_run_report
 from .report.inputs import ReportInputs
@@ -61,8 +63,9 @@ def explain_run(
     teacher, _ = load_run_model(run_dir, "teacher", **trust)  # before the data: a refused model costs nothing
     student, _ = load_run_model(run_dir, "student", **trust)
     data = saved_data_stage(cfg, run_dir)
-    chosen, skipped = data.modality.choose_methods(cfg, data.bundle, teacher, student)
-    result = explain_stage(RunContext.of_finished_run(run_dir, cfg, command=command), data, teacher, student, chosen, skipped)
+    inputs = data.modality.explain_inputs(data.bundle)
+    chosen, skipped = choose_methods(cfg.explain.methods, teacher, student, inputs, explicit=explicit_methods(cfg))
+    result = explain_stage(RunContext.of_finished_run(run_dir, cfg, command=command), inputs, teacher, student, chosen, skipped)
     block = result.to_json().get("explanations", {"methods": []})
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}

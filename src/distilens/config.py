@@ -185,6 +185,7 @@ class ExplainConfig(_Strict):
     steps: int = Field(16, ge=2, le=1000)  # deletion/insertion steps
     sanity: bool = True  # cascading randomisation check (Adebayo et al. 2018), first method
     sanity_samples: int = Field(16, ge=1)
+    sanity_layers: int | None = Field(None, ge=1)  # randomise at most this many layers (null: all)
 
 
 class ReportConfig(_Strict):

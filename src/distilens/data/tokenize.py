@@ -29,7 +29,7 @@ from distilens.errors import DataError
 __all__ = ["Encoded", "TextTokenizer", "WORD_PATTERN", "PAD", "UNK"]
 
 # Words (with one inner apostrophe: "don't") and single punctuation marks; the same rule as
-# distilens.explain.text.words, so a word-level token is exactly one word there.
+# distilens.explain.words.words, so a word-level token is exactly one word there.
 WORD_PATTERN = r"\w+(?:'\w+)?|[^\w\s]"
 PAD = "[PAD]"
 UNK = "[UNK]"

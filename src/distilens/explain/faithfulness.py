@@ -3,22 +3,26 @@
 Deletion removes the most relevant features first (replacing them by a baseline) and
 tracks the model's probability for the target class; a faithful map makes it fall fast
 (low AUC). Insertion starts from the baseline and puts the most relevant features back;
-a faithful map makes it rise fast (high AUC). Each sample costs ``steps + 1`` forward
-passes, all batched, whatever the number of features (per-pixel flipping would cost one per feature; see
-``benchmarks/explain_speed.py``).
+a faithful map makes it rise fast (high AUC). Features are pixels, table columns, or the
+tokens of a text (removed by dropping them, or by replacing them with an [UNK]-like token).
+Each sample costs ``steps + 1`` forward passes, all batched, whatever the number of
+features (per-pixel flipping would cost one per feature; see ``benchmarks/explain_speed.py``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import DistilensError
-from .attribute import eval_mode
+from ..models.capabilities import unwrap
+from .explainers import Kind, input_kind
+from .hygiene import eval_mode, model_device
 
 __all__ = ["deletion_insertion", "removal_baseline", "gaussian_blur"]
 
@@ -66,13 +70,54 @@ def removal_baseline(x: Tensor, baseline: FaithBaseline) -> Tensor:
 
 def _relevance(maps: Tensor, inputs: Tensor) -> Tensor:
     """(B, D) relevance per location: channels summed for images, upsampled if coarser."""
-    if inputs.dim() == 4:
-        if maps.dim() == 4:
-            maps = maps.sum(1, keepdim=True)
-            if maps.shape[-2:] != inputs.shape[-2:]:
-                maps = nn.functional.interpolate(maps.float(), size=inputs.shape[-2:], mode="bilinear")
-        return maps.reshape(maps.shape[0], -1)
+    if inputs.dim() == 4 and maps.dim() == 4:
+        maps = maps.sum(1, keepdim=True)
+        if maps.shape[-2:] != inputs.shape[-2:]:
+            maps = nn.functional.interpolate(maps.float(), size=inputs.shape[-2:], mode="bilinear")
     return maps.reshape(maps.shape[0], -1)
+
+
+@dataclass
+class _Removal:
+    """How features of one batch are removed: what is ranked, what may move, and what it becomes.
+
+    ``x``: the model's input; ``relevance``: (B, D) scores of the D locations; ``movable``:
+    (B, D) bool, the locations that may be removed; ``removed``: ``x`` with everything
+    removed; ``grid``: how a (B, S, D) choice of locations broadcasts against ``x``.
+    """
+
+    x: Tensor
+    relevance: Tensor
+    movable: Tensor
+    removed: Tensor
+    grid: Callable[[Tensor], Tensor]
+    batch_size: int
+
+
+def _dense_removal(model: nn.Module, inputs: Tensor, maps: Tensor, baseline: Any, keep: Tensor | None) -> _Removal:
+    if keep is not None:
+        raise DistilensError("faithfulness: keep masks are for token ids; images and rows have none")
+    x = inputs.float()
+    rel = _relevance(maps.float(), x)
+    b, d = rel.shape
+    # (B, S, D) → (B, S, 1, H, W) for images, broadcast over channels; rows stay (B, S, F).
+    grid = (lambda c: c.view(b, c.shape[1], 1, *x.shape[-2:])) if x.dim() == 4 else (lambda c: c)
+    base = removal_baseline(x, 0.0 if baseline is None else baseline)
+    return _Removal(x, rel, torch.ones(b, d, dtype=torch.bool, device=x.device), base, grid, 2048)
+
+
+def _token_removal(model: nn.Module, ids: Tensor, maps: Tensor, baseline: Any, keep: Tensor | None) -> _Removal:
+    pad = unwrap(model).pad_id  # type: ignore[union-attr]  # a TokenModel: attribute() explained it
+    if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, int)):
+        raise DistilensError(f"faithfulness on token ids: the baseline is a token id (or None: the pad id), got {baseline!r}")
+    movable = ids != pad
+    if keep is not None:
+        movable &= ~keep.to(ids.device).bool()
+    removed = torch.where(movable, torch.full_like(ids, pad if baseline is None else int(baseline)), ids)
+    return _Removal(ids, maps.float(), movable, removed, lambda c: c, 256)
+
+
+_REMOVALS: dict[Kind, Callable[..., _Removal]] = {"image": _dense_removal, "table": _dense_removal, "text": _token_removal}
 
 
 @torch.no_grad()
@@ -83,46 +128,57 @@ def deletion_insertion(
     target: Tensor,
     *,
     steps: int = 16,
-    baseline: FaithBaseline = 0.0,
-    batch_size: int = 2048,
+    baseline: FaithBaseline | int | None = None,
+    keep: Tensor | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, Tensor]:
-    """Deletion and insertion curves and their areas.
+    """Deletion and insertion curves and their areas, for pixels, columns or tokens.
+
+    Each sample's removable locations are ranked by relevance (most relevant first); at step
+    k of ``steps`` the first round(k / steps · n) of its n locations are removed (deletion)
+    or are the only ones present (insertion). For token ids the locations are the tokens
+    that are neither padding nor kept (specials); a removed token is replaced by
+    ``baseline`` (default the pad id: the token is dropped, as the model masks pads), and
+    insertion starts from the text with all of them removed.
 
     Args:
         model: Classifier returning (B, C) logits (evaluated in eval mode).
-        inputs: (B, C, H, W) images or (B, F) rows.
-        maps: Attributions for ``inputs`` (shaped like them, or (B, 1, h, w) CAMs).
+        inputs: (B, C, H, W) images, (B, F) rows or (B, L) int64 token ids.
+        maps: Attributions for ``inputs`` (shaped like them, (B, 1, h, w) CAMs, or (B, L)).
         target: (B,) class whose probability is tracked.
-        steps: Number of equal steps from 0 to all features.
-        baseline: What stands for "feature removed": a float (0 = the training mean),
-            ``"mean"``, ``"blur"`` or a tensor; see :func:`removal_baseline`.
-        batch_size: Perturbed inputs per forward pass.
+        steps: Number of equal steps from 0 to all removable locations.
+        baseline: What stands for "removed": for images and rows a float (default 0, the
+            training mean), ``"mean"``, ``"blur"`` or a tensor (see :func:`removal_baseline`);
+            for token ids a token id ([UNK], [MASK]; default the pad id).
+        keep: (B, L) bool tokens never removed (special tokens); token ids only.
+        batch_size: Perturbed inputs per forward pass (default 2048, or 256 texts).
 
     Returns:
         ``deletion`` and ``insertion``: (B, steps + 1) probabilities; ``deletion_auc`` and
-        ``insertion_auc``: (B,) trapezoidal areas over the fraction of features, in [0, 1].
+        ``insertion_auc``: (B,) trapezoidal areas over the fraction removed, in [0, 1].
+
+    Example:
+        >>> curves = deletion_insertion(model, x, attribute(model, x, t), t, steps=16)
+        >>> curves["deletion_auc"].mean() < curves["insertion_auc"].mean()
     """
-    device = next(model.parameters()).device
-    x = inputs.to(device).float()
-    rel = _relevance(maps.to(device).float(), x)  # (B, D)
-    b, d = rel.shape
-    # rank[i, j] = position of feature j in sample i's descending relevance order.
-    rank = rel.argsort(dim=1, descending=True).argsort(dim=1)
-    counts = torch.round(torch.linspace(0, d, steps + 1, device=device)).long()  # (S+1,)
-    chosen = rank.unsqueeze(1) < counts.view(1, -1, 1)  # (B, S+1, D): features moved at step k
-    if x.dim() == 4:
-        # (B, S+1, D) → (B, S+1, 1, H, W), broadcast over channels.
-        chosen = chosen.view(b, steps + 1, 1, *x.shape[-2:])
-    xs = x.unsqueeze(1)  # (B, 1, ...)
-    base = removal_baseline(x, baseline).unsqueeze(1)
+    device = model_device(model)
+    r = _REMOVALS[input_kind(inputs)](model, inputs.to(device), maps.to(device), baseline, keep)
+    b = r.relevance.shape[0]
+    relevance = r.relevance.masked_fill(~r.movable, float("-inf"))  # never chosen: ranked last
+    # rank[i, j] = position of location j in sample i's descending relevance order.
+    rank = relevance.argsort(dim=1, descending=True).argsort(dim=1)
+    n = r.movable.sum(1).tolist()
+    counts = torch.stack([torch.linspace(0, m, steps + 1, device=device) for m in n]).round().long()  # (B, S+1)
+    chosen = r.grid(rank.unsqueeze(1) < counts.unsqueeze(2))  # (B, S+1, D): locations moved at step k
+    xs, base = r.x.unsqueeze(1), r.removed.unsqueeze(1)  # (B, 1, ...)
     deleted = torch.where(chosen, base, xs)
     inserted = torch.where(chosen, xs, base)
     tgt = target.to(device).view(b, 1).expand(b, steps + 1).reshape(-1)
     out = {}
     with eval_mode(model):
         for name, batch in (("deletion", deleted), ("insertion", inserted)):
-            flat = batch.reshape(b * (steps + 1), *x.shape[1:])
-            probs = torch.cat([model(chunk).float().softmax(1) for chunk in flat.split(batch_size)])
+            flat = batch.reshape(b * (steps + 1), *r.x.shape[1:])
+            probs = torch.cat([model(chunk).float().softmax(1) for chunk in flat.split(batch_size or r.batch_size)])
             curve = probs.gather(1, tgt.view(-1, 1)).view(b, steps + 1)
             out[name] = curve.cpu()
             out[f"{name}_auc"] = torch.trapezoid(curve, dx=1.0 / steps, dim=1).cpu()

@@ -1,6 +1,7 @@
 """Explainers that look inside a named layer: Grad-CAM, activation attention, neuron importance.
 
-Importing this module registers the methods in :data:`EXPLAINERS`.
+Importing this module registers the methods in :data:`~.explainers.EXPLAINERS`, for image
+inputs (``neuron_importance`` also for tables).
 """
 
 from __future__ import annotations
@@ -12,17 +13,10 @@ from torch import Tensor, nn
 
 from ..errors import DistilensError
 from ..models.tap import FeatureTap, get_layer, last_spatial_layer
-from .attribute import EXPLAINERS, Baseline, _baseline
+from .explainers import needs_gradients, needs_spatial_layer, register_explainer
+from .gradients import Baseline, baseline_like
 
 __all__ = ["unit_layer"]
-
-
-def _needs_images(method: str, x: Tensor) -> None:
-    if x.dim() != 4:
-        raise DistilensError(
-            f"explainer '{method}' needs image inputs (B, C, H, W), got {tuple(x.shape)}; "
-            "for tables use integrated_gradients, kernel_shap or lime"
-        )
 
 
 def _upsample(maps: Tensor, x: Tensor) -> Tensor:
@@ -32,20 +26,19 @@ def _upsample(maps: Tensor, x: Tensor) -> Tensor:
     return maps
 
 
-@EXPLAINERS.register("gradcam")
+@register_explainer("gradcam", "image", requires=[needs_gradients, needs_spatial_layer])
 def _gradcam(model: nn.Module, x: Tensor, target: Tensor | int, layer: str = "auto", upsample: bool = True) -> Tensor:
     """Grad-CAM (Selvaraju et al. 2017): ReLU(Σ_c mean(∂f/∂A_c) · A_c) at a spatial layer.
 
     ``layer="auto"`` is the last layer with a (B, C, H, W) output, H·W > 1. Returns
     (B, 1, H, W) upsampled to the input (or (B, 1, h, w) with ``upsample=False``).
     """
-    _needs_images("gradcam", x)
     name = last_spatial_layer(model, x) if layer == "auto" else layer
     cam = LayerGradCam(model, get_layer(model, name)).attribute(x, target=target, relu_attributions=True)
     return _upsample(cam, x) if upsample else cam
 
 
-@EXPLAINERS.register("attention")
+@register_explainer("attention", "image", requires=[needs_spatial_layer])
 def _attention(model: nn.Module, x: Tensor, target: Tensor | int, layer: str = "auto", p: int = 2) -> Tensor:
     """Activation attention Q = Σ_c |A_c|^p of a layer (Zagoruyko & Komodakis 2017), p = 2.
 
@@ -53,7 +46,6 @@ def _attention(model: nn.Module, x: Tensor, target: Tensor | int, layer: str = "
     divided by its L2 norm, then upsampled to the input, (B, 1, H, W). It depends on the
     model only — the ``target`` is ignored (one map per input, whatever the class).
     """
-    _needs_images("attention", x)
     name = last_spatial_layer(model, x) if layer == "auto" else layer
     with torch.no_grad(), FeatureTap(model, [name]) as tap:
         model(x)
@@ -92,7 +84,7 @@ def unit_layer(model: nn.Module, x: Tensor) -> str:
     return order[-2]
 
 
-@EXPLAINERS.register("neuron_importance")
+@register_explainer("neuron_importance", "image", "table", requires=[needs_gradients], comparable=False)
 def _neuron_importance(
     model: nn.Module,
     x: Tensor,
@@ -110,6 +102,6 @@ def _neuron_importance(
     """
     name = unit_layer(model, x) if layer == "auto" else layer
     cond = LayerConductance(model, get_layer(model, name)).attribute(
-        x, baselines=_baseline(baseline, x), target=target, n_steps=n_steps, internal_batch_size=internal_batch_size
+        x, baselines=baseline_like(baseline, x), target=target, n_steps=n_steps, internal_batch_size=internal_batch_size
     )
     return cond.flatten(2).sum(2) if cond.dim() > 2 else cond  # (B, C, h, w) → (B, C)

@@ -1,24 +1,27 @@
 """Explainers that perturb the input and watch the output: occlusion, KernelSHAP, LIME.
 
-Importing this module registers the methods in :data:`EXPLAINERS`. Tables are perturbed
+Importing this module registers the methods in :data:`~.explainers.EXPLAINERS` for image and
+table inputs (occlusion of tokens is in :mod:`.tokens`). Tables are perturbed
 one feature at a time; images in square patches (occlusion) or square superpixels
 (KernelSHAP, LIME), so that a few hundred samples suffice.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Callable
 
 import torch
-from captum._utils.models.linear_model import SkLearnRidge
+import torch.nn.functional as F
 from captum.attr import KernelShap, Lime, Occlusion
-from captum.attr._core.lime import get_exp_kernel_similarity_function
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from ..errors import DistilensError
-from .attribute import EXPLAINERS, seeded
+from .explainers import register_explainer
+from .hygiene import seeded
 
-__all__ = ["block_feature_mask"]
+__all__ = ["block_feature_mask", "WeightedRidge", "exp_cosine_kernel"]
 
 
 def _auto_window(x: Tensor) -> int:
@@ -26,7 +29,7 @@ def _auto_window(x: Tensor) -> int:
     return max(1, min(x.shape[-2:]) // 8)
 
 
-@EXPLAINERS.register("occlusion")
+@register_explainer("occlusion", "image", "table")
 def _occlusion(
     model: nn.Module,
     x: Tensor,
@@ -78,6 +81,48 @@ def block_feature_mask(shape: tuple[int, ...], block: int) -> Tensor:
     return groups.expand(shape[0], h, w).unsqueeze(0).contiguous()
 
 
+class WeightedRidge:
+    """LIME's surrogate: a ridge regression with intercept, each sample weighted by its similarity.
+
+    Closed form in float64, as scikit-learn's ``Ridge(alpha).fit(X, y, sample_weight=w)``
+    solves it: centre X and y on their weighted means, scale rows by √w, then
+    coef = (XᵀX + αI)⁻¹ Xᵀy. Captum's ``Lime`` calls :meth:`fit` with a loader of
+    (interpretable inputs, outputs, weights) and reads :meth:`representation`.
+    """
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        self.alpha = float(alpha)
+        self.coef: Tensor | None = None
+
+    def fit(self, train_data: DataLoader, **kwargs: Any) -> None:
+        xs, ys, ws = zip(*train_data)
+        x, y, w = (torch.cat(t).double().cpu() for t in (xs, ys, ws))
+        w = w.reshape(-1)
+        x_mean = (w[:, None] * x).sum(0) / w.sum()
+        y_mean = (w * y.reshape(-1)).sum() / w.sum()
+        root = w.sqrt()
+        xc = (x - x_mean) * root[:, None]  # (n, F)
+        yc = (y.reshape(-1) - y_mean) * root  # (n,)
+        gram = xc.T @ xc + self.alpha * torch.eye(x.shape[1], dtype=torch.float64)
+        self.coef = torch.linalg.solve(gram, xc.T @ yc).float()
+
+    def representation(self) -> Tensor:
+        """(1, F) the fitted coefficients."""
+        if self.coef is None:
+            raise RuntimeError("WeightedRidge.representation() before fit()")
+        return self.coef.view(1, -1)
+
+
+def exp_cosine_kernel(width: float) -> Callable[..., float]:
+    """LIME's sample weight: exp(−d² / 2σ²) with d the cosine distance of the flattened inputs, σ = ``width``."""
+
+    def similarity(original: Tensor, perturbed: Tensor, _: Any, **kwargs: Any) -> float:
+        d = 1 - F.cosine_similarity(original.flatten().float(), perturbed.flatten().float(), dim=0)
+        return math.exp(-float(d) ** 2 / (2 * width**2))
+
+    return similarity
+
+
 def _surrogate(
     cls: type, model: nn.Module, x: Tensor, target: Tensor | int, n_samples: int, block: int | None,
     baseline: float, seed: int, perturbations_per_eval: int, **extra: Any,
@@ -104,7 +149,7 @@ def _surrogate(
     return torch.cat(outs)
 
 
-@EXPLAINERS.register("kernel_shap")
+@register_explainer("kernel_shap", "image", "table")
 def _kernel_shap(
     model: nn.Module,
     x: Tensor,
@@ -125,7 +170,7 @@ def _kernel_shap(
     return _surrogate(KernelShap, model, x, target, n_samples, block, baseline, seed, perturbations_per_eval)
 
 
-@EXPLAINERS.register("lime")
+@register_explainer("lime", "image", "table")
 def _lime(
     model: nn.Module,
     x: Tensor,
@@ -146,6 +191,6 @@ def _lime(
     """
     return _surrogate(
         Lime, model, x, target, n_samples, block, baseline, seed, perturbations_per_eval,
-        interpretable_model=SkLearnRidge(alpha=alpha),
-        similarity_func=get_exp_kernel_similarity_function("cosine", kernel_width),
+        interpretable_model=WeightedRidge(alpha),
+        similarity_func=exp_cosine_kernel(kernel_width),
     )

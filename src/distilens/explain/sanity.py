@@ -4,19 +4,25 @@ An explanation that reflects what the model learned must change when the weights
 destroyed. Cascading randomisation re-initialises the layers one by one from the output
 towards the input, on a copy of the model, and after each step compares the new maps with
 the original ones. On a trained model the similarity should fall; a method whose maps stay
-alike (an edge detector in disguise) fails the check.
+alike (an edge detector in disguise) fails the check. Text models are checked the same way,
+on their token scores; the similarity is computed over the scored tokens only (pads and
+kept special tokens, 0 in every map, would make any two maps look alike).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+import math
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
+from ..models.capabilities import unwrap
 from .agreement import spearman, ssim
-from .attribute import attribute, predicted_class, seeded
+from .attribute import attribute, predicted_class
+from .explainers import Kind, input_kind
+from .hygiene import model_device, seeded
 
 __all__ = ["cascading_randomization", "parameter_layers"]
 
@@ -39,6 +45,26 @@ def _reinitialise(module: nn.Module) -> None:
     with torch.no_grad():
         for p in module.parameters(recurse=False):
             p.normal_(0.0, float(p.std()) if p.numel() > 1 else 0.01)
+
+
+def _token_positions(model: nn.Module, ids: Tensor, keep: Tensor | None) -> Tensor:
+    """(N, L) bool: the tokens an explainer scores (neither padding nor kept)."""
+    scored = ids != unwrap(model).pad_id  # type: ignore[union-attr]  # a TokenModel: attribute() checked it
+    return scored if keep is None else scored & ~keep.to(ids.device).bool()
+
+
+#: Per input kind, the positions compared (``None``: all of them).
+_SCORED: dict[Kind, Callable[[nn.Module, Tensor, Tensor | None], Tensor]] = {"text": _token_positions}
+
+
+def _rank_similarity(a: Tensor, b: Tensor, scored: Tensor | None) -> Tensor:
+    """(N,) Spearman of each sample's maps, over its ``scored`` positions when given (NaN for none)."""
+    if scored is None:
+        return spearman(a, b)
+    scored = scored.to(a.device)
+    return torch.cat([
+        spearman(x[m][None], y[m][None]) if bool(m.any()) else torch.tensor([math.nan]) for x, y, m in zip(a, b, scored)
+    ])
 
 
 def _mean(x: Tensor) -> float | None:
@@ -69,12 +95,12 @@ def cascading_randomization(
 
     Args:
         model: A classifier returning (B, C) logits.
-        inputs: (N, *shape) inputs to explain.
+        inputs: (N, *shape) inputs to explain: images, rows or a text model's token ids.
         target: (N,) classes; default the model's predicted classes.
         method: Explainer name.
         seed: Seeds the re-initialisation.
         max_layers: Stop after this many layers (default: all, down to the input).
-        **options: Passed to the explainer.
+        **options: Passed to the explainer (for text, ``keep``: the special tokens).
 
     Returns:
         ``layers``: names randomised cumulatively, output first; per layer the mean over
@@ -85,11 +111,13 @@ def cascading_randomization(
         >>> out = cascading_randomization(trained, x, method="gradcam")
         >>> out["spearman"][-1] < out["spearman"][0]
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     if target is None:
         target = predicted_class(model, inputs.to(device)).cpu()
     original = attribute(model, inputs, target, method=method, **options)
     image = original.dim() == 4
+    positions = _SCORED.get(input_kind(inputs))
+    scored = positions(model, inputs, options.get("keep")) if positions is not None else None
     work = _clone(model)
     layers = parameter_layers(work)[:max_layers]
     modules = dict(work.named_modules())
@@ -99,7 +127,7 @@ def cascading_randomization(
             _reinitialise(modules[name])
         maps = attribute(work, inputs, target, method=method, **options)
         result["layers"].append(name)
-        result["spearman"].append(_mean(spearman(original, maps)))
-        result["abs_spearman"].append(_mean(spearman(original.abs(), maps.abs())))
+        result["spearman"].append(_mean(_rank_similarity(original, maps, scored)))
+        result["abs_spearman"].append(_mean(_rank_similarity(original.abs(), maps.abs(), scored)))
         result["ssim"].append(_mean(ssim(original, maps)) if image else None)
     return result

@@ -1,34 +1,37 @@
-"""The pipeline's explain stage: teacher vs student on the same test inputs, for several methods.
+"""The explain stage of a run, for every kind of data: choose the methods, explain, score, save.
 
-:func:`explain_models` returns the :class:`Comparison` objects (for the report's figures)
-and the ``explanations`` block of metrics.json (DESIGN.md): agreement, faithfulness,
-localisation where the split has masks, a sanity check, and sample indices for galleries.
+:func:`choose_methods` checks the configured methods before any training;
+:func:`explain_models` explains teacher and student on the same stratified samples and
+returns the :class:`~.comparison.Comparison` objects and the ``explanations`` block of
+metrics.json; :func:`explain_stage` does both halves of the stage on a run folder. The
+caller builds the :class:`~.inputs.ExplainInputs` (what each model reads, how maps meet);
+nothing here depends on the kind of data.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable, Sequence
+import math
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from ..config import ExplainConfig
 from ..data.bundle import Split
-from ..errors import DistilensError
-from ..registry import Registry
-from ..models.tap import last_spatial_layer
-from .attribute import EXPLAINERS
-from .compare import Comparison, compare
-from .faithfulness import FaithBaseline, deletion_insertion
+from ..errors import ConfigError, DistilensError
+from .comparison import Comparison
+from .compare import compare
+from .explainers import explainers_for, get_explainer
+from .faithfulness import deletion_insertion
+from .inputs import ExplainInputs, ModelInputs
 from .localization import mass_in_mask, pointing_game
 from .sanity import cascading_randomization
 
-__all__ = ["explain_models", "stratified_indices", "inapplicable_reason", "applicable_methods"]
+__all__ = ["stratified_indices", "inapplicable_reason", "choose_methods", "explain_models", "explain_stage", "FALLBACK_METHOD"]
 
-#: Methods whose maps live on the input grid only for image models with spatial layers.
-_SPATIAL = ("gradcam", "attention")
-#: Methods that only call the model forward (no gradients).
-_PERTURBATION = ("occlusion", "kernel_shap", "lime")
+#: Run when none of the default methods applies: it needs only forward passes (a soft tree).
+FALLBACK_METHOD = "occlusion"
 
 
 def stratified_indices(targets: Tensor, n: int, seed: int = 0) -> Tensor:
@@ -53,35 +56,67 @@ def stratified_indices(targets: Tensor, n: int, seed: int = 0) -> Tensor:
     return torch.tensor(sorted(chosen), dtype=torch.long)
 
 
-def inapplicable_reason(method: str, models: Sequence[nn.Module], example: Tensor) -> str | None:
-    """Why ``method`` cannot compare these models on this data, or ``None`` when it can."""
-    if method == "neuron_importance":
+def inapplicable_reason(method: str, teacher: nn.Module, student: nn.Module, inputs: ExplainInputs) -> str | None:
+    """Why ``method`` cannot compare these models on these inputs, or ``None`` when it can.
+
+    Unknown names raise :class:`DistilensError` (did you mean …).
+    """
+    explainer = get_explainer(method)
+    if not explainer.comparable:
         return "scores the units of one layer, which differ between teacher and student; use it with attribute()"
-    if method not in _PERTURBATION and any(getattr(m, "piecewise_constant_in_eval", False) for m in models):
-        return "needs gradients, and a soft tree's max-path output is piecewise constant; use occlusion or kernel_shap"
-    if method in _SPATIAL:
-        if example.dim() != 4:
-            return "needs image data"
-        for model in models:
-            try:
-                last_spatial_layer(model, example[:1].to(next(model.parameters()).device))
-            except DistilensError as exc:
-                return f"cannot run here ({exc})"
+    for model, view in ((teacher, inputs.teacher), (student, inputs.student)):
+        why = explainer.reason(model, view.inputs[:1])
+        if why is not None:
+            return why
     return None
 
 
-def applicable_methods(
-    methods: Sequence[str], registry: Registry[Any], reason: Callable[[str], str | None], skip_inapplicable: bool
+def choose_methods(
+    methods: Sequence[str], teacher: nn.Module, student: nn.Module, inputs: ExplainInputs, *, explicit: bool
 ) -> tuple[list[str], dict[str, str]]:
-    """Split ``methods`` into those to run and ``{name: why not}`` for the rest.
+    """The methods a run explains with, checked before any training, and those left out with the reason.
 
-    Unknown names fail with did-you-mean; an inapplicable method raises
-    :class:`DistilensError` unless ``skip_inapplicable``; none left to run raises too.
+    Args:
+        methods: ``explain.methods`` of the config.
+        teacher, student: The models, as they will be explained (weights need not be trained).
+        inputs: What the stage will explain (:class:`~.inputs.ExplainInputs`).
+        explicit: Whether the user named ``methods`` (else they are the default list).
+
+    Returns:
+        ``(run, skipped)``: names to run, in order, and ``{name: why not}``. From the
+        default list, methods that do not apply (gradcam on tables, text, MLPs or
+        TorchScript) are skipped; if none applies, :data:`FALLBACK_METHOD` runs where it can.
+
+    Raises:
+        ConfigError: an unknown name (with the closest valid ones), or an explicitly named
+            method that does not apply here: one line saying why and what would.
     """
     run, skipped = [], {}
+    for m in methods:
+        try:
+            why = inapplicable_reason(m, teacher, student, inputs)
+        except DistilensError as exc:
+            raise ConfigError(f"explain.methods: {exc}") from None
+        if why is None:
+            run.append(m)
+        elif explicit:
+            kind = inputs.kind
+            usable = [n for n in explainers_for(kind) if inapplicable_reason(n, teacher, student, inputs) is None]
+            raise ConfigError(f"explain.methods: '{m}' {why}; on this {kind} data use one of: {', '.join(usable)}")
+        else:
+            skipped[m] = why
+    if not run and not explicit and inapplicable_reason(FALLBACK_METHOD, teacher, student, inputs) is None:
+        run = [FALLBACK_METHOD]
+    return run, skipped
+
+
+def _split_methods(
+    methods: Sequence[str], teacher: nn.Module, student: nn.Module, inputs: ExplainInputs, skip_inapplicable: bool
+) -> tuple[list[str], dict[str, str]]:
+    """Methods to run now and ``{name: why not}``; an inapplicable one raises unless skipped, and so does none left."""
+    run, skipped = [], {}
     for method in methods:
-        registry.get(method)
-        why = reason(method)
+        why = inapplicable_reason(method, teacher, student, inputs)
         if why is None:
             run.append(method)
         elif skip_inapplicable:
@@ -104,14 +139,14 @@ def _means(values: dict[str, Tensor]) -> dict[str, float | None]:
 def explain_models(
     teacher: nn.Module,
     student: nn.Module,
-    split: Split,
+    data: ExplainInputs | Split,
     methods: Sequence[str],
     n_samples: int = 128,
     *,
     seed: int = 0,
     steps: int = 16,
-    topk: float = 0.1,
-    faithfulness_baseline: FaithBaseline = 0.0,
+    topk: float | None = None,
+    faithfulness_baseline: Any = None,
     sanity: bool = True,
     sanity_samples: int = 16,
     sanity_layers: int | None = None,
@@ -120,24 +155,29 @@ def explain_models(
     options: dict[str, dict[str, Any]] | None = None,
     skip_inapplicable: bool = False,
 ) -> tuple[list[Comparison], dict[str, Any]]:
-    """Explain teacher and student on the same stratified samples of ``split`` and score them.
+    """Explain teacher and student on the same stratified samples and score them, for any kind of data.
 
-    Both models are explained for the teacher's predicted class. Per method: agreement
-    (mean and bootstrap 95% interval of each score), deletion/insertion AUCs (Petsiuk et
-    al. 2018) per model, and — when ``split.masks`` exists and maps are images —
-    ``mass_in_mask`` and ``pointing_game`` per model. The sanity check (cascading
-    randomisation, Adebayo et al. 2018) runs for the first method only, on the first
-    ``sanity_samples`` samples, to keep the stage fast.
+    Both models are explained for the same class (``data.targets``, default the teacher's
+    prediction), each on its own inputs. Per method: agreement on the aligner's units
+    (mean, bootstrap 95% interval and spread of each score), deletion/insertion AUCs
+    (Petsiuk et al. 2018) per model on its own features (pixels, columns, tokens), and —
+    where ``data.masks`` exists and maps are images — ``mass_in_mask`` and
+    ``pointing_game`` per model. The sanity check (cascading randomisation, Adebayo et al.
+    2018) runs for the first method only, on the first ``sanity_samples`` samples, to keep
+    the stage fast.
 
     Args:
         teacher, student: Classifiers returning (B, C) logits.
-        split: The split to explain (the test split); its masks are used where present.
+        data: What to explain (:class:`~.inputs.ExplainInputs`); an image or table
+            :class:`~distilens.data.Split` is taken as :meth:`ExplainInputs.from_split`.
         methods: Explainer names; the first one fills the top-level keys.
-        n_samples: Inputs to explain, stratified by class (see :func:`stratified_indices`).
+        n_samples: Samples to explain, stratified by label (see :func:`stratified_indices`).
         seed: Seeds the sample choice, the sampling explainers and the bootstrap.
         steps: Deletion/insertion steps.
-        topk: Fraction of features in the top-k overlap.
-        faithfulness_baseline: What a deleted feature becomes (see :func:`removal_baseline`).
+        topk: Fraction of units in the top-k overlap; default the aligner's.
+        faithfulness_baseline: What a deleted feature becomes (see
+            :func:`~.faithfulness.deletion_insertion`); default 0 for images and rows, and
+            each text view's ``replace_id`` (else the pad id) for tokens.
         sanity: Run the sanity check.
         sanity_samples: Samples for the sanity check.
         sanity_layers: Randomise at most this many layers (default all).
@@ -145,65 +185,149 @@ def explain_models(
         gallery_size: Indices per gallery.
         options: Per-method explainer options, e.g. ``{"integrated_gradients": {"n_steps": 64}}``.
         skip_inapplicable: Leave out methods that do not apply (gradcam on tables or MLPs,
-            neuron_importance) instead of raising :class:`DistilensError`.
+            rollout without attention, neuron_importance) instead of raising :class:`DistilensError`.
 
     Returns:
-        The comparisons (one per method run) and the ``explanations`` block: ``method``,
-        ``n_samples``, ``agreement`` (+ ``agreement_ci95``), ``faithfulness``,
-        ``localization`` (with masks), ``sanity``, ``galleries`` (split indices), and
-        ``methods`` — one such block per method — plus ``sample_indices`` and ``skipped``.
+        The comparisons (one per method run) and the ``explanations`` block: ``level``
+        (pixel, feature, word), ``method``, ``n_samples``, ``agreement`` (+ ``agreement_ci95``,
+        ``agreement_std``), ``same_prediction``, ``faithfulness``, ``localization`` (with
+        masks), ``sanity``, ``galleries`` (split indices), and ``methods`` — one such block
+        per method — plus ``sample_indices`` and ``skipped``.
 
     Example:
         >>> comparisons, block = explain_models(teacher, student, bundle.test, ["gradcam"], 128, seed=0)
         >>> block["agreement"]["spearman"], block["galleries"]["same_class_disagree"]
     """
+    inputs = data if isinstance(data, ExplainInputs) else ExplainInputs.from_split(data)
+    if len(inputs) == 0 or n_samples < 1:
+        raise DistilensError("explain: no samples to explain; pass at least one sample and n_samples >= 1")
     options = options or {}
-    idx = stratified_indices(split.targets, n_samples, seed)
-    inputs = split.inputs[idx]
-    masks = split.masks[idx] if split.masks is not None and inputs.dim() == 4 else None
-    run, skipped = applicable_methods(
-        methods, EXPLAINERS, lambda m: inapplicable_reason(m, (teacher, student), inputs), skip_inapplicable
-    )
+    idx = stratified_indices(inputs.labels, n_samples, seed)
+    sample = inputs.take(idx)
+    run, skipped = _split_methods(methods, teacher, student, sample, skip_inapplicable)
 
-    comparisons, blocks = [], []
-    for method in run:
-        opts = {**({"seed": seed} if _takes_seed(method) else {}), **options.get(method, {})}
-        cmp = compare(teacher, student, inputs, method=method, topk=topk, **opts)
+    models = {"teacher": (teacher, sample.teacher), "student": (student, sample.student)}
+    comparisons = [
+        compare(teacher, student, sample.teacher, student_inputs=sample.student, align=sample.align, method=method,
+                target=sample.targets, topk=topk, **_seed_option(method, sample.teacher, seed), **options.get(method, {}))
+        for method in run
+    ]
+    blocks = []
+    for cmp in comparisons:
         block = cmp.summary(seed=seed)
-        block["faithfulness"] = {}
-        for role, model, maps in (("teacher", teacher, cmp.teacher_maps), ("student", student, cmp.student_maps)):
-            curves = deletion_insertion(model, inputs, maps, cmp.targets, steps=steps, baseline=faithfulness_baseline)
-            block["faithfulness"][role] = _means({k: curves[k] for k in ("deletion_auc", "insertion_auc")})
-            block["faithfulness"][role].update({f"{k}_curve": curves[k].mean(0).tolist() for k in ("deletion", "insertion")})
-        if masks is not None and cmp.teacher_maps.dim() == 4:
-            block["localization"] = {
-                role: _means({"mass_in_mask": mass_in_mask(maps, masks), "pointing_game": pointing_game(maps, masks, pointing_tolerance)})
-                for role, maps in (("teacher", cmp.teacher_maps), ("student", cmp.student_maps))
-            }
+        block["faithfulness"] = _faithfulness(cmp, models, steps, faithfulness_baseline)
+        if sample.masks is not None and cmp.teacher_maps.dim() == 4:
+            block["localization"] = _localization(cmp, sample.masks, pointing_tolerance)
         block["galleries"] = {k: [int(idx[i]) for i in v] for k, v in cmp.galleries(gallery_size).items()}
-        comparisons.append(cmp)
         blocks.append(block)
 
     first = blocks[0]
-    out: dict[str, Any] = {k: first[k] for k in ("method", "n_samples", "agreement", "agreement_ci95", "faithfulness")}
+    out: dict[str, Any] = {"level": sample.align.level}
+    keys = ("method", "n_samples", "agreement", "agreement_ci95", "agreement_std", "same_prediction", "faithfulness")
+    out.update({k: first[k] for k in keys})
     if "localization" in first:
         out["localization"] = first["localization"]
     if sanity:
-        cmp, method = comparisons[0], run[0]
-        opts = {**({"seed": seed} if _takes_seed(method) else {}), **options.get(method, {})}
-        x, t = inputs[:sanity_samples], cmp.targets[:sanity_samples]
+        method, rows = run[0], torch.arange(min(sanity_samples, len(sample)))
+        target = comparisons[0].targets[rows]
         out["sanity"] = {"method": method} | {
-            role: {k: v for k, v in cascading_randomization(model, x, t, method, seed=seed, max_layers=sanity_layers, **opts).items() if k != "method"}
-            for role, model in (("teacher", teacher), ("student", student))
+            role: _sanity(model, view.take(rows), target, method, seed, sanity_layers, options.get(method, {}))
+            for role, (model, view) in models.items()
         }
     out["galleries"] = first["galleries"]
     out["methods"] = blocks
     out["sample_indices"] = idx.tolist()
-    if skipped:
-        out["skipped"] = skipped
+    out["skipped"] = skipped
     return comparisons, out
 
 
-def _takes_seed(method: str) -> bool:
-    """Whether the explainer draws random numbers (and so takes a ``seed`` option)."""
-    return "seed" in inspect.signature(EXPLAINERS.get(method)).parameters
+def _faithfulness(
+    cmp: Comparison, models: Mapping[str, tuple[nn.Module, ModelInputs]], steps: int, baseline: Any
+) -> dict[str, dict[str, Any]]:
+    """Per model: mean deletion and insertion AUCs and curves of its own maps on its own inputs."""
+    out = {}
+    for role, (model, view) in models.items():
+        maps = cmp.teacher_maps if role == "teacher" else cmp.student_maps
+        removed = baseline if view.replace_id is None else view.replace_id
+        curves = deletion_insertion(model, view.inputs, maps, cmp.targets, steps=steps, baseline=removed, keep=view.keep)
+        out[role] = _means({k: curves[k] for k in ("deletion_auc", "insertion_auc")})
+        out[role].update({f"{k}_curve": _mean_curve(curves[k]) for k in ("deletion", "insertion")})
+    return out
+
+
+def _localization(cmp: Comparison, masks: Tensor, tolerance: int) -> dict[str, dict[str, float | None]]:
+    """Per model: mean share of the map inside the object mask, and pointing-game hits."""
+    return {
+        role: _means({"mass_in_mask": mass_in_mask(maps, masks), "pointing_game": pointing_game(maps, masks, tolerance)})
+        for role, maps in (("teacher", cmp.teacher_maps), ("student", cmp.student_maps))
+    }
+
+
+def _mean_curve(curves: Tensor) -> list[float | None]:
+    """(B, S+1) curves → their mean over samples; samples with undefined points (NaN) are left out there."""
+    mean = curves.nanmean(0) if bool(torch.isnan(curves).any()) else curves.mean(0)
+    return [None if math.isnan(v) else v for v in mean.tolist()]
+
+
+def _seed_option(method: str, view: ModelInputs, seed: int) -> dict[str, int]:
+    """``{"seed": seed}`` for the methods that draw random numbers on these inputs, else nothing."""
+    return {"seed": seed} if get_explainer(method).implementation(view.kind).takes("seed") else {}
+
+
+def _sanity(
+    model: nn.Module, view: ModelInputs, target: Tensor, method: str, seed: int, layers: int | None, given: Mapping[str, Any]
+) -> dict[str, Any]:
+    """One model's cascading randomisation on its own inputs, without the repeated method name."""
+    opts = {**_seed_option(method, view, seed), **view.options(method), **given}
+    out = cascading_randomization(model, view.inputs, target, method, seed=seed, max_layers=layers, **opts)
+    return {k: v for k, v in out.items() if k != "method"}
+
+
+def explain_stage(
+    teacher: nn.Module,
+    student: nn.Module,
+    inputs: ExplainInputs,
+    methods: Sequence[str],
+    folder: str | Path,
+    *,
+    config: ExplainConfig | None = None,
+    seed: int = 0,
+    skipped: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The pipeline's explain stage: explain, score, keep the maps in ``folder``, return metrics.json's block.
+
+    The maps go where the aligner keeps them — explanations.safetensors (images, tables) or
+    explanations/text.json (words) — and the returned ``explanations`` block has the same
+    keys for every kind of data (:func:`explain_models`).
+
+    Args:
+        teacher, student: The trained models.
+        inputs: The split to explain, as each model reads it (built by the data modality).
+        methods: The methods :func:`choose_methods` kept (may be empty).
+        folder: The run folder (or its staging copy).
+        config: ``explain`` section of the run config (n_samples, steps, sanity, sanity_samples,
+            sanity_layers).
+        seed: The run's seed.
+        skipped: Methods left out at :func:`choose_methods`, with the reason; recorded.
+
+    Returns:
+        The ``explanations`` block; ``{"methods": [], "skipped": {...}}`` when no method runs.
+
+    Example:
+        >>> run, skipped = choose_methods(cfg.explain.methods, teacher, student, inputs, explicit=False)
+        >>> block = explain_stage(teacher, student, inputs, run, run_dir, config=cfg.explain, seed=cfg.seed, skipped=skipped)
+    """
+    if not methods:
+        return {"methods": [], "skipped": dict(skipped or {})}
+    cfg = config or ExplainConfig()
+    comparisons, block = explain_models(
+        teacher, student, inputs, methods, cfg.n_samples, seed=seed, steps=cfg.steps,
+        sanity=cfg.sanity, sanity_samples=cfg.sanity_samples, sanity_layers=cfg.sanity_layers,
+    )
+    rows = torch.tensor(block["sample_indices"], dtype=torch.long)
+    inputs.align.take(rows).save(
+        Path(folder), comparisons, rows=rows, labels=inputs.labels[rows], class_names=inputs.class_names,
+        skipped=block["skipped"],
+    )
+    block["skipped"] = {**block["skipped"], **(skipped or {})}
+    return block

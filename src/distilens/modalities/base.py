@@ -19,18 +19,18 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..config import DataConfig, RunConfig
 from ..data import DataBundle, InputSpec, Preprocessor, load_data, load_preprocessing
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..registry import Registry
 
 if TYPE_CHECKING:  # explain imports models, which ask this module for example inputs
-    from ..report.inputs import Explanations
+    from ..explain import ExplainInputs
 
 __all__ = [
     "Modality",
@@ -41,34 +41,9 @@ __all__ = [
     "example_inputs",
     "BUILTIN_KINDS",
     "read_data",
-    "choose_from_config",
 ]
 
 Align = Literal["pixels", "features", "words"]
-
-
-def choose_from_config(
-    cfg: RunConfig, reason: Callable[[str], str | None], *, fallback: str, hint: str
-) -> tuple[list[str], dict[str, str]]:
-    """``explain.methods`` split into those to run and ``{name: why not}`` for the others.
-
-    Methods named explicitly in the config must apply (``reason(name)`` is ``None``), or a
-    one-line ConfigError ends with ``hint``; from the default list, those that do not apply
-    are left out with the reason, and when none applies ``fallback`` runs.
-    """
-    explicit = "methods" in cfg.explain.model_fields_set
-    methods, skipped = [], {}
-    for m in cfg.explain.methods:
-        why = reason(m)
-        if why is None:
-            methods.append(m)
-        elif explicit:
-            raise ConfigError(f"explain.methods: '{m}' {why}; {hint}")
-        else:
-            skipped[m] = why
-    if not methods and not explicit:
-        methods = [fallback]
-    return methods, skipped
 
 
 def read_data(cfg: RunConfig, teacher_tokenizer: Any = None) -> DataBundle:
@@ -153,16 +128,10 @@ class Modality:
 
     # -- explanations ------------------------------------------------------------------
 
-    def choose_methods(
-        self, cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module
-    ) -> tuple[list[str], dict[str, str]]:
-        """Explainers to run, checked before any training, and ``{name: why not}`` for those left out."""
-        raise NotImplementedError
-
-    def explain(
-        self, cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module, methods: list[str]
-    ) -> "Explanations":
-        """Teacher and student explained on the same test inputs for the same class, compared."""
+    def explain_inputs(self, bundle: DataBundle) -> "ExplainInputs":
+        """The test split as teacher and student read it, and how their maps meet (pixels,
+        features, words): what :func:`distilens.explain.choose_methods` and
+        :func:`distilens.explain.explain_stage` take."""
         raise NotImplementedError
 
     # -- prediction on new files -------------------------------------------------------

@@ -26,15 +26,12 @@ from ..data import Preprocessor
 from ..data.text import TOKENIZER_FILE
 from ..data.tokenize import TextTokenizer
 from ..errors import DataError
-from ..explain.text import TEXT_EXPLAINERS, attribute_text, word_scores
-from ..explain.text_compare import explain_text_models
-from ..models.capabilities import has_attention_maps
+from ..explain import ExplainInputs, attribute, word_scores
 from ..models.hf import minilm_tokenizer_path
 from ..models.text import TEXT_MODELS
-from ..report.inputs import Explanations
-from .base import MODALITIES, Modality, choose_from_config, read_data
+from .base import MODALITIES, Modality, read_data
 
-__all__ = ["TextModality", "TEXT_TEACHER", "TEXT_STUDENT", "TEXT_SKIP_REASON", "TEACHER_TOKENIZER", "teacher_tokenizer"]
+__all__ = ["TextModality", "TEXT_TEACHER", "TEXT_STUDENT", "TEACHER_TOKENIZER", "teacher_tokenizer"]
 
 #: The teacher trained from scratch on text when the config names none (BENCHMARKS.md, "Text"):
 #: d=256 with 4 layers costs 5.7x the CPU time per step of d=128 with 2 (2.2 s vs 0.38 s per
@@ -42,7 +39,6 @@ __all__ = ["TextModality", "TEXT_TEACHER", "TEXT_STUDENT", "TEXT_SKIP_REASON", "
 TEXT_TEACHER: dict[str, Any] = {"arch": "tiny_transformer", "args": {"dim": 128, "layers": 2, "heads": 4}}
 #: The student on text when the config names none (BENCHMARKS.md, "Text").
 TEXT_STUDENT: dict[str, Any] = {"arch": "embedding_bag", "args": {"dim": 64}}
-TEXT_SKIP_REASON = "explains image or table inputs; token attributions for text come from distilens.explain.text"
 #: The teacher's tokenizer in a run folder, where it tokenises differently from the student.
 TEACHER_TOKENIZER = "teacher_tokenizer.json"
 
@@ -111,43 +107,18 @@ class TextModality(Modality):
 
     # -- explanations ------------------------------------------------------------------
 
-    def choose_methods(
-        self, cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module
-    ) -> tuple[list[str], dict[str, str]]:
-        """Token explainers that apply to both models; image-only defaults (gradcam) left out with the reason.
+    def explain_inputs(self, bundle: DataBundle) -> ExplainInputs:
+        """The test texts as teacher and student read them (each through its own tokenizer), meeting on words.
 
-        Raises:
-            ConfigError: an unknown method, or an explicit one that does not apply.
-        """
-
-        def reason(method: str) -> str | None:
-            if method not in TEXT_EXPLAINERS:
-                return TEXT_SKIP_REASON
-            if method == "attention_rollout" and not has_attention_maps(teacher, student):
-                return "needs attention maps (a transformer teacher and student)"
-            return None
-
-        hint = f"on text use one of: {', '.join(TEXT_EXPLAINERS.names())}"
-        return choose_from_config(cfg, reason, fallback="integrated_gradients", hint=hint)
-
-    def explain(
-        self, cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module, methods: list[str]
-    ) -> Explanations:
-        """Word-level explanations of the test texts.
-
-        Each model is explained on its own token ids of the same texts (the teacher's
-        tokenizer where it has one), for the teacher's predicted class, and the two are
-        compared word by word (:func:`~distilens.explain.text_compare.explain_text_models`).
+        Each model gets its own token ids of the same texts (the teacher's tokenizer where
+        it has one), special tokens kept in place; their scores are compared word by word of
+        the raw texts (:class:`~distilens.explain.WordAligner`).
         """
         texts = bundle.texts["test"]
         seen_by_teacher = bundle.for_teacher()
         student_enc = bundle.tokenizer.encode(texts, bundle.spec.shape[0], pad_to_max=True)
         teacher_enc = seen_by_teacher.tokenizer.encode(texts, seen_by_teacher.spec.shape[0], pad_to_max=True)
-        block, payload = explain_text_models(
-            teacher, student, texts, teacher_enc, student_enc, methods=methods, labels=bundle.test.targets,
-            n_samples=cfg.explain.n_samples, class_names=bundle.spec.class_names, seed=cfg.seed,
-        )
-        return Explanations(block, payload=payload)
+        return ExplainInputs.from_texts(texts, bundle.test.targets, teacher_enc, student_enc, class_names=bundle.spec.class_names)
 
     # -- prediction --------------------------------------------------------------------
 
@@ -161,7 +132,7 @@ class TextModality(Modality):
         """
         texts = inputs.texts[start : start + len(x)]
         enc = inputs.encoded(start, start + len(x))
-        scores = attribute_text(model, x, target, method or "integrated_gradients").cpu()
+        scores = attribute(model, x, target, method or "integrated_gradients").cpu()
         out = []
         for text, off, row in zip(texts, enc.offsets, scores):
             spans, values = word_scores(text, off, row[: len(off)])

@@ -24,6 +24,7 @@ __all__ = [
     "FrozenEncoderModel",
     "RegularisedModel",
     "PiecewiseConstantModel",
+    "PoolingModel",
     "unwrap",
     "has_attention_maps",
 ]
@@ -84,6 +85,14 @@ class PiecewiseConstantModel(Protocol):
     """Whose eval-mode output is piecewise constant in its inputs (gradients are zero almost everywhere)."""
 
     piecewise_constant_in_eval: bool
+
+
+@runtime_checkable
+class PoolingModel(Protocol):
+    """Declares how its token states become the one vector its head reads."""
+
+    pooling: str
+    """``"mean"`` over the real tokens, or ``"first"`` / ``"cls"``: the first token's state."""
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -1,6 +1,8 @@
 """The explain stage: teacher and student explained on the same test inputs for the same class.
 
-How is the modality's: maps on the pixel grid or per feature (images, tables), words (text).
+The modality builds what is explained (:meth:`Modality.explain_inputs`: pixels, features or
+words); :func:`distilens.explain.explain_stage` explains, scores and saves the maps the same
+way for every kind of data.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ from typing import Any
 
 from torch import nn
 
+from .. import explain
+from ..explain import ExplainInputs
 from ..report.inputs import Explanations
 from .context import RunContext
-from .data import DataResult
 
 __all__ = ["ExplainResult", "explain_stage"]
 
@@ -33,10 +36,7 @@ class ExplainResult:
         """``explanations`` of metrics.json (absent when nothing was explained or skipped)."""
         if self.explanations is None:
             return {"explanations": {"methods": [], "skipped": self.skipped}} if self.skipped else {}
-        block = self.explanations.block
-        if self.skipped:
-            block.setdefault("skipped", {}).update(self.skipped)
-        return {"explanations": block}
+        return {"explanations": self.explanations.block}
 
     @classmethod
     def from_json(cls, metrics: dict[str, Any]) -> "ExplainResult":
@@ -44,15 +44,20 @@ class ExplainResult:
         block = metrics.get("explanations")
         if not block or not block.get("methods"):
             return cls(None, dict((block or {}).get("skipped", {})))
-        return cls(Explanations(block))
+        return cls(Explanations(block), dict(block.get("skipped", {})))
 
 
 def explain_stage(
-    ctx: RunContext, data: DataResult, teacher: nn.Module, student: nn.Module, methods: list[str], skipped: dict[str, str]
+    ctx: RunContext, inputs: ExplainInputs, teacher: nn.Module, student: nn.Module, methods: list[str],
+    skipped: dict[str, str],
 ) -> ExplainResult:
-    """Explain with ``methods`` (chosen before training) and save what the report draws."""
+    """Explain with ``methods`` (chosen before training); the maps go into the run folder.
+
+    The report draws the maps just saved, read back once (:meth:`Explanations.load`).
+    """
     if not methods:
         return ExplainResult(None, skipped)
-    explanations = data.modality.explain(ctx.config, data.bundle, teacher, student, methods)
-    explanations.save(ctx.staging)
-    return ExplainResult(explanations, skipped)
+    cfg = ctx.config
+    block = explain.explain_stage(teacher, student, inputs, methods, ctx.staging, config=cfg.explain, seed=cfg.seed,
+                                  skipped=skipped)
+    return ExplainResult(Explanations.load(block, ctx.staging, []), skipped)

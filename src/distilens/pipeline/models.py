@@ -17,11 +17,12 @@ from ..config import RunConfig
 from ..distill import build_objectives
 from ..distill.objectives import Objective
 from ..distill.text_objectives import check_text_objectives
+from ..explain import ExplainInputs, choose_methods
 from ..models import build_for_data, load_teacher
 from ..runtime import seed_everything
 from .data import DataResult
 
-__all__ = ["Arch", "ModelPlan", "plan_models", "build_student", "teacher_arch"]
+__all__ = ["Arch", "ModelPlan", "plan_models", "build_student", "teacher_arch", "explicit_methods"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class ModelPlan:
         teacher_arch: What teacher.json records for it.
         student: The untrained student (seeded with ``seed + 1``).
         objectives: The distillation losses, built from ``distill.losses``.
+        explain_inputs: The test split as both models read it, and how their maps meet.
         methods: Explainers to run after training.
         skipped: Explainers of the default list that do not apply here, with the reason.
     """
@@ -49,6 +51,7 @@ class ModelPlan:
     teacher_arch: Arch
     student: nn.Module
     objectives: list[Objective]
+    explain_inputs: ExplainInputs
     methods: list[str]
     skipped: dict[str, str]
 
@@ -76,8 +79,14 @@ def plan_models(cfg: RunConfig, data: DataResult) -> ModelPlan:
         )
     else:
         teacher = _build(cfg.teacher.arch, cfg.teacher.args, data, cfg.seed, "teacher")
-    methods, skipped = data.modality.choose_methods(cfg, data.bundle, teacher, student)
-    return ModelPlan(teacher, teacher_arch(cfg), student, objectives, methods, skipped)
+    inputs = data.modality.explain_inputs(data.bundle)
+    methods, skipped = choose_methods(cfg.explain.methods, teacher, student, inputs, explicit=explicit_methods(cfg))
+    return ModelPlan(teacher, teacher_arch(cfg), student, objectives, inputs, methods, skipped)
+
+
+def explicit_methods(cfg: RunConfig) -> bool:
+    """Whether the user named ``explain.methods`` (each must then apply) or left the default list."""
+    return "methods" in cfg.explain.model_fields_set
 
 
 def teacher_arch(cfg: RunConfig) -> Arch:

@@ -100,7 +100,7 @@ def _stages(ctx: RunContext) -> RunResult:
         with timings.timed("evaluate"):
             evaluation = evaluate_stage(ctx, data, teacher.model, students.models(), soft.cache)
         with timings.timed("explain"):
-            explanation = explain_stage(ctx, data, teacher.model, students.student, plan.methods, plan.skipped)
+            explanation = explain_stage(ctx, plan.explain_inputs, teacher.model, students.student, plan.methods, plan.skipped)
         with timings.timed("report"):  # the page shows the stage times so far; metrics.json gets the final ones
             report_stage(ctx, assemble_metrics(ctx, data, evaluation, explanation), data, evaluation, explanation,
                          history, students.student)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import RunConfig
 from ..data import InputSpec
-from ..explain.compare import Comparison
+from ..explain.comparison import Comparison
 from ..modalities import modality_of
 from ..models.soft_tree import SoftDecisionTree
 from .figures import feature_importance_bars, heatmap_grid, row_attributions

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ..explain.compare import Comparison  # noqa: E402
+from ..explain.comparison import Comparison  # noqa: E402
 
 __all__ = ["row_attributions", "heatmap_png", "png_bytes", "heatmap_grid", "feature_importance_bars", "training_curves", "MODEL_COLOURS", "plt"]
 

@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from ..config import RunConfig, load_config
 from ..data import InputSpec
-from ..explain.compare import Comparison
-from ..explain.text_compare import TEXT_PAYLOAD, save_text_explanations
+from ..explain.comparison import Comparison
+from ..explain.text_payload import TEXT_PAYLOAD
 from ..io import atomic_write, atomic_write_text
 from ..models.io import load_model
 
@@ -85,13 +85,13 @@ class Predictions:
 
 @dataclass
 class Explanations:
-    """What the explain stage found: the metrics.json block and what the report draws.
+    """What the explain stage found: the metrics.json block and the maps the report draws.
 
     Attributes:
         block: The ``explanations`` block of metrics.json.
         comparisons: Per method, teacher and student maps of the same inputs (images,
-            tables), saved as explanations.safetensors.
-        payload: Word-level texts and scores (text), saved as explanations/text.json.
+            tables), as explanations.safetensors holds them.
+        payload: Word-level texts and scores (text), as explanations/text.json holds them.
     """
 
     block: dict[str, Any]
@@ -102,16 +102,6 @@ class Explanations:
     def word_level(self) -> bool:
         """Whether words were compared (text): the maps are then in the payload, not in tensors."""
         return self.block.get("level") == "word"
-
-    def save(self, folder: Path) -> None:
-        """Write the maps (explanations.safetensors) or the word payload (explanations/text.json)."""
-        if self.payload is not None:
-            save_text_explanations(folder, self.payload)
-        if self.comparisons:
-            tensors: dict[str, Tensor] = {}
-            for cmp in self.comparisons:
-                tensors.update(cmp.to_tensors())
-            atomic_write(folder / EXPLANATION_MAPS, lambda tmp: save_file(tensors, tmp))
 
     @classmethod
     def load(cls, block: dict[str, Any], folder: Path, missing: list[str]) -> "Explanations":

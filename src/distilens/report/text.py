@@ -1,9 +1,10 @@
 """The report's text section: highlighted words of teacher and student, influential words, galleries.
 
-:func:`text_context` turns the payload of :func:`distilens.explain.text_compare.explain_text_models`
-(``explanations/text.json``) into plain values for ``text.html.j2``. Nothing here builds HTML:
-the template writes every word, class name and score through Jinja2's autoescape, and the
-only markup values computed here are background colours made from numbers.
+:func:`text_context` turns the payload of :func:`distilens.explain.text_payload.text_payload`
+(``explanations/text.json``, written by the explain stage on text) into plain values for
+``text.html.j2``. Nothing here builds HTML: the template writes every word, class name and
+score through Jinja2's autoescape, and the only markup values computed here are background
+colours made from numbers.
 """
 
 from __future__ import annotations

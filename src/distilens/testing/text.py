@@ -119,10 +119,10 @@ def wordpiece(vocab: Sequence[str]) -> Any:
 
 
 def wordlevel(vocab: Sequence[str]) -> Any:
-    """A lower-cased word-level tokenizer splitting as :func:`distilens.explain.text.words` does."""
+    """A lower-cased word-level tokenizer splitting as :func:`distilens.explain.words.words` does."""
     from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 
-    from ..explain.text import WORD_RE
+    from ..explain.words import WORD_RE
 
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(vocab)}, unk_token="[UNK]"))
     tok.normalizer = normalizers.Lowercase()

@@ -1,0 +1,131 @@
+"""Explainers of token ids, for text models: Integrated Gradients and input × gradient on the
+token embeddings, occlusion of tokens, attention rollout.
+
+Importing this module registers them in :data:`~.explainers.EXPLAINERS` for ``"text"``
+inputs. A text model is a :class:`~distilens.models.capabilities.TokenModel`: it reads
+right-padded ids (B, L), masks ``ids == pad_id`` itself, and gives its embedding table.
+Each function receives ``keep`` (B, L) bool — pads and special tokens — which it never
+perturbs; :func:`~.attribute.attribute` zeroes the pad positions of the result.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
+from torch import Tensor, nn
+
+from ..errors import DistilensError
+from ..models.capabilities import AttentionModel, PoolingModel, TokenModel, unwrap
+from .explainers import needs_attention_maps, needs_gradients, register_explainer
+
+__all__: list[str] = []
+
+
+def _token_model(model: nn.Module) -> TokenModel:
+    return unwrap(model)  # type: ignore[return-value]  # attribute() checked the capability
+
+
+@register_explainer("integrated_gradients", "text", requires=[needs_gradients])
+def _integrated_gradients(
+    model: nn.Module, ids: Tensor, target: Tensor | int, keep: Tensor, n_steps: int = 32, internal_batch_size: int | None = 256
+) -> Tensor:
+    """Integrated Gradients (Sundararajan et al. 2017) on the token embeddings.
+
+    Captum's ``LayerIntegratedGradients`` on ``get_input_embeddings()``; the baseline puts the
+    pad token's embedding at every position not kept (``keep``: pads, specials), while the
+    padding mask stays the input's, so pads and kept tokens score exactly 0. The embedding-dim
+    axis is summed, so Σ_tokens = f(x) − f(x′) (completeness, Gauss–Legendre, ``n_steps``).
+    """
+    text_model = _token_model(model)
+    baseline = torch.where(keep, ids, torch.full_like(ids, text_model.pad_id))
+    lig = LayerIntegratedGradients(model, text_model.get_input_embeddings())
+    attr = lig.attribute(ids, baselines=baseline, target=target, n_steps=n_steps, internal_batch_size=internal_batch_size)
+    return attr.sum(-1)  # (B, L, D) -> (B, L)
+
+
+@register_explainer("input_x_gradient", "text", requires=[needs_gradients])
+def _input_x_gradient(model: nn.Module, ids: Tensor, target: Tensor | int, keep: Tensor) -> Tensor:
+    """Input × gradient on the token embeddings (Shrikumar et al. 2016; Denil et al. 2014): e_i · ∂f/∂e_i."""
+    attr = LayerGradientXActivation(model, _token_model(model).get_input_embeddings()).attribute(ids, target=target)
+    return attr.sum(-1)  # (B, L, D) -> (B, L)
+
+
+@register_explainer("occlusion", "text")
+@torch.no_grad()
+def _occlusion(
+    model: nn.Module,
+    ids: Tensor,
+    target: Tensor | int,
+    keep: Tensor,
+    replace_id: int | None = None,
+    score: Literal["logit", "probability"] = "logit",
+    batch_size: int = 256,
+) -> Tensor:
+    """Token occlusion (Zeiler & Fergus 2014; Li et al. 2016): s(x) − s(x with token i replaced).
+
+    Each token not kept is replaced, one at a time, by ``replace_id`` (the caller passes the
+    tokenizer's mask or unk id; default ``model.pad_id``, i.e. the token is dropped, since the
+    padding mask is derived from the ids). ``score`` is the target ``logit`` (default: it
+    does not saturate) or its softmax ``probability``. All variants run in batches of
+    ``batch_size`` rows.
+    """
+    if score not in ("logit", "probability"):
+        raise DistilensError(f"occlusion: score must be 'logit' or 'probability', got '{score}'")
+    rid = _token_model(model).pad_id if replace_id is None else int(replace_id)
+    b, _ = ids.shape
+    tgt = target if isinstance(target, Tensor) else torch.full((b,), target, dtype=torch.long, device=ids.device)
+
+    def scores(x: Tensor, t: Tensor) -> Tensor:
+        out = torch.cat([model(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+        out = out.softmax(1) if score == "probability" else out
+        return out.gather(1, t.view(-1, 1)).squeeze(1).double()
+
+    rows, cols = (~keep).nonzero(as_tuple=True)  # one variant per occluded token
+    full = scores(ids, tgt)  # (B,)
+    attr = torch.zeros(ids.shape, dtype=torch.float64, device=ids.device)
+    if rows.numel():
+        variants = ids[rows].clone()  # (V, L)
+        variants[torch.arange(rows.numel(), device=ids.device), cols] = rid
+        attr[rows, cols] = full[rows] - scores(variants, tgt[rows])
+    return attr.float()
+
+
+@register_explainer("attention_rollout", "text", requires=[needs_attention_maps])
+@torch.no_grad()
+def _attention_rollout(
+    model: nn.Module, ids: Tensor, target: Tensor | int, keep: Tensor, query: Literal["auto", "first", "mean"] = "auto"
+) -> Tensor:
+    """Attention rollout (Abnar & Zuidema 2020): how much each token flows into the pooled output.
+
+    Per layer, heads averaged, Â = 0.5·A + 0.5·I with rows renormalised (the residual
+    connection); R = Â_L ⋯ Â_1. The score of token j is R[q, j] for the pooled query: the
+    first token (``query="first"``, [CLS]-pooled models) or the mean over non-pad query rows
+    (``"mean"``, mean-pooled models); ``"auto"`` asks the model's declared pooling
+    (:class:`~distilens.models.capabilities.PoolingModel`: "first" or "cls" → first; "mean",
+    or none declared → mean). Independent of the target class.
+    """
+    inner = unwrap(model)
+    if query == "auto":
+        first = isinstance(inner, PoolingModel) and inner.pooling in ("first", "cls")
+        query = "first" if first else "mean"
+    if query not in ("first", "mean"):
+        raise DistilensError(f"attention_rollout: query must be 'auto', 'first' or 'mean', got '{query}'")
+    if not isinstance(inner, AttentionModel):
+        raise DistilensError(f"attention_rollout {needs_attention_maps(model, ids)}")
+    maps = inner.attention_maps(ids)
+    if not maps:
+        raise DistilensError(f"{type(model).__name__}.attention_maps returned no layers")
+    eye = torch.eye(ids.shape[1], dtype=torch.float64, device=ids.device)
+    rollout = eye.expand(ids.shape[0], -1, -1)
+    for a in maps:
+        step = 0.5 * a.double().mean(1) + 0.5 * eye  # (B, H, L, L) -> (B, L, L)
+        step = step / step.sum(-1, keepdim=True)
+        rollout = step @ rollout
+    real = (ids != _token_model(model).pad_id).double()  # (B, L)
+    if query == "first":
+        out = rollout[:, 0, :]
+    else:
+        out = (rollout * real[:, :, None]).sum(1) / real.sum(1, keepdim=True).clamp_min(1)
+    return (out * real).float()
