@@ -110,7 +110,18 @@ def _sync_case(rank: int) -> dict:
     c.grad = torch.full((2,), float(rank + 1))
     running, count = torch.full((3,), float(rank)), torch.tensor(rank)
     distributed.sync_gradients([a, b, c], [running, count])
-    return {"a": a.grad, "b_is_none": b.grad is None, "c": c.grad, "running": running, "count": count}
+    # Every gradient present here (the usual step): averaged without reading anything back to the host.
+    d = torch.nn.Parameter(torch.zeros(2))
+    d.grad = torch.full((2,), float(rank))
+    reads = []
+    real = torch.Tensor.tolist
+    torch.Tensor.tolist = lambda self: reads.append(1) or real(self)  # type: ignore[method-assign]
+    try:
+        distributed.sync_gradients([c, d], [])
+    finally:
+        del torch.Tensor.tolist  # the inherited method shows again
+    return {"a": a.grad, "b_is_none": b.grad is None, "c": c.grad, "running": running, "count": count, "d": d.grad,
+            "host_reads": len(reads)}
 
 
 def _worker(rank: int, out: str) -> None:
@@ -228,6 +239,7 @@ def test_sync_gradients_averages_and_keeps_none_only_where_no_rank_has_a_gradien
         assert torch.equal(got["c"], torch.full((2,), 1.5))
         assert torch.equal(got["running"], torch.full((3,), 0.5))
         assert int(got["count"]) == r  # integer buffers are left alone
+        assert torch.equal(got["d"], torch.full((2,), 0.5)) and got["host_reads"] == 0
 
 
 def test_a_non_finite_loss_on_one_rank_stops_every_rank_with_the_same_message(two_ranks: Path) -> None:

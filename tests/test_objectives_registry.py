@@ -58,3 +58,15 @@ def test_every_registered_logit_loss_builds_with_defaults_and_gives_a_finite_sca
         value.backward()
         assert s.grad is not None and torch.isfinite(s.grad).all()
         s.grad = None
+
+
+def test_distilens_losses_exposes_every_registered_objective() -> None:
+    import distilens as dl
+    import distilens.distill as distill
+
+    for name in LOSSES.names():
+        cls = LOSSES.get(name)
+        assert getattr(dl.losses, cls.__name__) is cls, name
+        assert getattr(distill, cls.__name__) is cls, name
+    assert dl.losses.LeafKD.name == "leaf_kd"
+
