@@ -70,3 +70,11 @@ def test_distilens_losses_exposes_every_registered_objective() -> None:
         assert getattr(distill, cls.__name__) is cls, name
     assert dl.losses.LeafKD.name == "leaf_kd"
 
+
+@pytest.mark.parametrize("module", ["distilens.evaluate", "distilens.distill.objectives.tree", "distilens.distill.trainer"])
+def test_a_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
