@@ -171,5 +171,5 @@ def leaf_kd_loss(leaf_log_paths: Tensor, leaf_log_probs: Tensor, target_probs: T
     Example:
         >>> loss = leaf_kd_loss(tree.log_path_probs(x)[0], tree.leaf_log_probs(), soft_targets)
     """
-    ce_per_leaf = -(target_probs.float() @ leaf_log_probs.T)  # (B, C) @ (C, L) -> (B, L)
-    return (leaf_log_paths.exp() * ce_per_leaf).sum(1).mean()
+    ce_per_leaf = -(target_probs.float() @ leaf_log_probs.float().T)  # (B, C) @ (C, L) -> (B, L)
+    return (leaf_log_paths.float().exp() * ce_per_leaf).sum(1).mean()
