@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from contextlib import contextmanager
@@ -302,11 +303,27 @@ def session(device: torch.device, *, timeout_s: float = 1800.0) -> Iterator[tupl
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    _import_world_binders()
     try:
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     except ValueError as exc:  # e.g. WORLD_SIZE set by hand without MASTER_ADDR/MASTER_PORT
         raise ConfigError(f"cannot join the process group ({exc}); launch with torchrun --nproc_per_node=N") from None
     try:
         yield w, device
+        dist.barrier()  # every rank is done with the group (and with rank 0's store) before one tears it down
     finally:
         dist.destroy_process_group()
+
+
+def _import_world_binders() -> None:
+    """Import, before the group exists, the torch modules that would keep it alive past its destruction.
+
+    torch.distributed.nn.functional (and fsdp's sharded grad scaler) take ``group.WORLD`` as
+    a default argument, evaluated when the module is imported; torch._dynamo imports them,
+    and the first optimizer a process builds imports torch._dynamo. Imported while a group
+    exists, those defaults hold it, so destroy_process_group() frees nothing: gloo's worker
+    and transport threads (and rank 0's TCPStore server) live on until the interpreter shuts
+    down, where tearing them down can abort the process ("terminate called without an active
+    exception", SIGABRT). Imported first, the defaults are None (the group of the call).
+    """
+    importlib.import_module("torch._dynamo")
