@@ -32,7 +32,7 @@ from .data import DataBundle, InputSpec
 from .data.text_augment import with_transfer_copies
 from .distill import SoftLabelCache, build_objectives, fit
 from .distill.teacher_fit import fit_teacher, teacher_bundle
-from .distill.text_objectives import check_text_objectives
+from .distill import check_text_objectives
 from .distill.objectives import teacher_cache_options
 from .distill.trainer import TrainingDiverged
 from .errors import ConfigError, DistilensError
