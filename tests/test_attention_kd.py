@@ -16,8 +16,10 @@ from torch import Tensor, nn
 from distilens.data.bundle import DataBundle, InputSpec, Split, TeacherView
 from distilens.distill import KD, AttentionKD, Hint, SoftLabelCache, StepTensors, fit, teacher_cache_options
 from distilens.distill.text_losses import attention_kd_loss
+from distilens.errors import ModelError
 from distilens.models import build_model
 from distilens.models.tap import POOLED, FeatureTap, group_heads
+from distilens.testing import hook_count
 
 
 def _dist(*shape: int, seed: int = 0) -> Tensor:
@@ -83,37 +85,54 @@ def test_different_sequence_lengths_say_the_tokenizers_must_match():
 
 
 # ------------------------------------------------------------------------------ toy transformer
+class ToyAttention(nn.Module):
+    """Multi-head self-attention over the real tokens: forward returns (hidden, probabilities)."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        b, n, _ = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # 3 × (B, H, L, d)
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+        attn = torch.softmax(scores.masked_fill(~mask[:, None, None, :], float("-inf")), dim=-1)
+        return (attn @ v).transpose(1, 2).reshape(b, n, -1), attn
+
+
 class ToyTransformer(nn.Module):
-    """Embedding → one multi-head self-attention layer → masked mean → linear head."""
+    """Embedding → one multi-head self-attention layer → masked mean → linear head.
+
+    It has ``attention_maps`` only (an AttentionModel, like a Hugging Face teacher): a tap
+    reads its attention by a separate call. :class:`ToyTapTransformer` also names its
+    attention layer, so the training forward itself is tapped.
+    """
 
     def __init__(self, vocab: int = 12, dim: int = 8, heads: int = 2, classes: int = 2, pad_id: int = 0) -> None:
         super().__init__()
         self.pad_id, self.heads = pad_id, heads
         self.embed = nn.Embedding(vocab, dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
+        self.attn = ToyAttention(dim, heads)
         self.head = nn.Linear(dim, classes)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.embed
 
-    def _layer(self, ids: Tensor) -> tuple[Tensor, Tensor]:
-        b, n = ids.shape
-        mask = ids != self.pad_id
-        q, k, v = self.qkv(self.embed(ids)).view(b, n, 3, self.heads, -1).permute(2, 0, 3, 1, 4)  # 3 × (B, H, L, d)
-        scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
-        attn = torch.softmax(scores.masked_fill(~mask[:, None, None, :], float("-inf")), dim=-1)
-        return attn, (attn @ v).transpose(1, 2).reshape(b, n, -1)
-
     def attention_maps(self, ids: Tensor) -> list[Tensor]:
-        return [self._layer(ids)[0]]
+        return [self.attn(self.embed(ids), ids != self.pad_id)[1]]
 
     def forward_features(self, ids: Tensor) -> Tensor:
-        hidden = self._layer(ids)[1]
+        hidden = self.attn(self.embed(ids), ids != self.pad_id)[0]
         w = (ids != self.pad_id).unsqueeze(-1).float()
         return (hidden * w).sum(1) / w.sum(1).clamp_min(1.0)
 
     def forward(self, ids: Tensor) -> Tensor:
         return self.head(self.forward_features(ids))
+
+
+class ToyTapTransformer(ToyTransformer):
+    attention_layer = "attn"
 
 
 def _bundle(n: int = 48, length: int = 7) -> DataBundle:
@@ -128,20 +147,25 @@ def _bundle(n: int = 48, length: int = 7) -> DataBundle:
 
 def test_gradient_flows_to_the_students_attention():
     torch.manual_seed(0)
-    student, teacher = ToyTransformer(heads=2), ToyTransformer(dim=16, heads=4)
+    student, teacher = ToyTapTransformer(heads=2), ToyTransformer(dim=16, heads=4)
     ids = _bundle().train.inputs[:5]
     with torch.no_grad():
         t = group_heads(teacher.attention_maps(ids)[-1], 1)
-    step = StepTensors(student(ids), torch.zeros(5, dtype=torch.long), teacher_features=t, inputs=ids, student=student)
+    with FeatureTap(student, ["attention:1"]) as tap:  # what the trainer records in the training forward
+        logits = student(ids)
+    torch.testing.assert_close(tap.outputs["attention:1"], group_heads(student.attention_maps(ids)[-1], 1))
+    step = StepTensors(logits, torch.zeros(5, dtype=torch.long), student_features=tap.outputs["attention:1"],
+                       teacher_features=t, token_mask=ids != 0)
     loss = AttentionKD(heads=1)(step)
     loss.backward()
     assert float(loss.detach()) > 0
-    assert student.qkv.weight.grad is not None and student.qkv.weight.grad[: 2 * 8].abs().sum() > 0  # queries and keys
+    assert student.attn.qkv.weight.grad is not None and student.attn.qkv.weight.grad[: 2 * 8].abs().sum() > 0  # q, k
     assert student.head.weight.grad is None  # the attention term does not reach the head
+    assert hook_count(student) == 0
 
 
-@pytest.mark.parametrize("zoo_student", [False, True])
-def test_attention_kd_and_pooled_hint_train_through_fit_and_the_cache(zoo_student: bool):
+@pytest.mark.parametrize("student_kind", ["maps_only", "tapped", "zoo"])
+def test_attention_kd_and_pooled_hint_train_through_fit_and_the_cache(student_kind: str):
     torch.manual_seed(0)
     bundle = _bundle()
     teacher = ToyTransformer(dim=16, heads=4).eval()
@@ -153,16 +177,49 @@ def test_attention_kd_and_pooled_hint_train_through_fit_and_the_cache(zoo_studen
     assert cache.features("attention:2", torch.tensor([0])).shape == (1, 2, 7, 7)
     with torch.no_grad():
         torch.testing.assert_close(cache.features("auto", torch.arange(32)), teacher.forward_features(bundle.train.inputs))
-    if zoo_student:  # the zoo's tiny_transformer (pre-LN, 2 layers) with 2 heads
+    if student_kind == "zoo":  # the zoo's tiny_transformer (pre-LN, 2 layers) with 2 heads
         spec = InputSpec("text", (7,), ("no", "yes"), vocab_size=12, pad_id=0)
         student = build_model("tiny_transformer", spec, dim=8, heads=2, dropout=0.0)
     else:
-        student = ToyTransformer(dim=8, heads=2)
+        student = (ToyTapTransformer if student_kind == "tapped" else ToyTransformer)(dim=8, heads=2)
     result = fit(student, bundle, objectives=objectives, teacher_cache=cache, epochs=3, batch_size=8, device="cpu", lr=1e-2)
     first, last = result.history[0], result.history[-1]
     assert last["attention_kd"] < first["attention_kd"] and last["hint"] < first["hint"]
     assert isinstance(objectives[2].adapter, nn.Linear) and objectives[2].adapter.weight.shape == (16, 8)
-    assert "forward_features" not in vars(student)  # the tap restored the method
+    assert "forward_features" not in vars(student) and hook_count(student) == 0  # the tap left nothing behind
+
+
+def _count_train_calls(module: nn.Module, calls: list[str], name: str) -> None:
+    module.register_forward_pre_hook(lambda m, args: calls.append(name) if m.training else None)
+
+
+def test_the_students_forward_runs_once_per_step_with_attention_kd_and_a_pooled_hint():
+    torch.manual_seed(0)
+    bundle = _bundle()  # 32 training texts, batch 8: 4 steps per epoch
+    objectives = [KD(), AttentionKD(heads=2), Hint()]
+    cache = SoftLabelCache.build(ToyTransformer(dim=16, heads=4).eval(), bundle.train, **teacher_cache_options(objectives))
+    spec = InputSpec("text", (7,), ("no", "yes"), vocab_size=12, pad_id=0)
+    student = build_model("tiny_transformer", spec, dim=8, heads=2, dropout=0.0)
+    calls: list[str] = []
+    _count_train_calls(student, calls, "forward")
+    _count_train_calls(student.blocks[0], calls, "encoder")  # attention_maps() would run the blocks again
+    fit(student, bundle, objectives=objectives, teacher_cache=cache, epochs=2, batch_size=8, device="cpu")
+    assert calls.count("forward") == 8 and calls.count("encoder") == 8
+
+
+def test_attention_kd_needs_a_transformer_student():
+    bundle = _bundle()
+    cache = SoftLabelCache.build(ToyTransformer(dim=16, heads=4).eval(), bundle.train, features=["attention:1"])
+    no_tokens = nn.Sequential(nn.Embedding(12, 4), nn.Flatten(), nn.Linear(28, 2))
+    with pytest.raises(ValueError, match="needs a transformer student that reads token ids"):
+        fit(no_tokens, bundle, objectives=[AttentionKD()], teacher_cache=cache, epochs=1, device="cpu")
+    spec = InputSpec("text", (7,), ("no", "yes"), vocab_size=12, pad_id=0)
+    bag = build_model("embedding_bag", spec, dim=4)
+    with pytest.raises(ModelError, match="needs a transformer with attention_maps"):
+        fit(bag, bundle, objectives=[AttentionKD()], teacher_cache=cache, epochs=1, device="cpu")
+    assert hook_count(bag) == 0
+    with pytest.raises(ValueError, match="heads must be an integer"):
+        AttentionKD(heads=0)
 
 
 def test_pooled_tap_records_the_forward_and_is_removed_after_a_failure():
@@ -178,18 +235,8 @@ def test_pooled_tap_records_the_forward_and_is_removed_after_a_failure():
     assert "forward_features" not in vars(model)
 
 
-def test_attention_kd_needs_a_transformer_student():
-    student = nn.Linear(3, 2)
-    step = StepTensors(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), teacher_features=_dist(1, 1, 3, 3),
-                       inputs=torch.ones(1, 3, dtype=torch.long), student=student)
-    with pytest.raises(ValueError, match="transformer student"):
-        AttentionKD()(step)
-    with pytest.raises(ValueError, match="heads must be an integer"):
-        AttentionKD(heads=0)
-
-
 def test_attention_kd_is_refused_when_teacher_and_student_tokenise_differently():
-    from distilens.distill.text_objectives import check_text_objectives
+    from distilens.distill import check_text_objectives
     from distilens.errors import ConfigError
 
     bundle = _bundle()

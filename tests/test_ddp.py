@@ -61,6 +61,9 @@ def _entry(rank: int, fn, world_size: int, port: int, *args: object) -> None:
     with distributed.session(torch.device("cpu")) as (world, _):
         assert world.size == world_size and world.rank == rank
         fn(rank, *args)
+    if args and Path(str(args[0])).is_dir() and Path("/proc/self/task").is_dir():  # native threads left now
+        names = [(task / "comm").read_text().strip() for task in Path("/proc/self/task").iterdir()]
+        (Path(str(args[0])) / f"threads-rank{rank}.txt").write_text("\n".join(names))
 
 
 # ----------------------------------------------------------------- the jobs, one process or many
@@ -110,7 +113,18 @@ def _sync_case(rank: int) -> dict:
     c.grad = torch.full((2,), float(rank + 1))
     running, count = torch.full((3,), float(rank)), torch.tensor(rank)
     distributed.sync_gradients([a, b, c], [running, count])
-    return {"a": a.grad, "b_is_none": b.grad is None, "c": c.grad, "running": running, "count": count}
+    # Every gradient present here (the usual step): averaged without reading anything back to the host.
+    d = torch.nn.Parameter(torch.zeros(2))
+    d.grad = torch.full((2,), float(rank))
+    reads = []
+    real = torch.Tensor.tolist
+    torch.Tensor.tolist = lambda self: reads.append(1) or real(self)  # type: ignore[method-assign]
+    try:
+        distributed.sync_gradients([c, d], [])
+    finally:
+        del torch.Tensor.tolist  # the inherited method shows again
+    return {"a": a.grad, "b_is_none": b.grad is None, "c": c.grad, "running": running, "count": count, "d": d.grad,
+            "host_reads": len(reads)}
 
 
 def _worker(rank: int, out: str) -> None:
@@ -228,6 +242,18 @@ def test_sync_gradients_averages_and_keeps_none_only_where_no_rank_has_a_gradien
         assert torch.equal(got["c"], torch.full((2,), 1.5))
         assert torch.equal(got["running"], torch.full((3,), 0.5))
         assert int(got["count"]) == r  # integer buffers are left alone
+        assert torch.equal(got["d"], torch.full((2,), 0.5)) and got["host_reads"] == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the thread names from /proc")
+def test_the_process_group_is_gone_when_the_session_ends(two_ranks: Path) -> None:
+    # fit builds an optimizer inside the group, which imports torch._dynamo; imported then,
+    # torch modules that take group.WORLD as a default argument kept the group (gloo's
+    # threads, rank 0's TCPStore server) alive until interpreter shutdown, where they
+    # sometimes aborted the process ("terminate called without an active exception").
+    for r in range(2):
+        left = (two_ranks / f"threads-rank{r}.txt").read_text().split()
+        assert not [t for t in left if "gloo" in t or "tcpstore" in t], (r, left)
 
 
 def test_a_non_finite_loss_on_one_rank_stops_every_rank_with_the_same_message(two_ranks: Path) -> None:

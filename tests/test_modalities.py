@@ -9,6 +9,7 @@ from torch import nn
 from distilens.config import DataConfig
 from distilens.data import InputSpec, load_dataset
 from distilens.errors import DistilensError
+from distilens.evaluate import cost_metrics
 from distilens.export import export_model
 from distilens.modalities import BUILTIN_KINDS, MODALITIES, Modality, all_modalities, example_inputs, modality_for, modality_of
 from distilens.models import check_teacher
@@ -79,9 +80,6 @@ def test_a_new_kind_plugs_in_by_registering_one_class(monkeypatch, tmp_path) -> 
     spec = InputSpec("waves", (1, 16), ("low", "high"))  # type: ignore[arg-type]
     assert isinstance(modality_of(spec), _Waves)
     assert modality_for(DataConfig(source="waves:signals")).kind == "waves"
-    import distilens.distill  # noqa: F401  (first: distill/teacher_fit imports evaluate at import time, for now)
-    from distilens.evaluate import cost_metrics
-
     model = _Net()
     # models, evaluation and export ask the modality for example inputs: nothing else to edit
     assert check_teacher(model, spec) is model

@@ -58,3 +58,23 @@ def test_every_registered_logit_loss_builds_with_defaults_and_gives_a_finite_sca
         value.backward()
         assert s.grad is not None and torch.isfinite(s.grad).all()
         s.grad = None
+
+
+def test_distilens_losses_exposes_every_registered_objective() -> None:
+    import distilens as dl
+    import distilens.distill as distill
+
+    for name in LOSSES.names():
+        cls = LOSSES.get(name)
+        assert getattr(dl.losses, cls.__name__) is cls, name
+        assert getattr(distill, cls.__name__) is cls, name
+    assert dl.losses.LeafKD.name == "leaf_kd"
+
+
+@pytest.mark.parametrize("module", ["distilens.evaluate", "distilens.distill.objectives.tree", "distilens.distill.trainer"])
+def test_a_module_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]

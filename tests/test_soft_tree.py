@@ -135,17 +135,36 @@ def test_on_digits_the_distilled_tree_stays_level_with_the_label_tree(digits) ->
 
 
 def test_leaf_kd_is_the_papers_loss_on_a_tree_and_soft_target_cross_entropy_otherwise() -> None:
-    from distilens.distill import LeafKD, StepTensors, kd_loss
+    from distilens.distill import LeafKD, StepTensors, kd_loss, leaf_kd_loss
 
     tree = _tree().train()
     x, y, t = torch.randn(6, 5), torch.randint(0, 4, (6,)), torch.randn(6, 4) * 3
-    step = StepTensors(tree(x), y, teacher_logits=t, inputs=x, student=tree)
-    torch.testing.assert_close(LeafKD(temperature=2.0)(step), tree.paper_loss(x, F.softmax(t / 2, 1)))
+    paths = tree.log_path_probs(x)[0]
+    step = StepTensors(tree(x), y, teacher_logits=t, leaf_log_paths=paths, leaf_log_probs=tree.leaf_log_probs())
+    torch.testing.assert_close(LeafKD(temperature=2.0)(step), tree.paper_loss(x, F.softmax(t / 2, 1)), rtol=0, atol=0)
+    torch.testing.assert_close(leaf_kd_loss(paths, tree.leaf_log_probs(), F.softmax(t, 1)), tree.paper_loss(x, F.softmax(t, 1)))
     # A non-tree student is a tree with one leaf: H(p_T, p_S) = KL(p_T ‖ p_S) + H(p_T) at T = 1.
     s = torch.randn(6, 4)
     p_t = F.softmax(t, 1)
     entropy = -(p_t * p_t.log()).sum(1).mean()
-    value = LeafKD(temperature=1.0)(StepTensors(s, y, teacher_logits=t, inputs=x, student=torch.nn.Identity()))
+    value = LeafKD(temperature=1.0)(StepTensors(s, y, teacher_logits=t))
     torch.testing.assert_close(value, kd_loss(s, t, 1.0) + entropy)
     with pytest.raises(ValueError, match="temperature must be"):
         LeafKD(temperature=0.0)
+
+
+def test_leaf_kd_in_fit_reads_the_paths_of_the_one_training_forward() -> None:
+    from distilens.distill import LeafKD, SoftLabelCache
+
+    bundle = tiny_bundle(n=48, shape=(5,), classes=4)
+    teacher_logits = torch.randn(48, 4, generator=torch.Generator().manual_seed(1)) * 3
+    cache = SoftLabelCache(teacher_logits, key="t")
+    tree = _tree(penalty=0.0)
+    calls: list[str] = []
+    tree.register_forward_pre_hook(lambda m, args: calls.append("forward") if m.training else None)
+    # One step over the whole split at lr 0: the logged term is the paper's loss of the untouched tree.
+    result = fit(tree, bundle, objectives=[LeafKD(temperature=2.0)], teacher_cache=cache, epochs=1, batch_size=48,
+                 lr=0.0, weight_decay=0.0, device="cpu")
+    assert calls == ["forward"]
+    expected = tree.train().paper_loss(bundle.train.inputs, F.softmax(teacher_logits / 2, 1))
+    assert result.history[0]["leaf_kd"] == pytest.approx(float(expected.detach()), rel=1e-6)

@@ -191,3 +191,35 @@ def test_missing_cache_entries_fail_before_training(digits) -> None:
     plain = SoftLabelCache.build(build_model("cnn", bundle.spec, width=6), bundle.train)
     with pytest.raises(ValueError, match=r"lacks features\['auto'\]"):
         fit(model, bundle, objectives=[Hint()], teacher_cache=plain, epochs=1, device="cpu")
+
+
+def test_an_epoch_reads_values_from_the_device_a_fixed_number_of_times_not_once_per_step(monkeypatch) -> None:
+    """No host sync per step: distilens code calls item/tolist/float/int/bool on tensors as often for 8 steps as for 2."""
+    import sys
+    from collections import Counter
+
+    reads: Counter[str] = Counter()
+
+    def counting(name: str):
+        real = getattr(torch.Tensor, name)
+
+        def read(self, *args, **kwargs):
+            caller = sys._getframe(1).f_code.co_filename
+            if "/distilens/" in caller and "/tests/" not in caller:
+                reads[name] += 1
+            return real(self, *args, **kwargs)
+
+        return read
+
+    bundle = tiny_bundle(n=64)
+    model, cache = _student_and_cache(bundle)
+    per_run = []
+    for batch_size in (32, 8):
+        with monkeypatch.context() as m:
+            for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+                m.setattr(torch.Tensor, name, counting(name))
+            fit(model, bundle, objectives=[KD(), CE(weight=0.1), Hint(weight=0.1)], teacher_cache=cache, epochs=1,
+                batch_size=batch_size, device="cpu")
+        per_run.append(dict(reads))
+        reads.clear()
+    assert per_run[0] == per_run[1] and sum(per_run[0].values()) > 0

@@ -14,12 +14,13 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator, Sequence, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -29,7 +30,7 @@ from .errors import ConfigError, DistilensError
 
 __all__ = [
     "World", "PeerFailed", "world", "env_world", "is_main", "barrier", "session", "on_main", "all_reduce",
-    "broadcast", "broadcast_object", "broadcast_module", "sync_gradients", "reduce_epoch_metrics",
+    "broadcast", "broadcast_object", "broadcast_module", "sync_gradients", "reduce_epoch_metrics", "GradientSync",
 ]
 
 T = TypeVar("T")
@@ -124,6 +125,10 @@ def sync_gradients(params: list[nn.Parameter], buffers: list[Tensor]) -> None:
     process counts as zero there; it stays ``None`` only where it is ``None`` everywhere,
     so optimisers skip exactly the parameters a single process would skip. Averaging
     BatchNorm running means this way equals updating them with the global batch mean.
+
+    Which parameters had a gradient somewhere travels in the same all-reduce, but the host
+    reads it only when this process lacks one: when every parameter has its gradient here
+    (the usual step) it has one everywhere after averaging, and nothing waits for the device.
     """
     w = world()
     if w.size == 1 or not params:
@@ -134,7 +139,7 @@ def sync_gradients(params: list[nn.Parameter], buffers: list[Tensor]) -> None:
     for t in [*grads, *(b for b in buffers if b.is_floating_point())]:
         groups.setdefault(t.dtype, []).append(t)
     flag_dtype = next(iter(groups))
-    flags = torch.tensor(present, dtype=flag_dtype, device=params[0].device)
+    flags = torch.tensor(present, dtype=flag_dtype).to(params[0].device, non_blocking=True)
     groups[flag_dtype].append(flags)
     for ts in groups.values():
         flat = torch.cat([t.reshape(-1) for t in ts])
@@ -144,8 +149,44 @@ def sync_gradients(params: list[nn.Parameter], buffers: list[Tensor]) -> None:
         for t in ts:
             t.copy_(flat[offset : offset + t.numel()].view_as(t))
             offset += t.numel()
-    for p, g, anywhere in zip(params, grads, flags.tolist()):
+    if all(present):
+        return  # every gradient is p.grad itself, now averaged
+    for p, g, anywhere in zip(params, grads, flags.tolist()):  # the one host sync, only on this path
         p.grad = g if anywhere > 0 else None
+
+
+class GradientSync:
+    """What DistributedDataParallel does for :func:`distilens.fit`, on modules that are not wrapped.
+
+    Construction copies rank 0's parameters and buffers of ``modules`` to every process (as
+    DDP does when it wraps a model). :meth:`weighted` scales one process's mean loss so
+    that averaging the gradients over processes gives the mean gradient of the global batch,
+    also when the shares of a last, short batch differ in size; :meth:`average` does that
+    averaging after each backward (:func:`sync_gradients`). For one process both do nothing.
+
+    Example:
+        >>> sync = GradientSync([model])
+        >>> sync.weighted(loss, batch=y.shape[0], global_batch=64).backward()
+        >>> sync.average()
+    """
+
+    def __init__(self, modules: Sequence[nn.Module]) -> None:
+        self.world = world()
+        for module in modules:
+            broadcast_module(module)
+        self.params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        self.buffers = [b for m in modules for b in m.buffers()]
+
+    def weighted(self, loss: Tensor, batch: int, global_batch: int) -> Tensor:
+        """``loss`` × (this process's share of the global batch × processes); ``loss`` itself for one process."""
+        if self.world.size == 1:
+            return loss
+        return loss * (batch * self.world.size / global_batch)
+
+    def average(self) -> None:
+        """Average the gradients and floating buffers over the processes."""
+        if self.world.size > 1:
+            sync_gradients(self.params, self.buffers)
 
 
 def broadcast_object(obj: T) -> T:
@@ -262,11 +303,27 @@ def session(device: torch.device, *, timeout_s: float = 1800.0) -> Iterator[tupl
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    _import_world_binders()
     try:
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
     except ValueError as exc:  # e.g. WORLD_SIZE set by hand without MASTER_ADDR/MASTER_PORT
         raise ConfigError(f"cannot join the process group ({exc}); launch with torchrun --nproc_per_node=N") from None
     try:
         yield w, device
+        dist.barrier()  # every rank is done with the group (and with rank 0's store) before one tears it down
     finally:
         dist.destroy_process_group()
+
+
+def _import_world_binders() -> None:
+    """Import, before the group exists, the torch modules that would keep it alive past its destruction.
+
+    torch.distributed.nn.functional (and fsdp's sharded grad scaler) take ``group.WORLD`` as
+    a default argument, evaluated when the module is imported; torch._dynamo imports them,
+    and the first optimizer a process builds imports torch._dynamo. Imported while a group
+    exists, those defaults hold it, so destroy_process_group() frees nothing: gloo's worker
+    and transport threads (and rank 0's TCPStore server) live on until the interpreter shuts
+    down, where tearing them down can abort the process ("terminate called without an active
+    exception", SIGABRT). Imported first, the defaults are None (the group of the call).
+    """
+    importlib.import_module("torch._dynamo")

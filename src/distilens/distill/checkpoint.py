@@ -1,8 +1,9 @@
 """Training checkpoints: enough to continue a run bit-identically, kept so a bad file is survivable.
 
-The file holds the model, the objectives' own parameters (e.g. a hint adapter), the
-optimiser, scheduler and loss-scaler states, the epoch, the shuffling generator and the
-global RNG states, the best weights so far and the history. It is written with
+The file holds :meth:`distill.state.TrainState.state_dict`: the model, the objectives' own
+parameters (e.g. a hint adapter), the optimiser, scheduler and loss-scaler states, the
+epoch, the shuffling generator and the global RNG states, the best weights so far and the
+history. It is written with
 ``torch.save`` into a temporary file renamed over the old one, and read with
 ``torch.load(weights_only=True)``: tensors and plain containers only, nothing is unpickled
 into code.

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["kd_loss", "ce_loss", "kl_divergence", "dkd_parts", "dkd_loss"]
+__all__ = ["kd_loss", "ce_loss", "kl_divergence", "dkd_parts", "dkd_loss", "leaf_kd_loss"]
 
 
 def kl_divergence(p_logits: Tensor, q_logits: Tensor, temperature: float = 1.0) -> Tensor:
@@ -150,3 +150,26 @@ def dkd_loss(
     """
     tckd, nckd = dkd_parts(student_logits, teacher_logits, targets, temperature)
     return (alpha * tckd + beta * nckd).mean() * (temperature * temperature)
+
+
+def leaf_kd_loss(leaf_log_paths: Tensor, leaf_log_probs: Tensor, target_probs: Tensor) -> Tensor:
+    """Frosst & Hinton 2017: Σ_ℓ P^ℓ(x) · (−Σ_k T_k log Q^ℓ_k), the path-weighted leaf cross-entropy, batch mean.
+
+    The soft decision tree's own loss ("Distilling a Neural Network Into a Soft Decision
+    Tree", §2): each leaf ℓ's class distribution Q^ℓ is scored against the targets T and
+    weighted by the probability P^ℓ(x) of reaching it. By Jensen it bounds the cross-entropy
+    of the path mixture Σ_ℓ P^ℓ Q^ℓ from above, with equality when the routing is hard.
+
+    Args:
+        leaf_log_paths: (B, L) log P^ℓ(x) of every leaf (rows log-sum-exp to 0).
+        leaf_log_probs: (L, C) log Q^ℓ of every leaf.
+        target_probs: (B, C) target distribution T (soft teacher labels or one-hot labels).
+
+    Returns:
+        Scalar tensor (batch mean).
+
+    Example:
+        >>> loss = leaf_kd_loss(tree.log_path_probs(x)[0], tree.leaf_log_probs(), soft_targets)
+    """
+    ce_per_leaf = -(target_probs.float() @ leaf_log_probs.float().T)  # (B, C) @ (C, L) -> (B, L)
+    return (leaf_log_paths.float().exp() * ce_per_leaf).sum(1).mean()

@@ -39,6 +39,7 @@ from ..data.bundle import Split, iterate_batches
 from ..explain import differentiable as _diff
 from ..io import atomic_write
 from ..models.io import state_dict_digest, tensors_digest
+from ..models.modes import eval_mode
 from ..models.tap import (
     FeatureTap, check_pseudo_layer, default_feature_layer, get_layer, is_pseudo_layer, last_spatial_layer, tapped_output,
 )
@@ -202,9 +203,7 @@ class SoftLabelCache:
                           input_gradients=input_gradients)
         layers = sorted(set(feat_names.values()))
         chunks: dict[str, list[Tensor]] = {}
-        was_training = teacher.training
-        teacher.eval()
-        try:
+        with eval_mode(teacher):
             for x, _, _ in iterate_batches(split, batch_size):
                 x = x.to(device)
                 with torch.no_grad(), FeatureTap(teacher, layers) as tap:
@@ -218,8 +217,6 @@ class SoftLabelCache:
                     out["input_gradients"] = _diff.input_gradients(teacher, x, target, create_graph=False).detach()
                 for name, t in out.items():
                     chunks.setdefault(name, []).append(t.cpu())
-        finally:
-            teacher.train(was_training)
         full = {name: torch.cat(ts) for name, ts in chunks.items()}
         return cls(
             full.pop("logits"), key, dtype=dtype, top_k=top_k,

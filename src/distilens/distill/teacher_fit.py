@@ -14,10 +14,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data.bundle import DataBundle, InputSpec, Split
-from ..evaluate import predict_logits
+from ..data.bundle import DataBundle, InputSpec, Split, iterate_batches
+from ..models.capabilities import FeatureModel, FrozenEncoderModel, TokenModel
+from ..models.modes import eval_mode
 from ..runtime import resolve_device
-from .trainer import FitResult, fit
+from .state import FitResult
+from .trainer import fit
 
 __all__ = ["fit_teacher", "encode_split", "teacher_bundle"]
 
@@ -27,34 +29,30 @@ def teacher_bundle(bundle: DataBundle) -> DataBundle:
     return bundle.for_teacher()
 
 
-class _Features(nn.Module):
-    """``model.forward_features`` as a module's forward."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, ids: Tensor) -> Tensor:
-        return self.model.forward_features(ids)
+@torch.no_grad()
+def _features(model: FeatureModel, split: Split, batch_size: int) -> Tensor:
+    """(N, D) float32 ``forward_features`` of ``split`` in batches, in eval mode (mode restored), on the CPU."""
+    device = next(model.parameters()).device  # type: ignore[attr-defined]
+    with eval_mode(model):  # type: ignore[arg-type]
+        return torch.cat([model.forward_features(x.to(device)).float().cpu() for x, _, _ in iterate_batches(split, batch_size)])
 
 
 def encode_split(model: nn.Module, split: Split, batch_size: int = 256) -> Tensor:
     """(N, D) float32 ``model.forward_features`` of every row of ``split``, in eval mode (mode restored), on the CPU.
 
-    Token ids of a model with a ``pad_id`` are encoded in batches of similar length, each
-    cut to its longest row: trailing pads do not change a text model's output, and short
-    snippets padded to L would cost up to L/length times more.
+    Token ids of a :class:`~distilens.models.capabilities.TokenModel` are encoded in batches
+    of similar length, each cut to its longest row: trailing pads do not change a text
+    model's output, and short snippets padded to L would cost up to L/length times more.
     """
-    pad_id = getattr(model, "pad_id", None)
-    if split.inputs.is_floating_point() or pad_id is None:
-        return predict_logits(_Features(model), split, batch_size)
-    lengths = (split.inputs != pad_id).sum(1)
+    if split.inputs.is_floating_point() or not isinstance(model, TokenModel):
+        return _features(model, split, batch_size)  # type: ignore[arg-type]
+    lengths = (split.inputs != model.pad_id).sum(1)
     order = torch.argsort(lengths, descending=True, stable=True)
     chunks = []
     for start in range(0, len(split), batch_size):
         idx = order[start : start + batch_size]
         width = max(int(lengths[idx].max()), 1)
-        chunks.append(predict_logits(_Features(model), Split(split.inputs[idx, :width], split.targets[idx]), batch_size))
+        chunks.append(_features(model, Split(split.inputs[idx, :width], split.targets[idx]), batch_size))
     sorted_features = torch.cat(chunks)
     features = torch.empty_like(sorted_features)
     features[order] = sorted_features  # back to the split's row order
@@ -68,8 +66,9 @@ def fit_teacher(
     """Train a teacher: the head alone on cached features when its encoder is frozen, else :func:`fit`.
 
     Args:
-        model: The teacher; a model with ``frozen_encoder`` True must have ``forward_features``
-            and a ``head`` (and may have a ``dropout`` applied before it).
+        model: The teacher; a :class:`~distilens.models.capabilities.FrozenEncoderModel`
+            whose ``frozen_encoder`` is True has its ``head`` (after its ``dropout``, if it
+            has one) fitted on the encoder's features.
         bundle: The data.
         encode_batch_size: Rows per encoder forward when computing the features.
         features: ``{"train": (N, D), "val": (M, D)}`` features computed earlier by
@@ -80,16 +79,25 @@ def fit_teacher(
         >>> teacher = build_model("minilm", bundle.spec, finetune="head")
         >>> fit_teacher(teacher, bundle, epochs=30, lr=3e-3)
     """
-    if not getattr(model, "frozen_encoder", False):
+    if not (isinstance(model, FrozenEncoderModel) and model.frozen_encoder):
         return fit(model, bundle, **fit_args)
+    return _fit_head(model, bundle, features, encode_batch_size, fit_args)
+
+
+def _fit_head(
+    model: nn.Module, bundle: DataBundle, features: dict[str, Tensor] | None, encode_batch_size: int,
+    fit_args: dict[str, Any],
+) -> FitResult:
+    """Fit the teacher's head (it is shared, so the teacher is trained in place) on its encoder's features."""
     device = fit_args.get("device", "auto")
     model.to(resolve_device(device) if isinstance(device, str) else device)
     if features is None:
-        features = {name: encode_split(model, getattr(bundle, name), encode_batch_size) for name in ("train", "val")}
+        features = {"train": encode_split(model, bundle.train, encode_batch_size),
+                    "val": encode_split(model, bundle.val, encode_batch_size)}
     spec = InputSpec(kind="table", shape=(int(features["train"].shape[1]),), class_names=bundle.spec.class_names)
     val = Split(features["val"], bundle.val.targets)
     head_bundle = DataBundle(f"{bundle.name}-features", Split(features["train"], bundle.train.targets), val, val, spec)
-    head = nn.Sequential(getattr(model, "dropout", nn.Identity()), model.head)  # shares the teacher's head
+    head = nn.Sequential(getattr(model, "dropout", nn.Identity()), model.head)  # the dropout the forward applies, if any
     result = fit(head, head_bundle, **fit_args)
-    model.eval()
+    model.eval()  # the state fit leaves a model in
     return result

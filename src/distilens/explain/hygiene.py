@@ -12,6 +12,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from ..models.modes import eval_mode
+
 __all__ = ["eval_mode", "no_hook_leak", "seeded", "model_device"]
 
 #: The attribute transformers sets on a model once its output-capturing hooks are installed.
@@ -32,17 +34,6 @@ def model_device(model: nn.Module) -> torch.device:
     """The device of ``model``'s first parameter (CPU for a model without parameters)."""
     param = next(iter(model.parameters()), None)
     return param.device if param is not None else torch.device("cpu")
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode (batch norm uses running statistics), restore afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 @contextmanager

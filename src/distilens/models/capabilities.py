@@ -20,11 +20,13 @@ from torch.nn.parallel import DistributedDataParallel
 __all__ = [
     "TokenModel",
     "AttentionModel",
+    "AttentionLayerModel",
     "FeatureModel",
     "FrozenEncoderModel",
     "RegularisedModel",
     "PiecewiseConstantModel",
     "PoolingModel",
+    "LeafModel",
     "unwrap",
     "has_attention_maps",
 ]
@@ -48,6 +50,18 @@ class AttentionModel(Protocol):
     def attention_maps(self, ids: Tensor) -> list[Tensor]:
         """Per layer, (B, heads, L, L) attention probabilities (rows of padding queries are 0)."""
         ...
+
+
+@runtime_checkable
+class AttentionLayerModel(Protocol):
+    """A transformer whose forward computes its last layer's self-attention in one named submodule.
+
+    That submodule's forward returns ``(output, probabilities)`` with probabilities
+    (B, heads, L, L), so a forward hook reads the attention of the training forward itself
+    instead of a second pass through :meth:`AttentionModel.attention_maps`.
+    """
+
+    attention_layer: str
 
 
 @runtime_checkable
@@ -93,6 +107,23 @@ class PoolingModel(Protocol):
 
     pooling: str
     """``"mean"`` over the real tokens, or ``"first"`` / ``"cls"``: the first token's state."""
+
+
+@runtime_checkable
+class LeafModel(Protocol):
+    """A soft decision tree: its train-mode output mixes per-leaf class distributions by path probability."""
+
+    def log_path_probs(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """((B, leaves) log probability of reaching each leaf, (B, inner nodes) of each inner node).
+
+        The train-mode ``forward`` calls it exactly once, so a tap that wraps it reads the
+        paths of the training forward.
+        """
+        ...
+
+    def leaf_log_probs(self) -> Tensor:
+        """(leaves, C) log class distribution of each leaf."""
+        ...
 
 
 def unwrap(model: nn.Module) -> nn.Module:

@@ -93,9 +93,17 @@ class SoftDecisionTree(nn.Module):
             log_p = torch.stack([log_p + F.logsigmoid(-level), log_p + F.logsigmoid(level)], dim=2).flatten(1)
         return log_p, torch.cat(reach, dim=1)
 
+    def leaf_log_probs(self) -> Tensor:
+        """(L, C) log Q^ℓ: the class distribution of every leaf, in log space."""
+        return F.log_softmax(self.leaf_logits, dim=1)
+
     def forward(self, x: Tensor) -> Tensor:
-        """(B, *in) → (B, C) logits: log of the path mixture (train) or of the max-path leaf (eval)."""
-        log_q = F.log_softmax(self.leaf_logits, dim=1)  # (L, C)
+        """(B, *in) → (B, C) logits: log of the path mixture (train) or of the max-path leaf (eval).
+
+        In train mode it calls :meth:`log_path_probs` exactly once (the :class:`LeafModel`
+        capability), so the trainer's tap reads the paths of this forward for ``leaf_kd``.
+        """
+        log_q = self.leaf_log_probs()  # (L, C)
         if not self.training:
             return log_q[self.decision_path(x)[2]]
         log_leaf, log_reach = self.log_path_probs(x)
@@ -127,7 +135,7 @@ class SoftDecisionTree(nn.Module):
             target_probs: (B, C) target distribution T (one-hot labels or soft teacher labels).
         """
         log_leaf, _ = self.log_path_probs(x)
-        ce_per_leaf = -(target_probs.float() @ F.log_softmax(self.leaf_logits, dim=1).T)  # (B, L)
+        ce_per_leaf = -(target_probs.float() @ self.leaf_log_probs().T)  # (B, L)
         return (log_leaf.exp() * ce_per_leaf).sum(1).mean()
 
     @torch.no_grad()

@@ -1,38 +1,47 @@
 """Layer outputs by name, through forward hooks that are always removed.
 
-Text models (issue 8) add two pseudo-layers that name no submodule:
+Besides submodules, three pseudo-layers name what a model computes without a submodule of
+its own; each is recorded from the same forward as the logits:
 
-* ``pooled`` — the output of ``model.forward_features(ids)``, the (B, D) representation
-  before the classifier head (the ``auto`` feature layer of a text model). A
-  :class:`FeatureTap` records it by wrapping the instance's ``forward_features`` for the
-  duration of the block, so it comes from the same forward as the logits.
-* ``attention:G`` — the last layer's ``attention_maps(ids)[-1]`` averaged into G groups of
-  consecutive heads, (B, G, L, L); computed by a separate call (:func:`pseudo_layer_output`).
+* ``pooled`` — the output of ``model.forward_features(ids)`` (a :class:`FeatureModel`), the
+  (B, D) representation before the classifier head (the ``auto`` feature layer of a text
+  model). Recorded by wrapping the instance's ``forward_features`` for the block.
+* ``attention:G`` — the last layer's self-attention averaged into G groups of consecutive
+  heads, (B, G, L, L). Recorded by a hook on the model's ``attention_layer`` (an
+  :class:`AttentionLayerModel`); a model that only has ``attention_maps(ids)`` (an
+  :class:`AttentionModel`, e.g. a Hugging Face teacher) gives it by a separate call.
+* ``leaf_paths`` — a soft decision tree's (B, leaves) log path probabilities (a
+  :class:`LeafModel`), recorded by wrapping its ``log_path_probs``.
+
+:func:`tapped_output` computes a pseudo-layer by an explicit call when the forward did not
+pass through it (e.g. an eval-mode tree, which follows its maximum path instead).
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import ModelError
 from ..registry import did_you_mean
+from .capabilities import AttentionLayerModel, AttentionModel, FeatureModel, LeafModel
+from .modes import eval_mode
 
 __all__ = [
-    "FeatureTap", "get_layer", "last_spatial_layer", "POOLED", "ATTENTION_PREFIX", "is_pseudo_layer",
+    "FeatureTap", "get_layer", "last_spatial_layer", "POOLED", "ATTENTION_PREFIX", "LEAF_PATHS", "is_pseudo_layer",
     "check_pseudo_layer", "pseudo_layer_output", "tapped_output", "default_feature_layer", "group_heads",
 ]
 
 POOLED = "pooled"
 ATTENTION_PREFIX = "attention:"
+LEAF_PATHS = "leaf_paths"
 
 
 def is_pseudo_layer(name: str) -> bool:
-    """True for ``pooled`` and ``attention:G`` (text models' non-module layers)."""
-    return name == POOLED or name.startswith(ATTENTION_PREFIX)
+    """True for ``pooled``, ``attention:G`` and ``leaf_paths`` (outputs that name no submodule)."""
+    return name in (POOLED, LEAF_PATHS) or name.startswith(ATTENTION_PREFIX)
 
 
 def _groups(name: str) -> int:
@@ -44,13 +53,16 @@ def _groups(name: str) -> int:
 
 def check_pseudo_layer(model: nn.Module, name: str) -> None:
     """Raise a :class:`ModelError` when ``model`` cannot produce the pseudo-layer ``name``."""
-    method = "forward_features" if name == POOLED else "attention_maps"
-    if name != POOLED:
+    if name == POOLED:
+        ok, needs = isinstance(model, FeatureModel), "a text model with a forward_features() method"
+    elif name == LEAF_PATHS:
+        ok, needs = isinstance(model, LeafModel), "a soft decision tree (log_path_probs() and leaf_log_probs())"
+    else:
         _groups(name)
-    if not callable(getattr(model, method, None)):
-        raise ModelError(
-            f"layer '{name}' needs a text model with a {method}() method; {type(model).__name__} has none"
-        )
+        ok = isinstance(model, (AttentionLayerModel, AttentionModel))
+        needs = "a transformer with attention_maps() or an attention_layer (e.g. tiny_transformer)"
+    if not ok:
+        raise ModelError(f"layer '{name}' needs {needs}; {type(model).__name__} has none")
 
 
 def group_heads(attention: Tensor, groups: int) -> Tensor:
@@ -70,7 +82,13 @@ def pseudo_layer_output(model: nn.Module, name: str, x: Tensor) -> Tensor:
     check_pseudo_layer(model, name)
     if name == POOLED:
         return model.forward_features(x)  # type: ignore[operator]
-    return group_heads(model.attention_maps(x)[-1], _groups(name))  # type: ignore[operator]
+    if name == LEAF_PATHS:
+        return model.log_path_probs(x)[0]  # type: ignore[operator]
+    if isinstance(model, AttentionModel):
+        return group_heads(model.attention_maps(x)[-1], _groups(name))
+    with FeatureTap(model, [name]) as tap:  # only the hook route: run the forward once
+        model(x)
+    return tap.outputs[name]
 
 
 def tapped_output(tap: "FeatureTap", model: nn.Module, name: str, x: Tensor) -> Tensor:
@@ -84,7 +102,7 @@ def tapped_output(tap: "FeatureTap", model: nn.Module, name: str, x: Tensor) -> 
 
 def default_feature_layer(model: nn.Module, example: Tensor) -> str:
     """What ``auto`` means for feature losses: ``pooled`` for a text model (integer ids), else the last spatial layer."""
-    if not example.is_floating_point() and callable(getattr(model, "forward_features", None)):
+    if not example.is_floating_point() and isinstance(model, FeatureModel):
         return POOLED
     return last_spatial_layer(model, example)
 
@@ -101,9 +119,10 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 class FeatureTap:
-    """Record the outputs of named layers during forward passes.
+    """Record the outputs of named layers (and pseudo-layers) during forward passes.
 
-    Use as a context manager; the hooks are removed on exit, also when the body raises.
+    Use as a context manager; the hooks and method wrappers are removed on exit, also when
+    the body raises.
 
     Example:
         >>> with FeatureTap(model, ["features.4"]) as tap:
@@ -116,7 +135,7 @@ class FeatureTap:
         self.layers = list(layers)
         self.outputs: dict[str, Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._patched = False
+        self._wrapped: list[str] = []
 
     def __enter__(self) -> "FeatureTap":
         if self.layers and isinstance(self.model, torch.jit.ScriptModule):
@@ -124,10 +143,10 @@ class FeatureTap:
         try:
             for name in self.layers:
                 if is_pseudo_layer(name):
-                    self._wrap_pseudo(name)
+                    self._tap_pseudo(name)
                     continue
                 module = get_layer(self.model, name)
-                self._handles.append(module.register_forward_hook(self._hook(name)))
+                self._handles.append(module.register_forward_hook(self._hook(name, lambda out: out)))
         except BaseException:
             self._remove()
             raise
@@ -136,24 +155,33 @@ class FeatureTap:
     def __exit__(self, *exc: object) -> None:
         self._remove()
 
-    def _wrap_pseudo(self, name: str) -> None:
-        """Record ``pooled`` by shadowing the bound ``forward_features`` with a recording one."""
+    def _tap_pseudo(self, name: str) -> None:
         check_pseudo_layer(self.model, name)
-        if name != POOLED:
-            return  # attention:G is computed on demand by tapped_output
-        inner = self.model.forward_features  # type: ignore[union-attr]
+        if name == POOLED:
+            self._wrap(name, "forward_features", lambda out: out)
+        elif name == LEAF_PATHS:
+            self._wrap(name, "log_path_probs", lambda out: out[0])
+        elif isinstance(self.model, AttentionLayerModel):
+            groups = _groups(name)
+            module = get_layer(self.model, self.model.attention_layer)
+            self._handles.append(module.register_forward_hook(self._hook(name, lambda out: group_heads(out[1], groups))))
+        # else: attention_maps() only, computed on demand by tapped_output
 
-        def recording(*args: object, **kwargs: object) -> Tensor:
+    def _wrap(self, name: str, method: str, pick: Callable[[Any], Tensor]) -> None:
+        """Record ``pick(output)`` of the instance's ``method`` by shadowing the bound method with a recording one."""
+        inner = getattr(self.model, method)
+
+        def recording(*args: object, **kwargs: object) -> Any:
             out = inner(*args, **kwargs)
-            self.outputs[POOLED] = out
+            self.outputs[name] = pick(out)
             return out
 
-        self.model.forward_features = recording  # type: ignore[method-assign]
-        self._patched = True
+        setattr(self.model, method, recording)
+        self._wrapped.append(method)
 
-    def _hook(self, name: str):  # noqa: ANN202 - a torch hook
-        def hook(module: nn.Module, args: object, output: Tensor) -> None:
-            self.outputs[name] = output
+    def _hook(self, name: str, pick: Callable[[Any], Tensor]):  # noqa: ANN202 - a torch hook
+        def hook(module: nn.Module, args: object, output: Any) -> None:
+            self.outputs[name] = pick(output)
 
         return hook
 
@@ -161,19 +189,9 @@ class FeatureTap:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        if self._patched:
-            del self.model.forward_features  # the instance attribute; the class method shows again
-            self._patched = False
-
-
-@contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
+        for method in self._wrapped:
+            delattr(self.model, method)  # the instance attribute; the class method shows again
+        self._wrapped.clear()
 
 
 def last_spatial_layer(model: nn.Module, example: Tensor) -> str:
@@ -195,7 +213,7 @@ def last_spatial_layer(model: nn.Module, example: Tensor) -> str:
                         else None
                     )
                 )
-        with torch.no_grad(), _eval_mode(model):
+        with torch.no_grad(), eval_mode(model):
             model(example[:1])
     finally:
         for h in handles:

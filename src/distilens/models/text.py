@@ -262,6 +262,11 @@ class TinyTransformer(_TextModel):
         """Post-softmax attention probabilities per layer, each (B, H, L, L); pad keys are 0."""
         return self._encode(ids)[2]
 
+    @property
+    def attention_layer(self) -> str:
+        """The last block's attention, whose forward returns (output, (B, H, L, L) probabilities): tapped by ``attention_kd``."""
+        return f"blocks.{len(self.blocks) - 1}.attn"
+
 
 # --------------------------------------------------------------------------- the zoo
 

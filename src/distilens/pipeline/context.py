@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .. import distributed
 from .._version import __version__
 from ..config import RunConfig, dump_config
-from ..distill.trainer import TrainingDiverged
+from ..distill import TrainingDiverged
 from ..errors import ConfigError, DistilensError
 from ..interrupt import check_interrupt, deferred_interrupts
 from ..modalities import modality_for

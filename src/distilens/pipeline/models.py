@@ -14,9 +14,7 @@ from typing import Any
 from torch import nn
 
 from ..config import RunConfig
-from ..distill import build_objectives
-from ..distill.objectives import Objective
-from ..distill.text_objectives import check_text_objectives
+from ..distill import Objective, build_objectives, check_text_objectives
 from ..explain import ExplainInputs, choose_methods
 from ..models import build_for_data, load_teacher
 from ..runtime import seed_everything

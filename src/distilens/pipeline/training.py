@@ -17,8 +17,7 @@ from torch import nn
 
 from .. import distributed
 from ..data import DataBundle, InputSpec
-from ..distill import SoftLabelCache, fit, fit_teacher
-from ..distill.objectives import Objective, teacher_cache_options
+from ..distill import Objective, SoftLabelCache, fit, fit_teacher, teacher_cache_options
 from ..io import atomic_write
 from ..models import HFTextClassifier, load_model, save_model
 from ..report.inputs import read_history

@@ -1,21 +1,21 @@
 """Objectives for transformer text students: self-attention transfer (``attention_kd``).
 
-The FitNets ``hint`` of :mod:`distill.feature_objectives` serves text models unchanged:
-for a text model its ``auto`` layer is the ``pooled`` pseudo-layer (``forward_features``,
-(B, D)), and the adapter is a ``Linear(D_s, D_t)``.
+The FitNets ``hint`` of :mod:`.features` serves text models unchanged: for a text model its
+``auto`` layer is the ``pooled`` pseudo-layer (``forward_features``, (B, D)), and the
+adapter is a ``Linear(D_s, D_t)``.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..data.bundle import DataBundle
-from ..errors import ConfigError
-from ..models.tap import ATTENTION_PREFIX
-from .objectives import LOSSES, Objective, StepTensors
-from .text_losses import attention_kd_loss
+from ...data.bundle import DataBundle
+from ...errors import ConfigError
+from ...models.tap import ATTENTION_PREFIX
+from ..text_losses import attention_kd_loss
+from .base import LOSSES, Objective, StepTensors
 
 __all__ = ["AttentionKD", "check_text_objectives"]
 
@@ -40,21 +40,17 @@ def check_text_objectives(objectives: Sequence[Objective], bundle: DataBundle) -
             )
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel wrapper (its methods are not forwarded)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 @LOSSES.register("attention_kd")
 class AttentionKD(Objective):
     """MiniLM / TinyBERT self-attention distillation: KL(A_T ‖ A_S) of the last layers' attention.
 
-    The teacher's last-layer attention, averaged into ``heads`` groups of consecutive
-    heads, is computed once into the soft-label cache (pseudo-layer ``attention:G``,
-    (N, G, L, L)); the student's comes from ``student.attention_maps(ids)[-1]`` (a second
-    forward of the student) and is grouped the same way; see
-    :func:`distill.text_losses.attention_kd_loss`. The teacher and the student must read
-    the same token ids (the same tokenizer and ``data.max_length``).
+    Both sides are the pseudo-layer ``attention:G``: the last layer's attention averaged into
+    ``heads`` groups G of consecutive heads, (B, G, L, L). The teacher's is computed once
+    into the soft-label cache (N, G, L, L); the student's is recorded from the training
+    forward by the trainer's tap (a hook on the student's ``attention_layer``, see
+    :mod:`distilens.models.tap`) and arrives as ``step.student_features``. See
+    :func:`distill.text_losses.attention_kd_loss`. The teacher and the student must read the
+    same token ids (the same tokenizer and ``data.max_length``).
 
     Cache size: N·G·L²·4 bytes (fp32; half with ``distill.cache.dtype: fp16``), e.g. 10,000
     snippets at L = 64: 164 MB with ``heads: 1``, 1.97 GB with MiniLM's 12 heads; hence the
@@ -70,26 +66,19 @@ class AttentionKD(Objective):
     """
 
     name = "attention_kd"
-    needs = frozenset({"teacher_features", "student", "inputs"})
+    needs = frozenset({"student_features", "teacher_features", "token_mask"})
 
     def __init__(self, weight: float = 1.0, heads: int = 1) -> None:
         super().__init__(weight)
         if int(heads) != heads or heads < 1:
             raise ValueError(f"heads must be an integer ≥ 1, got {heads}")
         self.heads = int(heads)
-        self.teacher_layer = f"{ATTENTION_PREFIX}{self.heads}"
+        self.student_layer = self.teacher_layer = f"{ATTENTION_PREFIX}{self.heads}"
 
     def forward(self, step: StepTensors) -> Tensor:
-        ids = step.require("inputs", self.name)
+        student = step.require("student_features", self.name)  # (B, G, L, L), already grouped
         teacher = step.require("teacher_features", self.name)
-        student = _unwrap(step.require("student", self.name))  # type: ignore[arg-type]
-        if not callable(getattr(student, "attention_maps", None)) or not hasattr(student, "pad_id"):
-            raise ValueError(
-                f"attention_kd needs a transformer student with attention_maps() and pad_id (e.g. tiny_transformer); "
-                f"{type(student).__name__} has none"
-            )
-        attention = student.attention_maps(ids)[-1]
-        return attention_kd_loss(attention, teacher, ids != student.pad_id, groups=self.heads)
+        return attention_kd_loss(student, teacher, step.require("token_mask", self.name), groups=self.heads)
 
     def extra_repr(self) -> str:
         return f"weight={self.weight}, heads={self.heads}"

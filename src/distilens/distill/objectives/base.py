@@ -1,4 +1,7 @@
-"""Loss modules (thin wrappers over :mod:`distill.functional`) and the LOSSES registry.
+"""What every objective shares: the Objective base class, StepTensors, NEEDS and the LOSSES registry.
+
+The concrete objectives (:mod:`.logits`, :mod:`.features`, :mod:`.text`, :mod:`.tree`) import
+this module and register themselves into :data:`LOSSES`; nothing here imports them.
 
 A training step hands every objective a :class:`StepTensors`; each objective takes the
 tensors it needs and calls its pure function. The total is the weighted sum.
@@ -7,7 +10,9 @@ An objective declares what it needs (``needs``: teacher logits, feature maps of 
 layer, the inputs with gradients, explanation maps of the teacher ...) and the trainer
 computes only what some objective needs. Tensors reach the objective already resolved:
 ``step.student_features`` *is* the output of that objective's ``student_layer``, never a
-dict addressed by module paths.
+dict addressed by module paths. No objective receives the student module: what it would
+run the student again for (attention maps, a tree's path probabilities) is recorded from
+the training forward and handed over as tensors.
 
 Example:
     >>> objectives = [KD(temperature=4.0), CE(weight=0.1)]
@@ -23,15 +28,11 @@ from typing import Any, ClassVar, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, DistilensError
-from ..registry import Registry
-from . import functional as F
+from ...errors import ConfigError, DistilensError
+from ...registry import Registry
 
 __all__ = [
     "Objective",
-    "KD",
-    "CE",
-    "DKD",
     "LOSSES",
     "NEEDS",
     "StepTensors",
@@ -51,7 +52,8 @@ NEEDS = frozenset(
         "student_features",  # student output of ``student_layer``, in the graph
         "inputs",  # the batch's inputs
         "input_gradients",  # the inputs, with requires_grad set before the forward
-        "student",  # the student module itself
+        "token_mask",  # (B, L) True at real tokens of a token-id student
+        "leaves",  # a soft-tree student's leaf path and class log-probabilities (None for others)
     }
 )
 
@@ -65,13 +67,17 @@ class StepTensors:
         targets: (B,) int64 labels.
         teacher_logits: (B, C) the teacher's cached logits, or ``None`` for label-only training.
         teacher_target: (B,) int64 the teacher's top class (explanation losses' target).
-        student_features: This objective's ``student_layer`` output, (B, C, h, w) or (B, F),
-            in the autograd graph of ``student_logits``.
+        student_features: This objective's ``student_layer`` output, (B, C, h, w) or (B, F)
+            (or (B, G, L, L) for the ``attention:G`` pseudo-layer), in the autograd graph of
+            ``student_logits``.
         teacher_features: This objective's ``teacher_layer`` output from the cache.
         teacher_maps: (B, H, W) Grad-CAM or (B, *input) input gradients of the teacher, from
             the cache, for ``teacher_target``.
         inputs: (B, *input) the batch (``requires_grad`` when input gradients are needed).
-        student: The student module (for objectives that run it again).
+        token_mask: (B, L) bool, True at the real (non-pad) tokens of a token-id student.
+        leaf_log_paths: (B, leaves) log probability of reaching each leaf, from the training
+            forward of a soft decision tree student (``None`` for other students).
+        leaf_log_probs: (leaves, C) log class distribution of each leaf of that tree.
         epoch: 1-based epoch of the trainer, ``None`` outside a training loop.
         step: 0-based global optimisation step, ``None`` outside a training loop.
     """
@@ -84,7 +90,9 @@ class StepTensors:
     teacher_features: Tensor | None = None
     teacher_maps: Tensor | None = None
     inputs: Tensor | None = None
-    student: nn.Module | None = None
+    token_mask: Tensor | None = None
+    leaf_log_paths: Tensor | None = None
+    leaf_log_probs: Tensor | None = None
     epoch: int | None = None
     step: int | None = None
 
@@ -170,106 +178,6 @@ def teacher_cache_options(objectives: Sequence[Objective]) -> dict[str, Any]:
 LOSSES: Registry[type[Objective]] = Registry("loss")
 
 
-@LOSSES.register("ce")
-class CE(Objective):
-    """Cross-entropy on the labels.
-
-    Args:
-        weight: Weight in the sum of objectives.
-        label_smoothing: ε of label smoothing.
-    """
-
-    name = "ce"
-
-    def __init__(self, weight: float = 1.0, label_smoothing: float = 0.0) -> None:
-        super().__init__(weight)
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
-        self.label_smoothing = float(label_smoothing)
-
-    def forward(self, step: StepTensors) -> Tensor:
-        return F.ce_loss(step.student_logits, step.targets, self.label_smoothing)
-
-
-@LOSSES.register("kd")
-class KD(Objective):
-    """Hinton et al. 2015 knowledge distillation: T² · KL(p_T ‖ p_S) at temperature T.
-
-    Args:
-        weight: Weight in the sum of objectives.
-        temperature: Softening temperature T > 0.
-    """
-
-    name = "kd"
-    needs_teacher = True
-
-    def __init__(self, weight: float = 1.0, temperature: float = 4.0) -> None:
-        super().__init__(weight)
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
-
-    def forward(self, step: StepTensors) -> Tensor:
-        teacher = step.require("teacher_logits", self.name)
-        return F.kd_loss(step.student_logits, teacher, self.temperature)
-
-    def extra_repr(self) -> str:
-        return f"weight={self.weight}, temperature={self.temperature}"
-
-
-@LOSSES.register("dkd")
-class DKD(Objective):
-    """Decoupled KD (Zhao et al. 2022, CVPR): T²·(α·TCKD + β·NCKD), weight warmed up linearly.
-
-    As in the reference code (mdistiller ``DKD``), the term is multiplied by
-    ``min(epoch / warmup_epochs, 1)`` (epochs counted from 1), read from ``step.epoch``;
-    outside a training loop (``epoch is None``) the factor is 1. Pair it with ``ce`` (the
-    paper trains with CE weight 1).
-
-    Args:
-        weight: Weight in the sum of objectives.
-        alpha: Weight of the target-class term (paper: 1).
-        beta: Weight of the non-target-class term (paper: 8 on CIFAR-100).
-        temperature: Softening temperature (paper: 4).
-        warmup_epochs: Epochs of linear warm-up of the term (reference code: 20; 0 = none).
-
-    Example:
-        >>> fit(student, bundle, objectives=[DKD(warmup_epochs=5), CE()], teacher_cache=cache)
-    """
-
-    name = "dkd"
-    needs_teacher = True
-
-    def __init__(
-        self, weight: float = 1.0, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0,
-        warmup_epochs: int = 20,
-    ) -> None:
-        super().__init__(weight)
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if alpha < 0 or beta < 0:
-            raise ValueError(f"alpha and beta must be ≥ 0, got alpha={alpha}, beta={beta}")
-        if warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs must be ≥ 0, got {warmup_epochs}")
-        self.alpha, self.beta, self.temperature = float(alpha), float(beta), float(temperature)
-        self.warmup_epochs = int(warmup_epochs)
-
-    def warmup_factor(self, epoch: int | None) -> float:
-        """min(epoch / warmup_epochs, 1); 1 without warm-up or outside training."""
-        if epoch is None or self.warmup_epochs == 0:
-            return 1.0
-        return min(epoch / self.warmup_epochs, 1.0)
-
-    def forward(self, step: StepTensors) -> Tensor:
-        teacher = step.require("teacher_logits", self.name)
-        loss = F.dkd_loss(step.student_logits, teacher, step.targets, self.alpha, self.beta, self.temperature)
-        return self.warmup_factor(step.epoch) * loss
-
-    def extra_repr(self) -> str:
-        return (f"weight={self.weight}, alpha={self.alpha}, beta={self.beta}, temperature={self.temperature}, "
-                f"warmup_epochs={self.warmup_epochs}")
-
-
 def build_objectives(specs: list[dict[str, Any]]) -> list[Objective]:
     """Build objectives from ``[{name, weight, **options}, ...]`` (the config's distill.losses).
 
@@ -328,11 +236,3 @@ def weighted_sum(
         terms[key] = value.detach()
         total = total + obj.weight * value
     return total, terms
-
-
-# The feature and explanation objectives register themselves into LOSSES on import.
-from .feature_objectives import AttentionTransfer, GradCAMAlign, Hint, InputGradientAlign  # noqa: E402
-
-from .text_objectives import AttentionKD  # noqa: E402
-
-__all__ += ["Hint", "AttentionTransfer", "GradCAMAlign", "InputGradientAlign", "AttentionKD"]

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .objectives import KD, LOSSES, StepTensors
+from .. import functional as F
+from .base import LOSSES, StepTensors
+from .logits import KD
 
 __all__ = ["LeafKD"]
 
@@ -24,10 +26,12 @@ __all__ = ["LeafKD"]
 class LeafKD(KD):
     """Σ_ℓ P^ℓ(x) · H(softmax(t/T), Q^ℓ): each leaf's cross-entropy with the soft targets, path-weighted.
 
-    For a ``soft_tree`` student (which has ``paper_loss``) this is the tree's own loss;
-    any other student counts as a tree with one leaf reached with probability 1, for which
-    it is H(softmax(t/T), softmax(s)) — the cross-entropy with the teacher's soft targets,
-    the student untempered.
+    For a ``soft_tree`` student (a :class:`~distilens.models.capabilities.LeafModel`) the
+    trainer records the leaves' path probabilities from the training forward
+    (``step.leaf_log_paths``, ``step.leaf_log_probs``) and this is the tree's own loss. Any
+    other student counts as a tree with one leaf reached with probability 1, for which it is
+    H(softmax(t/T), softmax(s)) — the cross-entropy with the teacher's soft targets, the
+    student untempered.
 
     Args:
         weight: Weight in the sum of objectives.
@@ -37,13 +41,11 @@ class LeafKD(KD):
     """
 
     name = "leaf_kd"
-    needs = frozenset({"teacher_logits", "inputs", "student"})
+    needs = frozenset({"teacher_logits", "leaves"})
 
     def forward(self, step: StepTensors) -> Tensor:
         teacher = step.require("teacher_logits", self.name)
         targets = (teacher.float() / self.temperature).softmax(dim=1)  # (B, C)
-        student = getattr(step.student, "module", step.student)  # the model inside DDP
-        paper_loss = getattr(student, "paper_loss", None)
-        if callable(paper_loss):
-            return paper_loss(step.require("inputs", self.name), targets)
+        if step.leaf_log_paths is not None and step.leaf_log_probs is not None:
+            return F.leaf_kd_loss(step.leaf_log_paths, step.leaf_log_probs, targets)
         return -(targets * step.student_logits.float().log_softmax(dim=1)).sum(dim=1).mean()

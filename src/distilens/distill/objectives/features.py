@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..explain.differentiable import gradcam_from
-from . import feature_losses as FL
-from .objectives import LOSSES, Objective, StepTensors
+from ...explain.differentiable import gradcam_from
+from .. import feature_losses as FL
+from .base import LOSSES, Objective, StepTensors
 
 __all__ = ["Hint", "AttentionTransfer", "GradCAMAlign", "InputGradientAlign"]
 
