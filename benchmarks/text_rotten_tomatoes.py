@@ -1,7 +1,7 @@
 """MiniLM teacher → small text students on Rotten Tomatoes: labels vs KD vs KD + attention_kd.
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/text_rotten_tomatoes.py \\
-        [--data /work/shared/data/rotten_tomatoes.csv] [--seeds 3] [--max-length 64] [--cache runs/bench-text] \\
+        [--data /work/shared/data/rotten_tomatoes.csv] [--seeds 3] [--max-length 64] [--cache /work/bench-text] \\
         [--teacher-finetune head|all] [--transfer-copies K] [--only STUDENT ...]
 
 The teacher is all-MiniLM-L6-v2 (the ``text`` extra). ``--teacher-finetune head`` (default)
@@ -103,7 +103,13 @@ def encode_once(teacher: torch.nn.Module, bundle: DataBundle, path: Path, batch:
 
 
 def finetuned_teacher(wordpiece: DataBundle, path: Path, epochs: int, lr: float, batch: int) -> tuple[torch.nn.Module, float]:
-    """MiniLM with all of it fine-tuned (``finetune: all``) by :func:`fit`, and the fit's seconds; weights cached in ``path``."""
+    """MiniLM with all of it fine-tuned (``finetune: all``) by :func:`fit`, and the fit's seconds; weights cached in ``path``.
+
+    The fit writes a checkpoint beside ``path`` after every epoch and resumes from it, so a
+    fine-tune stopped part-way (it takes most of an hour on a shared CPU) loses one epoch at
+    most; the checkpoint is removed once the weights are saved. ``fit_s`` counts this
+    process's seconds only when it resumed.
+    """
     torch.manual_seed(0)
     teacher = build_model("minilm", wordpiece.spec, finetune="all")
     if path.is_file():
@@ -113,12 +119,17 @@ def finetuned_teacher(wordpiece: DataBundle, path: Path, epochs: int, lr: float,
               f"{int(state['best_epoch'])})")
         return teacher.eval(), float(state["fit_s"])
     t0 = time.perf_counter()
+    checkpoint = path.with_name(path.name.replace(".safetensors", "-checkpoint.pt"))
+    path.parent.mkdir(parents=True, exist_ok=True)
     result = fit(teacher, wordpiece, epochs=epochs, lr=lr, batch_size=batch, weight_decay=0.01, warmup_epochs=0.1,
-                 seed=0, device="cpu", on_epoch=lambda m: print(f"  teacher epoch: {m}", flush=True))
+                 seed=0, device="cpu", on_epoch=lambda m: print(f"  teacher epoch: {m}", flush=True),
+                 checkpoint_path=checkpoint, resume=True)
+    if result.resumed_from:
+        print(f"  (resumed at epoch {result.resumed_from}: fit_s counts this process only)")
     tensors = {"fit_s": torch.tensor([time.perf_counter() - t0]), "best_epoch": torch.tensor([float(result.best_epoch)])}
     tensors.update({f"state/{k}": v.contiguous() for k, v in teacher.state_dict().items()})
-    path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path))
+    checkpoint.unlink(missing_ok=True)
     return teacher.eval(), float(tensors["fit_s"])
 
 
@@ -169,7 +180,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--max-vocab", type=int, default=10000)
-    parser.add_argument("--cache", default="runs/bench-text")
+    parser.add_argument("--cache", default="/work/bench-text",
+                        help="teacher weights, encodings and copy labels, kept across runs (outside the repo)")
     parser.add_argument("--only", nargs="*", default=None, help="student names to run (default: all)")
     parser.add_argument("--epochs", type=int, default=None, help="override every student's epochs")
     parser.add_argument("--teacher-finetune", choices=("head", "all"), default="head",
