@@ -102,6 +102,9 @@ class TeacherConfig(_Strict):
 class StudentConfig(_Strict):
     arch: str = "cnn"
     args: dict[str, Any] = Field(default_factory=lambda: {"width": 8})
+    # Text: start the student's token embeddings from the teacher's input embeddings (piece
+    # means + PCA for a word vocabulary, the teacher's rows for its own ids; models/text_init.py).
+    init: Literal["random", "teacher_embeddings"] = "random"
 
 
 class OptimizerConfig(_Strict):
