@@ -9,7 +9,9 @@ from distilens.data.bundle import InputSpec
 from distilens.data.tokenize import TextTokenizer
 from distilens.errors import ConfigError
 from distilens.models import build_model
-from distilens.models.text_init import fit_pca, init_embeddings_from_teacher, teacher_embedding_table, word_piece_means
+from distilens.models.text_init import (
+    check_teacher_init, fit_pca, init_embeddings_from_teacher, teacher_embedding_table, word_piece_means,
+)
 from distilens.testing.text import wordpiece
 
 PIECES = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "film", "good", "un", "##fun", "##ny", "fun", "bad"]
@@ -108,3 +110,5 @@ def test_init_in_place_keeps_the_students_scale_and_refuses_non_text_models() ->
     image = InputSpec("image", (1, 4, 4), ("a", "b"))
     with pytest.raises(ConfigError, match="student.init"):
         init_embeddings_from_teacher(build_model("mlp", image), teacher, student_tok, teacher_tok)
+    with pytest.raises(ConfigError, match="student.init"):  # the same check, before any training
+        check_teacher_init(student, build_model("mlp", image))

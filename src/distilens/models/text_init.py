@@ -38,7 +38,9 @@ from ..data.tokenize import TextTokenizer
 from ..errors import ConfigError
 from .capabilities import TokenModel, unwrap
 
-__all__ = ["PCA", "fit_pca", "word_piece_means", "teacher_embedding_table", "init_embeddings_from_teacher"]
+__all__ = [
+    "PCA", "fit_pca", "word_piece_means", "teacher_embedding_table", "check_teacher_init", "init_embeddings_from_teacher",
+]
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,15 @@ def teacher_embedding_table(
     return table.to(torch.float32), pca, source  # type: ignore[return-value]
 
 
+def check_teacher_init(student: nn.Module, teacher: nn.Module) -> tuple[TokenModel, TokenModel]:
+    """Raise the ConfigError :func:`init_embeddings_from_teacher` would, before any training; returns the unwrapped pair."""
+    s, t = unwrap(student), unwrap(teacher)
+    if not isinstance(s, TokenModel) or not isinstance(t, TokenModel):
+        raise ConfigError("student.init: teacher_embeddings needs a text student and a text teacher (token ids); "
+                          "use student.init: random for other models")
+    return s, t
+
+
 @torch.no_grad()
 def init_embeddings_from_teacher(
     student: nn.Module, teacher: nn.Module, student_tokenizer: TextTokenizer, teacher_tokenizer: TextTokenizer | None,
@@ -193,10 +204,7 @@ def init_embeddings_from_teacher(
         ``rows``, ``dim``, ``explained_variance`` (the share of the vectors' variance the
         kept components hold; 1.0 when copied) and ``std``.
     """
-    s, t = unwrap(student), unwrap(teacher)
-    if not isinstance(s, TokenModel) or not isinstance(t, TokenModel):
-        raise ConfigError("student.init: teacher_embeddings needs a text student and a text teacher (token ids); "
-                          "use student.init: random for other models")
+    s, t = check_teacher_init(student, teacher)
     weight = s.get_input_embeddings().weight
     teacher_table = t.get_input_embeddings().weight.detach().float().cpu()
     keep = torch.arange(weight.shape[0]) != s.pad_id
