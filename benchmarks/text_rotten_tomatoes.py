@@ -48,7 +48,7 @@ from torch import Tensor
 from distilens.data import DataBundle, load_dataset
 from distilens.data.tokenize import TextTokenizer
 from distilens.distill import CE, KD, AttentionKD, SoftLabelCache, fit, fit_teacher
-from distilens.data.text_augment import with_transfer_copies
+from distilens.data.text_augment import mask_placeholder, tang_copies, with_transfer_copies
 from distilens.distill.teacher_fit import encode_split, teacher_bundle
 from distilens.evaluate import cost_metrics, measure_latency
 from distilens.explain.text_compare import attribute_rows, word_agreement
@@ -58,6 +58,7 @@ from distilens.models.tap import group_heads
 from distilens.models.text_init import init_embeddings_from_teacher
 from distilens.reference import tfidf_logreg
 
+NEST = 20  # tang copies: a labelled 20-copy set also labels the 4- and 10-copy sets
 STUDENTS: dict[str, dict[str, Any]] = {  # arch, args, ids ("word" | "teacher"), lr, epochs
     "embedding_bag": {"arch": "embedding_bag", "args": {"dim": 32}, "ids": "word", "lr": 3e-3, "epochs": 15},
     "embedding_bag_bigrams": {"arch": "embedding_bag", "args": {"dim": 32, "ngrams": 2, "buckets": 4096}, "ids": "word",
@@ -239,8 +240,16 @@ def transfer_set(args: argparse.Namespace, bundle: DataBundle, teacher: Teacher,
         return grown, None
     method = "" if args.transfer_method == "drop" else f"-{args.transfer_method}"  # round 2's file names for drop
     copies_path = Path(args.cache) / f"minilm-{args.teacher_finetune}-copies{args.transfer_copies}{method}-{key}.safetensors"
+    nested = Path(args.cache) / f"minilm-{args.teacher_finetune}-copies{NEST}{method}-{key}.safetensors"
     if copies_path.is_file():
         extra_logits = load_file(str(copies_path))["logits"]
+    elif args.transfer_method == "tang" and args.transfer_copies < NEST and nested.is_file():
+        # Tang copies nest in K (data/text_augment.py): the first K of each text's 20 are these.
+        mask = mask_placeholder(bundle.teacher_tokenizer, "mask")
+        row = {c.render(mask): j for j, c in enumerate(tang_copies(bundle.texts["train"], NEST, seed=0))}
+        mine = [row[c.render(mask)] for c in tang_copies(bundle.texts["train"], args.transfer_copies, seed=0)]
+        extra_logits = load_file(str(nested))["logits"][mine]
+        print(f"teacher labels of the {len(mine)} copies taken from the {NEST}-copy set ({nested.name})")
     else:
         t0 = time.perf_counter()
         with torch.no_grad():

@@ -173,3 +173,11 @@ def test_config_keys_select_the_recipe() -> None:
     assert load_config(None).distill.transfer.options() == {"method": "drop"}  # today's copies by default
     with pytest.raises(ConfigError, match="p_mask"):
         load_config(None, overrides=["distill.transfer.p_mask=0.7", "distill.transfer.p_pos=0.7"])
+
+
+def test_tang_copies_nest_in_the_number_of_copies() -> None:
+    small = tang_copies(TEXTS, 4, seed=5, **TANG_DEFAULTS)
+    large = tang_copies(TEXTS, 12, seed=5, **TANG_DEFAULTS)
+    for i in range(len(TEXTS)):
+        mine, theirs = [c for c in small if c.source == i], [c for c in large if c.source == i]
+        assert theirs[: len(mine)] == mine  # the same first copies, then more

@@ -179,15 +179,17 @@ def tang_copies(
         corpus: Texts the replacement words are drawn from (default: ``texts``).
 
     Returns:
-        The copies, grouped by source in order.
+        The copies, grouped by source in order. Each text's draws come from its own stream
+        seeded by ``(seed, index)``, so the copies made with ``copies=k`` are the first of
+        those made with any larger ``copies`` (the teacher can label the largest set once).
     """
     _check(copies, {"p_mask": p_mask, "p_pos": p_pos, "p_ng": p_ng}, max_ngram)
     if p_mask + p_pos > 1:
         raise ConfigError(f"transfer copies need p_mask + p_pos <= 1 (one draw decides both); got {p_mask} + {p_pos}")
     sampler = _ClassSampler(corpus if corpus is not None else texts) if p_pos > 0 else None
-    rng = random.Random(seed)
     out: list[TextCopy] = []
     for i, text in enumerate(texts):
+        rng = random.Random(f"{seed}/{i}")  # each text its own stream: copies nest in `copies`
         words = _WORD_RE.findall(text)
         seen = {tuple(words)}
         for _ in range(copies):
