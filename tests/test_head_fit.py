@@ -59,6 +59,7 @@ def test_gradient_vanishes_at_the_returned_weights_and_lambda_is_chosen_on_valid
     assert [row["weight_decay"] for row in fit.path] == [10.0, 1e-3, 1e-9]  # strongest first
     best = min(fit.path, key=lambda row: row["val_loss"])
     assert fit.weight_decay == best["weight_decay"] and fit.weight_decay != 10.0  # 10: everything shrunk to the prior
+    assert fit.at_grid_edge == (fit.weight_decay == 1e-9)
     assert all(row["grad_norm"] <= 1e-8 for row in fit.path) and fit.converged
     # The gradient of the objective, recomputed here in the raw feature space (the
     # standardised problem's gradient scaled by the feature std) is ~0 at the returned fit.

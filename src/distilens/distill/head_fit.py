@@ -58,6 +58,12 @@ class HeadFit:
     converged: bool
     path: list[dict[str, float]] = field(default_factory=list)
 
+    @property
+    def at_grid_edge(self) -> bool:
+        """The chosen λ is the largest or smallest tried (a wider grid might validate better)."""
+        decays = [row["weight_decay"] for row in self.path]
+        return len(decays) > 1 and self.weight_decay in (max(decays), min(decays))
+
     def load_into(self, linear: nn.Linear) -> nn.Linear:
         """Copy the weights into ``linear`` (C outputs, D inputs) and return it."""
         with torch.no_grad():
