@@ -182,6 +182,8 @@ class WordAgreement:
 
 
 def mean_std(values: list[float]) -> str:
+    if any(v != v for v in values):  # nan: no teacher to agree with
+        return "–"
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{100 * statistics.mean(values):.1f} ± {100 * sd:.1f}"
 
