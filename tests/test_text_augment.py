@@ -181,3 +181,18 @@ def test_tang_copies_nest_in_the_number_of_copies() -> None:
     for i in range(len(TEXTS)):
         mine, theirs = [c for c in small if c.source == i], [c for c in large if c.source == i]
         assert theirs[: len(mine)] == mine  # the same first copies, then more
+
+
+def test_tang_copies_for_a_student_reading_the_teachers_ids(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\n" + "".join(f'"{t}",{"pos" if i % 2 else "neg"}\n' for i, t in enumerate(TEXTS[:30])),
+                    encoding="utf-8")
+    teacher_tok = _wordpiece_teacher()
+    bundle = load_text(path, text="text", target="label", tokenizer="teacher", teacher_tokenizer=teacher_tok, max_length=16)
+    assert bundle.teacher_inputs is None  # one set of ids: the student's rule ([UNK]) applies to both
+    grown = with_transfer_copies(bundle, 2, seed=0, method="tang", p_mask=0.5, p_pos=0.0, p_ng=0.0)
+    made = tang_copies(bundle.texts["train"], 2, seed=0, p_mask=0.5, p_pos=0.0, p_ng=0.0)
+    ids = grown.train.inputs[len(bundle.train):]
+    for k, c in enumerate(made):
+        assert int((ids[k] == teacher_tok.unk_id).sum()) >= sum(w is None for w in c.words)  # + words it does not know
+        assert int((ids[k] == teacher_tok.mask_id).sum()) == 0
