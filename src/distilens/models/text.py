@@ -183,7 +183,8 @@ class BiLSTMClassifier(_TextModel):
     ``"max"`` (default) is the element-wise max over the text's positions of the concatenated
     states (BiLSTM-max; Conneau et al. 2017 found it the best of their pooled BiLSTM sentence
     encoders): every position can carry the decision, not only what survives to the end of
-    each direction.
+    each direction. Measured on Rotten Tomatoes (d 32, hidden 64, labels, teacher-initialised
+    table, one seed): max 77.8%, last 76.1% (benchmarks/results/text_rotten_tomatoes_round3.log).
 
     Padding is masked without packed sequences: the forward LSTM is causal, so trailing pads
     come after every real position; the backward LSTM runs left to right over each text
