@@ -17,6 +17,15 @@ from distilens.errors import ConfigError
 TEXTS = [f"{'a good fine' if i % 2 else 'a bad poor'} film number {i} with some more words" for i in range(30)] + ["one"]
 
 
+def _bundle(tmp_path, tokenizer: str, teacher_tok: TextTokenizer, max_length: int):
+    """A text bundle of the first 30 TEXTS (alternating labels) read from a CSV, with a teacher tokenizer."""
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\n" + "".join(f'"{t}",{"pos" if i % 2 else "neg"}\n' for i, t in enumerate(TEXTS[:30])),
+                    encoding="utf-8")
+    return load_text(path, text="text", target="label", tokenizer=tokenizer, teacher_tokenizer=teacher_tok,
+                     max_length=max_length)
+
+
 def _is_subsequence(copy: list[str], words: list[str]) -> bool:
     it = iter(words)
     return all(w in it for w in copy)  # `in` advances the iterator: order is kept
@@ -52,11 +61,8 @@ def test_probabilities_shape_the_copies() -> None:
 
 
 def test_grown_bundle_appends_tokenised_copies_for_student_and_teacher(tmp_path) -> None:
-    path = tmp_path / "t.csv"
-    path.write_text("text,label\n" + "".join(f'"{t}",{"pos" if i % 2 else "neg"}\n' for i, t in enumerate(TEXTS[:30])),
-                    encoding="utf-8")
     teacher_tok = TextTokenizer.word_level(["good", "film", "bad", "words"])
-    bundle = load_text(path, text="text", target="label", tokenizer="word", teacher_tokenizer=teacher_tok, max_length=8)
+    bundle = _bundle(tmp_path, "word", teacher_tok, 8)
     assert with_transfer_copies(bundle, 0) is bundle
     grown = with_transfer_copies(bundle, 3, seed=1)
     n = len(bundle.train)
@@ -144,11 +150,8 @@ def test_mask_placeholders_tokenise_to_one_token() -> None:
 
 
 def test_grown_bundle_with_tang_copies_masks_each_side_with_its_own_token(tmp_path) -> None:
-    path = tmp_path / "t.csv"
-    path.write_text("text,label\n" + "".join(f'"{t}",{"pos" if i % 2 else "neg"}\n' for i, t in enumerate(TEXTS[:30])),
-                    encoding="utf-8")
     teacher_tok = _wordpiece_teacher()
-    bundle = load_text(path, text="text", target="label", tokenizer="word", teacher_tokenizer=teacher_tok, max_length=16)
+    bundle = _bundle(tmp_path, "word", teacher_tok, 16)
     grown = with_transfer_copies(bundle, 4, seed=1, method="tang", p_mask=0.3, p_pos=0.0, p_ng=0.0)
     n = len(bundle.train)
     made = tang_copies(bundle.texts["train"], 4, seed=1, p_mask=0.3, p_pos=0.0, p_ng=0.0)
@@ -184,11 +187,8 @@ def test_tang_copies_nest_in_the_number_of_copies() -> None:
 
 
 def test_tang_copies_for_a_student_reading_the_teachers_ids(tmp_path) -> None:
-    path = tmp_path / "t.csv"
-    path.write_text("text,label\n" + "".join(f'"{t}",{"pos" if i % 2 else "neg"}\n' for i, t in enumerate(TEXTS[:30])),
-                    encoding="utf-8")
     teacher_tok = _wordpiece_teacher()
-    bundle = load_text(path, text="text", target="label", tokenizer="teacher", teacher_tokenizer=teacher_tok, max_length=16)
+    bundle = _bundle(tmp_path, "teacher", teacher_tok, 16)
     assert bundle.teacher_inputs is None  # one set of ids: the student's rule ([UNK]) applies to both
     grown = with_transfer_copies(bundle, 2, seed=0, method="tang", p_mask=0.5, p_pos=0.0, p_ng=0.0)
     made = tang_copies(bundle.texts["train"], 2, seed=0, p_mask=0.5, p_pos=0.0, p_ng=0.0)
