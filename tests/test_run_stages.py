@@ -122,3 +122,36 @@ def test_report_of_a_run_is_drawn_without_reading_the_student_back(tiny, monkeyp
     from distilens.commands import report_run
 
     assert report_run(result.path).is_file()
+
+
+def _texts(path: Path, n: int = 80) -> Path:
+    good, bad = ["good", "great", "fine", "lovely"], ["bad", "awful", "poor", "dull"]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(n):
+            words = (good if i % 2 else bad)[i % 4 :] + ["film", "plot", str(i % 5)]
+            w.writerow([" ".join(words), "pos" if i % 2 else "neg"])
+    return path
+
+
+def test_text_runs_start_students_from_the_teacher_table_and_use_the_transfer_recipe(tmp_path) -> None:
+    data = _texts(tmp_path / "t.csv")
+    cfg = load_config(None, [f"data.source=csv:{data}", "data.text=text", "data.target=label", "data.max_length=8",
+                             "teacher.arch=embedding_bag", "teacher.args={dim: 8}", "student.arch=embedding_bag",
+                             "student.args={dim: 4}", "student.init=teacher_embeddings", "distill.transfer_copies=1",
+                             "distill.transfer.method=tang", "teacher.train.epochs=1", "distill.epochs=1",
+                             "explain.n_samples=4", "explain.sanity=false", "runtime.threads=1"])
+    m = run(cfg, out=tmp_path / "run").metrics
+    assert m["student_init"]["source"] == "teacher_rows" and m["student_init"]["dim"] == 4
+    assert m["dataset"]["transfer_copies"] > 0
+    assert list(m)[:6] == ["dataset", "teacher", "student", "baseline", "compression", "student_init"]
+
+
+def test_teacher_embeddings_need_token_models_and_fail_before_any_file(tmp_path) -> None:
+    from distilens.errors import ConfigError
+
+    cfg = load_config(None, [*TINY, "student.init=teacher_embeddings"])
+    with pytest.raises(ConfigError, match="student.init: teacher_embeddings needs a text student"):
+        run(cfg, out=tmp_path / "run")
+    assert not any(tmp_path.iterdir())

@@ -57,9 +57,9 @@ def load_run_data(cfg: RunConfig) -> DataBundle:
 
 
 def data_stage(cfg: RunConfig) -> DataResult:
-    """Read the data of ``cfg``; on text, add the transfer copies the student learns from."""
+    """Read the data of ``cfg``; on text, add the transfer copies the student learns from (``distill.transfer``)."""
     bundle = load_run_data(cfg)
-    transfer = with_transfer_copies(bundle, cfg.distill.transfer_copies, seed=cfg.seed)
+    transfer = with_transfer_copies(bundle, cfg.distill.transfer_copies, seed=cfg.seed, **cfg.distill.transfer.options())
     return DataResult(bundle, transfer, modality_of(bundle.spec))
 
 

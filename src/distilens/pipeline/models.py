@@ -17,6 +17,7 @@ from ..config import RunConfig
 from ..distill import Objective, build_objectives, check_text_objectives
 from ..explain import ExplainInputs, choose_methods
 from ..models import build_for_data, load_teacher
+from ..models.text_init import check_teacher_init
 from ..runtime import seed_everything
 from .data import DataResult
 
@@ -79,6 +80,8 @@ def plan_models(cfg: RunConfig, data: DataResult) -> ModelPlan:
         teacher = _build(cfg.teacher.arch, cfg.teacher.args, data, cfg.seed, "teacher")
     inputs = data.modality.explain_inputs(data.bundle)
     methods, skipped = choose_methods(cfg.explain.methods, teacher, student, inputs, explicit=explicit_methods(cfg))
+    if cfg.student.init == "teacher_embeddings":
+        check_teacher_init(student, teacher)  # both read token ids: the student's table can start from the teacher's
     return ModelPlan(teacher, teacher_arch(cfg), student, objectives, inputs, methods, skipped)
 
 

@@ -13,6 +13,7 @@ from .context import RunContext
 from .data import DataResult
 from .evaluate import EvaluateResult
 from .explain import ExplainResult
+from .training import StudentsResult
 
 __all__ = ["StageResult", "ReportResult", "assemble_metrics", "report_stage"]
 
@@ -35,11 +36,13 @@ class ReportResult:
         return {}
 
 
-def assemble_metrics(ctx: RunContext, data: DataResult, evaluation: EvaluateResult, explanation: ExplainResult) -> dict[str, Any]:
-    """metrics.json (README, "metrics.json"): dataset, models, compression, seed, explanations,
-    environment and the stage times so far."""
+def assemble_metrics(
+    ctx: RunContext, data: DataResult, students: StudentsResult, evaluation: EvaluateResult, explanation: ExplainResult
+) -> dict[str, Any]:
+    """metrics.json (README, "metrics.json"): dataset, models, compression (and how the students were
+    initialised), seed, explanations, environment and the stage times so far."""
     return {
-        **data.to_json(), **evaluation.to_json(), "seed": ctx.config.seed, **explanation.to_json(),
+        **data.to_json(), **evaluation.to_json(), **students.to_json(), "seed": ctx.config.seed, **explanation.to_json(),
         "environment": ctx.environment(), "timing_s": ctx.timings.to_json(),
     }
 

@@ -92,7 +92,7 @@ def _stages(ctx: RunContext) -> RunResult:
                 teacher = teacher_stage(ctx, data, plan)
             with timings.timed("cache"):
                 soft = cache_stage(ctx, data, teacher.model, plan.objectives)
-            students = students_stage(ctx, data, plan, soft.cache)  # times "distill" and "baseline"
+            students = students_stage(ctx, data, plan, teacher.model, soft.cache)  # times "distill" and "baseline"
         if not ctx.world.main:  # rank 0 alone evaluates, explains and writes the outputs
             return RunResult(ctx.folder.final, {}, timings.seconds)
         history = teacher.history + students.history
@@ -102,10 +102,10 @@ def _stages(ctx: RunContext) -> RunResult:
         with timings.timed("explain"):
             explanation = explain_stage(ctx, plan.explain_inputs, teacher.model, students.student, plan.methods, plan.skipped)
         with timings.timed("report"):  # the page shows the stage times so far; metrics.json gets the final ones
-            report_stage(ctx, assemble_metrics(ctx, data, evaluation, explanation), data, evaluation, explanation,
-                         history, students.student)
+            report_stage(ctx, assemble_metrics(ctx, data, students, evaluation, explanation), data, evaluation,
+                         explanation, history, students.student)
         timings.finish()
-        metrics = assemble_metrics(ctx, data, evaluation, explanation)
+        metrics = assemble_metrics(ctx, data, students, evaluation, explanation)
         atomic_write_json(staging / "metrics.json", metrics)
     return RunResult(ctx.folder.commit(), metrics, timings.seconds)
 

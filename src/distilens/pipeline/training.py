@@ -20,6 +20,7 @@ from ..data import DataBundle, InputSpec
 from ..distill import Objective, SoftLabelCache, fit, fit_teacher, teacher_cache_options
 from ..io import atomic_write
 from ..models import HFTextClassifier, load_model, save_model
+from ..models.text_init import init_embeddings_from_teacher
 from ..report.inputs import read_history
 from .context import RunContext
 from .data import DataResult
@@ -88,18 +89,24 @@ class CacheResult:
 
 @dataclass
 class StudentsResult:
-    """The distilled student, the label-only baseline (``None`` when off), their history rows."""
+    """The distilled student, the label-only baseline (``None`` when off), their history rows.
+
+    ``init`` says how the students' token embeddings were started from the teacher's
+    (``student.init: teacher_embeddings``; :func:`~distilens.models.text_init.init_embeddings_from_teacher`).
+    """
 
     student: nn.Module
     baseline: nn.Module | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    init: dict[str, Any] | None = None
 
     def models(self) -> dict[str, nn.Module]:
         """Role → model, the baseline where it was trained."""
         return {"student": self.student, **({"baseline": self.baseline} if self.baseline is not None else {})}
 
     def to_json(self) -> dict[str, Any]:
-        return {}
+        """``student_init`` where the students' embeddings started from the teacher's."""
+        return {"student_init": self.init} if self.init is not None else {}
 
 
 def teacher_stage(ctx: RunContext, data: DataResult, plan: ModelPlan) -> TeacherResult:
@@ -149,17 +156,32 @@ def cache_stage(ctx: RunContext, data: DataResult, teacher: nn.Module, objective
     return CacheResult(SoftLabelCache.load(path, key=key, num_samples=len(train)), hit)
 
 
-def students_stage(ctx: RunContext, data: DataResult, plan: ModelPlan, cache: SoftLabelCache) -> StudentsResult:
-    """The student distilled on the transfer set; the same student trained on labels alone (the baseline)."""
+def students_stage(
+    ctx: RunContext, data: DataResult, plan: ModelPlan, teacher: nn.Module, cache: SoftLabelCache
+) -> StudentsResult:
+    """The student distilled on the transfer set; the same student trained on labels alone (the baseline).
+
+    Both start from the same weights: with ``student.init: teacher_embeddings`` their token
+    embeddings start from the trained teacher's, so the comparison isolates distillation.
+    """
     history: list[dict[str, Any]] = []
     with ctx.timings.timed("distill"):
+        init = _initialise(ctx, data, plan.student, teacher)
         _train_student(ctx, ModelFiles("student", ctx.staging), plan.student, data.transfer, plan.objectives, cache, history)
     baseline = None
     if ctx.config.distill.baseline:
         with ctx.timings.timed("baseline"):
             baseline = build_student(ctx.config, data)
+            _initialise(ctx, data, baseline, teacher)
             _train_student(ctx, ModelFiles("baseline", ctx.staging), baseline, data.bundle, None, None, history)
-    return StudentsResult(plan.student, baseline, history)
+    return StudentsResult(plan.student, baseline, history, init)
+
+
+def _initialise(ctx: RunContext, data: DataResult, student: nn.Module, teacher: nn.Module) -> dict[str, Any] | None:
+    """``student.init``: the student's token embeddings from the teacher's (in place), or as built."""
+    if ctx.config.student.init != "teacher_embeddings":
+        return None
+    return init_embeddings_from_teacher(student, teacher, data.bundle.tokenizer, data.bundle.for_teacher().tokenizer)
 
 
 def _train_student(
