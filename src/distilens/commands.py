@@ -22,7 +22,7 @@ from .modalities import modality_of
 from .models.io import load_run_model
 from .pipeline import RunContext, explain_stage, saved_data_stage
 from .pipeline.models import explicit_methods
-from .predict import predict, words_cell, write_predictions
+from .predict import predict, probability_cell, words_cell, write_predictions
 from .report.build import write_report_page, write_run_report
 from .report.inputs import ReportInputs
 from .runfolder import check_run_folder
@@ -130,5 +130,6 @@ def predict_run(
     keys = [k for k in ("source", "class", "probability", "heatmap", "words") if any(k in r for r in rows)]
     writer.writerow(keys)
     for r in rows:
-        writer.writerow([spreadsheet_safe(r.get(k, "")) if k in ("source", "class") else r.get(k, "") for k in keys])
+        writer.writerow([spreadsheet_safe(r.get(k, "")) if k in ("source", "class") else
+                         probability_cell(r[k]) if k == "probability" else r.get(k, "") for k in keys])
     return tmp.getvalue()

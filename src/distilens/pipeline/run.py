@@ -26,6 +26,7 @@ from ..runtime import resolve_device
 from .context import RunContext
 from .data import DataResult, data_stage
 from .evaluate import evaluate_stage
+from .estimate import print_model_plan
 from .explain import explain_stage
 from .models import plan_models
 from .report import assemble_metrics, report_stage
@@ -87,6 +88,7 @@ def _stages(ctx: RunContext) -> RunResult:
             atomic_write_text(staging / "config.yaml", ctx.config_yaml)
             data.modality.save_preprocessing(data.bundle, staging)  # applied again by predict
         _print_data(ctx, data)
+        print_model_plan(ctx, data, plan)  # one line per model: its size and the estimated time per epoch
         with ctx.training():
             with timings.timed("teacher"):
                 teacher = teacher_stage(ctx, data, plan)

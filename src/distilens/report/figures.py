@@ -198,7 +198,8 @@ def heatmap_grid(
             overlay(axes[row, col], background, heat[role], cmap, vmin, vmax)
             title = role if role not in preds else f"{role} → {_name(class_names, preds[role][i])}"
             if role == "student":
-                title += f"\nρ = {float(cmp.scores['spearman'][i]):.2f}"
+                rho = float(cmp.scores["spearman"][i])
+                title += "\nρ undefined (a flat map)" if np.isnan(rho) else f"\nρ = {rho:.2f}"
             axes[row, col].set_title(title, fontsize=8)
         diff = heat["student"] - heat["teacher"] if "student" in heat and "teacher" in heat else np.zeros_like(background)
         overlay(axes[row, -1], background, diff, _DIVERGING, -vmax, vmax)
