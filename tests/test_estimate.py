@@ -1,6 +1,8 @@
-"""The size and time-per-epoch line printed before training."""
+"""The size and time-per-epoch line printed before training; what the stages after training say."""
 
 from __future__ import annotations
+
+import re
 
 import torch
 
@@ -25,6 +27,8 @@ def test_run_prints_one_line_per_model_before_training(cli, tmp_path) -> None:
                  "--set", "teacher.train.epochs=1", "--set", "distill.epochs=1", "--set", "explain.methods=[saliency]",
                  "--set", "explain.n_samples=4", "--set", "explain.sanity=false", cwd=tmp_path)
     assert result.code == 0, result.stderr
-    out = result.stdout + result.stderr
+    out = " ".join((result.stdout + result.stderr).split())  # rich wraps long lines
     for role in ("teacher", "student", "baseline"):
         assert f"{role}: cnn, " in out and "per epoch × 1 epochs (estimate)" in out, out
+    for stage in ("evaluating on the test split", "explaining with saliency", "writing report.html"):  # no silent stages
+        assert re.search(re.escape(stage) + r".*?: done in \d+\.\d s", out), stage

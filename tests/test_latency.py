@@ -45,3 +45,4 @@ def test_speedup_only_when_the_ranges_do_not_overlap() -> None:
         m["latency_ms"]["batch64"], m["latency_iqr_ms"]["batch64"] = m["latency_ms"]["batch1"], m["latency_iqr_ms"]["batch1"]
     c = compression(models)
     assert c["speedup_batch1"] is None and c["speedup_batch64"] is None and c["params_ratio"] == 2.0
+

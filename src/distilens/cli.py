@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import signal
 import sys
@@ -161,12 +162,12 @@ def list_cmd(
 
         for row in describe_models(load_dataset(data).spec):
             params = f"{row['params']:>10,}" if row["params"] is not None else f"{'–':>10}"
-            typer.echo(f"{row['name']:<17}{params}  {row['summary']}{'  (' + row['note'] + ')' if row['note'] else ''}")
+            typer.echo(f"{row['name']:<17}{params}  {plain(row['summary'])}{'  (' + row['note'] + ')' if row['note'] else ''}")
         return
     if what == "explainers":  # one line each: name, the input kinds it explains, what it does
         for name in EXPLAINERS.names():
             entry = EXPLAINERS.get(name)
-            typer.echo(f"{name:<22}{', '.join(entry.kinds):<20}{entry.summary}")
+            typer.echo(f"{name:<22}{', '.join(entry.kinds):<20}{plain(entry.summary)}")
         return
     registries: dict[str, Any] = {"datasets": DATASETS, "losses": LOSSES}
     if what not in registries:
@@ -174,7 +175,13 @@ def list_cmd(
     registry = registries[what]
     for name in registry.names():
         doc = (registry.get(name).__doc__ or "").strip().splitlines()
-        typer.echo(f"{name:<22}{doc[0] if doc else ''}")
+        typer.echo(f"{name:<22}{plain(doc[0]) if doc else ''}")
+
+
+def plain(doc: str) -> str:
+    """A docstring line without reStructuredText markup: ``x`` and :func:`~a.b.x` become x."""
+    doc = re.sub(r":\w+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1] if m.group(0).count("~") else m.group(1), doc)
+    return re.sub(r"``([^`]+)``", r"\1", doc)
 
 
 def _check_out_file(out: Path | None, example: str) -> None:

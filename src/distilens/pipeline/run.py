@@ -99,11 +99,11 @@ def _stages(ctx: RunContext) -> RunResult:
             return RunResult(ctx.folder.final, {}, timings.seconds)
         history = teacher.history + students.history
         write_history(staging / HISTORY, history)
-        with timings.timed("evaluate"):
+        with timings.timed("evaluate"), ctx.stage("evaluating on the test split (latency: models in turn)"):
             evaluation = evaluate_stage(ctx, data, teacher.model, students.models(), soft.cache)
-        with timings.timed("explain"):
+        with timings.timed("explain"), ctx.stage(f"explaining with {', '.join(plan.methods) or 'no method'}"):
             explanation = explain_stage(ctx, plan.explain_inputs, teacher.model, students.student, plan.methods, plan.skipped)
-        with timings.timed("report"):  # the page shows the stage times so far; metrics.json gets the final ones
+        with timings.timed("report"), ctx.stage("writing report.html"):  # the page shows the stage times so far; metrics.json gets the final ones
             report_stage(ctx, assemble_metrics(ctx, data, students, evaluation, explanation), data, evaluation,
                          explanation, history, students.student)
         timings.finish()
