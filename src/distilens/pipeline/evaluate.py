@@ -33,9 +33,12 @@ class EvaluateResult:
     latency: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """``teacher``, ``student``, ``baseline``, ``compression`` and ``latency`` (how it was measured) of metrics.json."""
-        out = {**{r: self.models[r] for r in ROLES if r in self.models}, "compression": compression(self.models)}
-        return out | ({"latency": self.latency} if self.latency else {})
+        """``teacher``, ``student``, ``baseline`` and ``compression`` of metrics.json."""
+        return {**{r: self.models[r] for r in ROLES if r in self.models}, "compression": compression(self.models)}
+
+    def latency_json(self) -> dict[str, Any]:
+        """``latency`` of metrics.json (how latency was measured: threads, load average, rounds), last in the file."""
+        return {"latency": self.latency} if self.latency else {}
 
     @classmethod
     def from_json(cls, metrics: dict[str, Any], predictions: Predictions | None = None) -> "EvaluateResult":

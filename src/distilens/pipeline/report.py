@@ -40,10 +40,10 @@ def assemble_metrics(
     ctx: RunContext, data: DataResult, students: StudentsResult, evaluation: EvaluateResult, explanation: ExplainResult
 ) -> dict[str, Any]:
     """metrics.json (README, "metrics.json"): dataset, models, compression (and how the students were
-    initialised), seed, explanations, environment and the stage times so far."""
+    initialised), seed, explanations, environment, the stage times so far and how latency was measured."""
     return {
         **data.to_json(), **evaluation.to_json(), **students.to_json(), "seed": ctx.config.seed, **explanation.to_json(),
-        "environment": ctx.environment(), "timing_s": ctx.timings.to_json(),
+        "environment": ctx.environment(), "timing_s": ctx.timings.to_json(), **evaluation.latency_json(),
     }
 
 
