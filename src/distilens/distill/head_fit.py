@@ -164,7 +164,8 @@ def fit_linear_head(
     path: list[dict[str, float]] = []
     best: tuple[float, Tensor, Tensor, float, float] | None = None
     for decay in sorted(weight_decays, reverse=True):  # strongest first: each fit warm-starts the next
-        iterations, grad = _minimise(x, y, w, b, class_w[y], float(decay), tol, max_iter)
+        with torch.enable_grad():  # callers may hold no_grad (e.g. around their feature pass)
+            iterations, grad = _minimise(x, y, w, b, class_w[y], float(decay), tol, max_iter)
         with torch.no_grad():
             logits = xv @ w.T + b
             val_loss = float((class_w[yv] * F.cross_entropy(logits, yv, reduction="none")).sum()
