@@ -9,6 +9,8 @@ from typing import Any, Iterator, Literal, Protocol, Sequence, runtime_checkable
 import torch
 from torch import Tensor
 
+from .split import SplitInfo
+
 __all__ = ["InputSpec", "Split", "DataBundle", "LazyInputs", "iterate_batches", "count_batches"]
 
 
@@ -157,6 +159,7 @@ class DataBundle:
     teacher_inputs: dict[str, Tensor] | None = None
     teacher_spec: InputSpec | None = None
     teacher_tokenizer: Any = None
+    split_info: SplitInfo | None = None
 
     def teacher_split(self, name: str) -> Split:
         """Split ``name`` ("train", "val", "test") as the teacher reads it (its own token ids)."""
@@ -167,6 +170,14 @@ class DataBundle:
 
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train), "n_val": len(self.val), "n_test": len(self.test)}
+
+    def split_record(self) -> dict[str, Any]:
+        """``{"split": {...}}`` for metrics.json's ``dataset`` block (empty when unknown)."""
+        return {"split": self.split_info.to_dict()} if self.split_info is not None else {}
+
+    def describe_split(self) -> str | None:
+        """The console line saying which split was used and how, or ``None`` when unknown."""
+        return self.split_info.describe(self.sizes()) if self.split_info is not None else None
 
     def loading(self) -> dict[str, Any]:
         """``{"loading": "memory"}``, or ``{"loading": "lazy", "num_workers": n}`` for lazy splits."""
