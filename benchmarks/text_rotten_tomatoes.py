@@ -83,7 +83,7 @@ def encode_once(teacher: torch.nn.Module, bundle: DataBundle, path: Path, batch:
     t0, rows = time.perf_counter(), 0
     teacher.eval()
     for name in ("train", "val", "test"):
-        ids_all = bundle.teacher_split(name).inputs
+        ids_all = getattr(bundle.for_teacher(), name).inputs
         n, length = ids_all.shape
         lengths = (ids_all != teacher.pad_id).sum(1)
         # Rows sorted by length, each batch cut to its longest row: trailing pads change nothing
@@ -160,7 +160,7 @@ class WordAgreement:
                                for c in (y == 0, y == 1)])
         self.texts = [bundle.texts["test"][i] for i in self.rows.tolist()]
         self.target = t_test.argmax(1)[self.rows]
-        self.t_enc = bundle.teacher_tokenizer.encode(self.texts, bundle.teacher_spec.shape[0], pad_to_max=True)
+        self.t_enc = bundle.teacher_view.tokenizer.encode(self.texts, bundle.teacher_view.spec.shape[0], pad_to_max=True)
         if path.is_file():
             self.t_attr = load_file(str(path))["attributions"]
         else:
@@ -249,7 +249,7 @@ def transfer_set(args: argparse.Namespace, bundle: DataBundle, teacher: Teacher,
         extra_logits = load_file(str(copies_path))["logits"]
     elif args.transfer_method == "tang" and args.transfer_copies < NEST and nested.is_file():
         # Tang copies nest in K (data/text_augment.py): the first K of each text's 20 are these.
-        mask = mask_placeholder(bundle.teacher_tokenizer, "mask")
+        mask = mask_placeholder(bundle.for_teacher().tokenizer, "mask")
         row = {c.render(mask): j for j, c in enumerate(tang_copies(bundle.texts["train"], NEST, seed=0))}
         mine = [row[c.render(mask)] for c in tang_copies(bundle.texts["train"], args.transfer_copies, seed=0)]
         extra_logits = load_file(str(nested))["logits"][mine]
@@ -358,7 +358,7 @@ def train_students(args: argparse.Namespace, s: dict[str, Any], data: DataBundle
         torch.manual_seed(seed)
         student = build_model(s["arch"], data.spec, **s["args"])
         if args.init == "teacher_embeddings":
-            t_tok = data.tokenizer if s["ids"] == "teacher" else data.teacher_tokenizer
+            t_tok = data.tokenizer if s["ids"] == "teacher" else data.for_teacher().tokenizer
             init = init_embeddings_from_teacher(student, teacher.model, data.tokenizer, t_tok)
         objs = [type(o)(**_options(o)) for o in objectives]  # fresh modules per seed
         t0 = time.perf_counter()

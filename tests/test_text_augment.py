@@ -71,8 +71,8 @@ def test_grown_bundle_appends_tokenised_copies_for_student_and_teacher(tmp_path)
     assert torch.equal(grown.train.inputs[:n], bundle.train.inputs)
     assert torch.equal(grown.train.inputs[n:], bundle.tokenizer.encode(extra, 8, pad_to_max=True).ids[:, : bundle.spec.shape[0]])
     assert torch.equal(grown.train.targets[n:], bundle.train.targets[source])  # each copy keeps its source's label
-    t_ids = grown.teacher_split("train").inputs
-    assert t_ids.shape == (n + len(extra), bundle.teacher_spec.shape[0])
+    t_ids = grown.for_teacher().train.inputs
+    assert t_ids.shape == (n + len(extra), bundle.teacher_view.spec.shape[0])
     assert torch.equal(t_ids[n:], teacher_tok.encode(extra, t_ids.shape[1], pad_to_max=True).ids)
     assert grown.val is bundle.val and grown.test is bundle.test and grown.train.fingerprint() != bundle.train.fingerprint()
     assert len(bundle.train) == n and len(bundle.texts["train"]) == n  # the source bundle is untouched
@@ -157,7 +157,7 @@ def test_grown_bundle_with_tang_copies_masks_each_side_with_its_own_token(tmp_pa
     made = tang_copies(bundle.texts["train"], 4, seed=1, p_mask=0.3, p_pos=0.0, p_ng=0.0)
     assert len(grown.train) == n + len(made) and torch.equal(grown.train.targets[n:],
                                                             bundle.train.targets[[c.source for c in made]])
-    s_ids, t_ids = grown.train.inputs[n:], grown.teacher_split("train").inputs[n:]
+    s_ids, t_ids = grown.train.inputs[n:], grown.for_teacher().train.inputs[n:]
     for k, c in enumerate(made):
         masked = [j for j, w in enumerate(c.words) if w is None]
         assert [j for j, i in enumerate(s_ids[k].tolist()) if i == bundle.tokenizer.unk_id] == masked  # one word, one id
@@ -189,7 +189,7 @@ def test_tang_copies_nest_in_the_number_of_copies() -> None:
 def test_tang_copies_for_a_student_reading_the_teachers_ids(tmp_path) -> None:
     teacher_tok = _wordpiece_teacher()
     bundle = _bundle(tmp_path, "teacher", teacher_tok, 16)
-    assert bundle.teacher_inputs is None  # one set of ids: the student's rule ([UNK]) applies to both
+    assert bundle.teacher_view is None  # one set of ids: the student's rule ([UNK]) applies to both
     grown = with_transfer_copies(bundle, 2, seed=0, method="tang", p_mask=0.5, p_pos=0.0, p_ng=0.0)
     made = tang_copies(bundle.texts["train"], 2, seed=0, p_mask=0.5, p_pos=0.0, p_ng=0.0)
     ids = grown.train.inputs[len(bundle.train):]

@@ -307,19 +307,18 @@ def with_transfer_copies(
         source = torch.tensor([c.source for c in made], dtype=torch.long)
         student_texts = [c.render(mask_placeholder(bundle.tokenizer, "unk")) for c in made] if made else []
         teacher_texts = student_texts
-        if bundle.teacher_inputs is not None and made:
-            mask = mask_placeholder(bundle.teacher_tokenizer, "mask")  # type: ignore[arg-type]
+        if bundle.teacher_view is not None and made:
+            mask = mask_placeholder(bundle.teacher_view.tokenizer, "mask")
             teacher_texts = [c.render(mask) for c in made]
 
     def grow(inputs: Tensor, tokenizer: Any, extra: list[str]) -> Tensor:
         return torch.cat([inputs, tokenizer.encode(extra, int(inputs.shape[1]), pad_to_max=True).ids]) if extra else inputs
 
     targets = torch.cat([bundle.train.targets, bundle.train.targets[source]])
-    teacher_inputs = None
-    if bundle.teacher_inputs is not None:
-        teacher_inputs = {**bundle.teacher_inputs,
-                          "train": grow(bundle.teacher_inputs["train"], bundle.teacher_tokenizer, teacher_texts)}
+    view = bundle.teacher_view
+    if view is not None:
+        view = replace(view, inputs={**view.inputs, "train": grow(view.inputs["train"], view.tokenizer, teacher_texts)})
     return replace(
         bundle, train=Split(grow(bundle.train.inputs, bundle.tokenizer, student_texts), targets),
-        texts={**bundle.texts, "train": list(train_texts) + student_texts}, teacher_inputs=teacher_inputs,
+        texts={**bundle.texts, "train": list(train_texts) + student_texts}, teacher_view=view,
     )

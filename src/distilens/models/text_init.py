@@ -21,7 +21,7 @@ pieces, PCA to 32 dimensions, lifted a 32-wide bag of words from 75.1 to 76.3% o
 Tomatoes (3 seeds).
 
 Example:
-    >>> info = init_embeddings_from_teacher(student, teacher, bundle.tokenizer, bundle.teacher_tokenizer)
+    >>> info = init_embeddings_from_teacher(student, teacher, bundle.tokenizer, bundle.for_teacher().tokenizer)
     >>> info["source"], round(info["explained_variance"], 2)
     ('piece_means', 0.41)
 """
