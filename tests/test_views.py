@@ -64,3 +64,86 @@ def test_views_depend_on_seed_epoch_and_sample_only() -> None:
     views.start_epoch(2)
     idx = torch.tensor([4, 9])  # a batch's rows are the split's rows: any batching gives the same views
     assert all(torch.equal(p, q[idx]) for p, q in zip(views.params(idx), a))
+
+
+# ---------------------------------------------------------------- training on views
+from pathlib import Path  # noqa: E402
+
+from distilens.data.imagefolder import load_imagefolder  # noqa: E402
+from distilens.distill import KD, fit  # noqa: E402
+from distilens.distill.step_plan import StepPlan  # noqa: E402
+
+
+def _seen(monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """Record every training step's (inputs, cache rows, teacher logits)."""
+    seen: list = []
+    forward = StepPlan.forward
+
+    def spy(self, x, y, idx, epoch, step):
+        logits, views = forward(self, x, y, idx, epoch, step)
+        seen.append((x.detach().clone(), idx.clone(), views[0].teacher_logits))
+        return logits, views
+
+    monkeypatch.setattr(StepPlan, "forward", spy)
+    return seen
+
+
+def test_stored_views_train_on_exactly_the_labelled_views(digits, monkeypatch) -> None:
+    aug = parse_augment(AUG)
+    teacher = build_model("cnn", digits.spec, width=4).eval()
+    cache = SoftLabelCache.build(teacher, digits.train, augment=aug, views=2, view_seed=7)
+    seen = _seen(monkeypatch)
+    student = build_model("cnn", digits.spec, width=2)
+    fit(student, digits, objectives=[KD()], teacher_cache=cache, epochs=3, batch_size=256, augment=aug, seed=7)
+    n = len(digits.train)
+    per_epoch = len(seen) // 3
+    for e, (x, rows, t) in enumerate(seen[::per_epoch][:3]):  # each epoch's first batch
+        view = e % 2
+        assert (rows >= view * n).all() and (rows < (view + 1) * n).all()
+        with torch.no_grad():
+            live = teacher(x)
+        torch.testing.assert_close(t, live, rtol=0, atol=1e-5)  # the soft labels are those of the view trained on
+
+
+def test_online_teacher_labels_each_augmented_batch(digits, monkeypatch) -> None:
+    aug = parse_augment(AUG[:2])
+    teacher = build_model("cnn", digits.spec, width=4)
+    teacher.train()
+    seen = _seen(monkeypatch)
+    fit(build_model("cnn", digits.spec, width=2), digits, objectives=[KD()], epochs=1, batch_size=512, augment=aug,
+        online_teacher=teacher)
+    assert teacher.training  # its mode is restored
+    teacher.eval()
+    x, _, t = seen[0]
+    with torch.no_grad():
+        torch.testing.assert_close(t, teacher(x), rtol=0, atol=1e-5)
+    assert not torch.equal(x, digits.train.inputs[: x.shape[0]])
+
+
+def test_augmented_training_is_the_same_in_memory_and_lazy(tmp_path: Path) -> None:
+    from test_imagefolder_lazy import _folder
+
+    root = _folder(tmp_path / "imgs", n=8)
+    aug = parse_augment(AUG)
+    results = []
+    for lazy in (False, True):
+        bundle = load_imagefolder(root, lazy=lazy, num_workers=0, val_fraction=0.25, test_fraction=0.25)
+        torch.manual_seed(0)
+        model = build_model("cnn", bundle.spec, width=2)
+        fit(model, bundle, epochs=2, batch_size=5, augment=aug, seed=3)
+        results.append(model.state_dict())
+    assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+
+
+def test_step_schedule() -> None:
+    from distilens.distill.state import TrainState
+
+    model = torch.nn.Linear(2, 2)
+    state = TrainState.create(model, [], optimizer="sgd", lr=1.0, total_steps=30, schedule="step",
+                              milestone_steps=[10, 20], gamma=0.5)
+    lrs = []
+    for _ in range(30):
+        lrs.append(state.optimizer.param_groups[0]["lr"])
+        state.optimizer.step()
+        state.scheduler.step()
+    assert lrs[0] == lrs[9] == 1.0 and lrs[10] == lrs[19] == 0.5 and lrs[20] == 0.25

@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +33,12 @@ from ..data.augment import Augment
 from ..data.bundle import Split, iterate_batches
 from ..models.modes import eval_mode
 
-__all__ = ["view_generator", "epoch_params", "stored_params", "stored_view", "rows_of_view", "label_stored_views"]
+if TYPE_CHECKING:
+    from .teacher_cache import SoftLabelCache
+
+__all__ = [
+    "view_generator", "epoch_params", "stored_params", "stored_view", "rows_of_view", "label_stored_views", "TrainingViews",
+]
 
 _VERSION = "distilens-views/1"
 
@@ -110,7 +115,7 @@ def label_stored_views(
         for k in range(int(views)):
             p = stored_params(augment, n, size, seed=seed, view=k)
             for x, _, idx in iterate_batches(split, batch_size):
-                x = augment.apply(x.to(device), [t[idx] for t in p])
+                x = augment.apply(x.to(device), [t[idx].to(device) for t in p])
                 logits.append(teacher(x).float().cpu())
             params.append(p)
     return torch.cat(logits), tuple(torch.cat(per_op) for per_op in zip(*params))
@@ -156,4 +161,8 @@ class TrainingViews:
 
     def apply(self, x: Tensor, index: Tensor) -> Tensor:
         """The views of the (B, C, H, W) batch ``x`` of samples ``index`` this epoch."""
-        return self.augment.apply(x, self.params(index))
+        return self.augment.apply(x, [p.to(x.device) for p in self.params(index)])
+
+    def rows(self, index: Tensor) -> Tensor:
+        """The teacher-cache rows of samples ``index`` this epoch: those of the stored view, or ``index``."""
+        return self.stored.rows(index, self.view) if self.stored is not None else index
