@@ -49,3 +49,23 @@ def test_the_fashion_mnist_recipe_fills_only_unset_keys() -> None:
     assert cfg.student.args == {"width": 2} and cfg.distill.epochs == 7  # given: kept
     plain = load_config(None, ["data.source=builtin:digits"])
     assert with_dataset_defaults(plain) is plain
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["distill.teacher_views={stored: 0}"], "must be online or {stored: K}"),
+    (["distill.optimizer.schedule=step"], "distill.optimizer.schedule: step needs distill.optimizer.milestones"),
+    (["distill.epochs=10", "distill.optimizer.schedule=step", "distill.optimizer.milestones=[5, 3]"], "must increase"),
+    (["distill.optimizer.milestones=[3]"], "apply to schedule: step"),
+    (["teacher.train.label_smoothing=1.0"], "label_smoothing"),
+])
+def test_bad_recipe_keys_are_one_line_errors(sets: list[str], message: str) -> None:
+    with pytest.raises(Exception, match=message.replace("{", r"\{").replace("[", r"\[")):
+        load_config(None, ["data.augment=[{name: hflip}]", *sets])
+
+
+def test_stored_views_default_and_online() -> None:
+    cfg = load_config(None, ["data.augment=[{name: hflip}]", "distill.epochs=3"])
+    assert cfg.distill.stored_views(True) == 3 and cfg.distill.stored_views(False) is None
+    cfg = load_config(None, ["data.augment=[{name: hflip}]", "distill.teacher_views={stored: 8}"])
+    assert cfg.distill.stored_views(True) == 8
+    assert load_config(None, ["data.augment=[{name: hflip}]", "distill.teacher_views=online"]).distill.stored_views(True) is None
