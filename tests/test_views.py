@@ -147,3 +147,18 @@ def test_step_schedule() -> None:
         state.optimizer.step()
         state.scheduler.step()
     assert lrs[0] == lrs[9] == 1.0 and lrs[10] == lrs[19] == 0.5 and lrs[20] == 0.25
+
+
+def test_stored_views_of_a_lazy_split_equal_in_memory(tmp_path: Path) -> None:
+    from test_imagefolder_lazy import _folder
+
+    root = _folder(tmp_path / "imgs", n=6)
+    aug = parse_augment(AUG)
+    caches = []
+    for lazy in (False, True):
+        bundle = load_imagefolder(root, lazy=lazy, num_workers=0, val_fraction=0.25, test_fraction=0.25)
+        torch.manual_seed(0)
+        teacher = build_model("cnn", bundle.spec, width=2)
+        caches.append(SoftLabelCache.build(teacher, bundle.train, batch_size=4, augment=aug, views=2))
+    assert torch.equal(caches[0].logits, caches[1].logits)  # the same views, the same labels (keys differ: a lazy
+    # split's fingerprint is its files')
