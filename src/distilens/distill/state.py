@@ -46,6 +46,9 @@ class FitResult:
         best_val_accuracy: Validation accuracy of that epoch.
         stopped_early: Early stopping ended the run before ``epochs``.
         resumed_from: The epoch the run continued with after a checkpoint (0: a fresh start).
+        head_fit: For a frozen-encoder teacher whose linear head was fitted to convergence
+            (:func:`~distilens.distill.teacher_fit.fit_teacher`): the chosen weight decay,
+            convergence and the validation path over the decay grid; else ``None``.
     """
 
     history: list[dict[str, float]] = field(default_factory=list)
@@ -53,6 +56,7 @@ class FitResult:
     best_val_accuracy: float = float("nan")
     stopped_early: bool = False
     resumed_from: int = 0
+    head_fit: dict[str, Any] | None = None
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:

@@ -102,10 +102,10 @@ def _stages(ctx: RunContext) -> RunResult:
         with timings.timed("explain"):
             explanation = explain_stage(ctx, plan.explain_inputs, teacher.model, students.student, plan.methods, plan.skipped)
         with timings.timed("report"):  # the page shows the stage times so far; metrics.json gets the final ones
-            report_stage(ctx, assemble_metrics(ctx, data, students, evaluation, explanation), data, evaluation,
+            report_stage(ctx, assemble_metrics(ctx, data, teacher, students, evaluation, explanation), data, evaluation,
                          explanation, history, students.student)
         timings.finish()
-        metrics = assemble_metrics(ctx, data, students, evaluation, explanation)
+        metrics = assemble_metrics(ctx, data, teacher, students, evaluation, explanation)
         atomic_write_json(staging / "metrics.json", metrics)
     return RunResult(ctx.folder.commit(), metrics, timings.seconds)
 

@@ -86,14 +86,17 @@ class ModelFiles:
 
 @dataclass
 class TeacherResult:
-    """The trained (or loaded) teacher and its training history (history.csv rows)."""
+    """The trained (or loaded) teacher, its training history (history.csv rows) and, for a
+    frozen-encoder teacher, how its linear head was fitted (``FitResult.head_fit``)."""
 
     model: nn.Module
     history: list[dict[str, Any]] = field(default_factory=list)
+    head_fit: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """Nothing for metrics.json: the teacher's record is history.csv; its numbers come from evaluate."""
-        return {}
+        """``teacher_head_fit`` where the head was fitted to convergence; the teacher's other
+        numbers come from evaluate, its record is history.csv."""
+        return {"teacher_head_fit": self.head_fit} if self.head_fit is not None else {}
 
 
 @dataclass
@@ -155,7 +158,21 @@ def teacher_stage(ctx: RunContext, data: DataResult, plan: ModelPlan) -> Teacher
     )
     if ctx.world.main:
         save_model(teacher, files.weights, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=spec)
-    return TeacherResult(teacher, [{"model": "teacher", **row} for row in result.history])
+        _warn_head_fit(ctx, result.head_fit)
+    return TeacherResult(teacher, [{"model": "teacher", **row} for row in result.history], result.head_fit)
+
+
+def _warn_head_fit(ctx: RunContext, head_fit: dict[str, Any] | None) -> None:
+    """Say when the frozen-encoder teacher's head fit stopped short or chose a decay at the grid's edge."""
+    if head_fit is None:
+        return
+    decays = [row["weight_decay"] for row in head_fit["path"]]
+    if not head_fit["converged"]:
+        ctx.console.print(f"[yellow]warning:[/] the teacher's linear head stopped before converging (largest gradient "
+                          f"entry {head_fit['grad_norm']:.1e}); its accuracy may be below what its features allow")
+    if head_fit["at_grid_edge"]:
+        ctx.console.print(f"[yellow]warning:[/] the teacher's head chose weight decay {head_fit['weight_decay']:g}, at the "
+                          f"edge of the grid {min(decays):g}–{max(decays):g}: a wider grid might validate better")
 
 
 def cache_stage(ctx: RunContext, data: DataResult, teacher: nn.Module, objectives: list[Objective]) -> CacheResult:
