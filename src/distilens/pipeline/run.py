@@ -114,5 +114,8 @@ def _print_data(ctx: RunContext, data: DataResult) -> None:
     """How the data is held, and the transfer set; printed once every input is checked."""
     lazily = f"read lazily from the files by {data.bundle.loading().get('num_workers')} worker process(es)"
     ctx.console.print(f"data: {lazily if data.bundle.train.lazy else 'held in memory'}")
+    split = data.bundle.describe_split()
+    if split is not None:
+        ctx.console.print(f"splits: {split}")
     if data.transfer is not data.bundle:
         ctx.console.print(f"transfer set: {len(data.bundle.train)} training texts + {data.copies} copies labelled by the teacher")
