@@ -228,6 +228,9 @@ def _print_summary(metrics: dict[str, Any], path: Path) -> None:
     console.print(table)
     c = metrics["compression"]
     console.print(f"compression: {c['params_ratio']}× fewer parameters, {c['flops_ratio']}× fewer FLOPs; {speed_line(metrics)}")
+    if ref := metrics.get("reference"):
+        console.print(f"reference: TF-IDF + logistic regression {_fmt_pct(ref['test_accuracy'])} on the same test split "
+                      f"(C={ref['C']:g}, {ref['seconds']:.1f} s)")
     for block in metrics.get("explanations", {}).get("methods", []):
         a = block["agreement"]
         parts = ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} –" for k, v in a.items())

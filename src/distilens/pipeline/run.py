@@ -104,10 +104,10 @@ def _stages(ctx: RunContext) -> RunResult:
         with timings.timed("explain"), ctx.stage(f"explaining with {', '.join(plan.methods) or 'no method'}"):
             explanation = explain_stage(ctx, plan.explain_inputs, teacher.model, students.student, plan.methods, plan.skipped)
         with timings.timed("report"), ctx.stage("writing report.html"):  # the page shows the stage times so far; metrics.json gets the final ones
-            report_stage(ctx, assemble_metrics(ctx, data, students, evaluation, explanation), data, evaluation,
+            report_stage(ctx, assemble_metrics(ctx, data, teacher, students, evaluation, explanation), data, evaluation,
                          explanation, history, students.student)
         timings.finish()
-        metrics = assemble_metrics(ctx, data, students, evaluation, explanation)
+        metrics = assemble_metrics(ctx, data, teacher, students, evaluation, explanation)
         atomic_write_json(staging / "metrics.json", metrics)
     return RunResult(ctx.folder.commit(), metrics, timings.seconds)
 
@@ -116,5 +116,8 @@ def _print_data(ctx: RunContext, data: DataResult) -> None:
     """How the data is held, and the transfer set; printed once every input is checked."""
     lazily = f"read lazily from the files by {data.bundle.loading().get('num_workers')} worker process(es)"
     ctx.console.print(f"data: {lazily if data.bundle.train.lazy else 'held in memory'}")
+    split = data.bundle.describe_split()
+    if split is not None:
+        ctx.console.print(f"splits: {split}")
     if data.transfer is not data.bundle:
         ctx.console.print(f"transfer set: {len(data.bundle.train)} training texts + {data.copies} copies labelled by the teacher")

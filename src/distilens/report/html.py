@@ -124,6 +124,7 @@ def render_report(
         checks=checks,
         compression=metrics.get("compression"),
         latency_note=_latency_note(metrics.get("latency")),
+        reference=metrics.get("reference"),
         fig={**dict.fromkeys(_FIGURES), **{k: _b64(v) for k, v in figures.items()}},
         methods=[_method_context(m) for m in methods],
         skipped=(metrics.get("explanations") or {}).get("skipped", {}),
