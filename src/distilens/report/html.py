@@ -150,5 +150,6 @@ def _latency_note(latency: dict[str, Any] | None) -> str:
     """``, on N threads at load L`` from metrics.json's ``latency`` block (nothing without it)."""
     if not latency:
         return ""
-    load = latency.get("load_average")
-    return f", on {latency.get('threads')} threads at load average {load[0]:g}" if load else f", on {latency.get('threads')} threads"
+    load, n = latency.get("load_average"), latency.get("threads")
+    threads = f", on {n} thread{'' if n == 1 else 's'}"
+    return f"{threads} at load average {load[0]:g}" if load else threads
