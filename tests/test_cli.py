@@ -121,10 +121,12 @@ def test_explain_rewrites_the_explanations_and_keeps_the_rest(finished_runs: Fin
     work = finished_runs.copy("digits", tmp_path)
     run = work.path
     weights = {n: (run / n).read_bytes() for n in ("teacher.safetensors", "student.safetensors")}
+    had = [b["method"] for b in json.loads((run / "metrics.json").read_text())["explanations"]["methods"]]
     result = cli("explain", "runs/tiny", "--method", "saliency", "--n", "8", cwd=work.work)
     assert result.code == 0, result.stderr
     m = json.loads((run / "metrics.json").read_text())
-    assert m["explanations"]["method"] == "saliency" and m["explanations"]["n_samples"] == 8
+    assert [b["method"] for b in m["explanations"]["methods"]] == [*had, "saliency"]  # added, nothing replaced
+    assert m["explanations"]["n_samples"] == 8 and "methods: " in result.stdout
     assert m["student"]["accuracy"] > 0  # the rest of metrics.json is kept
     assert all((run / n).read_bytes() == b for n, b in weights.items())
     bad = cli("explain", "runs/tiny", "--method", "gradcamm", cwd=work.work)

@@ -133,10 +133,12 @@ def test_export_torchscript_takes_token_ids(runs, student: str, cli, tmp_path) -
 
 def test_explain_command_runs_token_explainers_on_text(runs, finished_runs: FinishedRuns, cli, tmp_path) -> None:
     run = finished_runs.copy("text:tiny_transformer", tmp_path).path  # a transformer teacher and student: rollout applies
+    had = [b["method"] for b in json.loads((run / "metrics.json").read_text())["explanations"]["methods"]]
     result = cli("explain", str(run), "--method", "attention_rollout", "--method", "occlusion")
     assert result.code == 0, result.stderr
     block = json.loads((run / "metrics.json").read_text())["explanations"]
-    assert [b["method"] for b in block["methods"]] == ["attention_rollout", "occlusion"]
+    added = [m for m in ("attention_rollout", "occlusion") if m not in had]
+    assert [b["method"] for b in block["methods"]] == had + added  # --method adds to the run's methods
     payload = json.loads((run / "explanations" / "text.json").read_text())
     assert "attention_rollout" in json.dumps(payload)
     assert "attention_rollout: highlighted words" in (run / "report.html").read_text()

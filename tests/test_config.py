@@ -14,7 +14,7 @@ def test_no_file_is_the_default_demo() -> None:
 def test_empty_file_is_the_default(tmp_path) -> None:
     p = tmp_path / "c.yaml"
     p.write_text("")
-    assert load_config(p) == RunConfig()
+    assert load_config(p) == RunConfig(name="c")  # an unnamed run is named after its config file
 
 
 def test_overrides_reach_nested_keys_and_list_items() -> None:
@@ -97,3 +97,19 @@ def test_a_loss_without_weight_gets_its_own_measured_default(tmp_path) -> None:
     path.write_text("distill:\n  losses: [{name: kd, weight: 0}, {name: ce, weight: 0}]\n")
     with pytest.raises(ConfigError, match="sum to 0"):
         load_config(path)
+
+
+def test_a_run_is_named_after_its_config_file_and_data(tmp_path) -> None:
+    """Without a name, runs of different data get different folders (README's examples run one after another)."""
+    from distilens.config import load_config
+
+    (tmp_path / "my.yaml").write_text("seed: 1\n")
+    (tmp_path / "named.yaml").write_text("name: mine\n")
+    assert load_config(None).name == "digits-demo"
+    assert load_config(None, ["data.source=csv:loans.csv"]).name == "loans"
+    assert load_config(None, ["data.source=imagefolder:photos/"]).name == "photos"
+    assert load_config(tmp_path / "my.yaml").name == "my"
+    assert load_config(tmp_path / "my.yaml", ["data.source=csv:loans.csv"]).name == "my-loans"
+    assert load_config(tmp_path / "named.yaml", ["data.source=csv:loans.csv"]).name == "mine"
+    assert load_config(None, ["name=x", "data.source=csv:loans.csv"]).name == "x"
+    assert load_config(None, ["data.source=csv:my data (1).csv"]).name == "my-data-1"

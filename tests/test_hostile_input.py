@@ -293,12 +293,14 @@ def test_hugging_face_folders_that_do_not_load_are_one_line(ws: Path, capfd, kin
 
 
 def test_an_arch_named_without_args_gets_its_own_defaults(tmp_path: Path) -> None:
+    """Its own args, never another arch's; sized by role: a teacher-sized teacher, a student-sized student."""
     cfg = load_config(None, ["teacher.arch=mlp", "student.arch=mlp"])
-    assert cfg.teacher.args == {} and cfg.student.args == {}
+    assert cfg.teacher.args == {"hidden": [256, 256]} and cfg.student.args == {"hidden": [32]}
+    assert load_config(None, ["teacher.arch=soft_tree"]).teacher.args == {}  # no role sizes: the arch's defaults
     assert load_config(None).teacher.args == {"width": 64} and load_config(None).student.args == {"width": 8}
     (tmp_path / "c.yaml").write_text("student: {arch: resnet}\nteacher: {arch: cnn}\n")
     from_yaml = load_config(tmp_path / "c.yaml")
-    assert from_yaml.student.args == {} and from_yaml.teacher.args == {"width": 64}
+    assert from_yaml.student.args == {"depth": 8, "width": 8} and from_yaml.teacher.args == {"width": 64}
     (tmp_path / "dumped.yaml").write_text(dump_config(from_yaml))
     assert load_config(tmp_path / "dumped.yaml") == from_yaml  # config.yaml round-trips (and --resume compares equal)
     assert dump_config(load_config(tmp_path / "dumped.yaml")) == dump_config(from_yaml)
@@ -312,7 +314,7 @@ def test_the_readme_csv_example_runs(ws: Path, capfd) -> None:
                  S, "teacher.arch=mlp", S, "student.arch=mlp", S, "teacher.train.epochs=1", S, "distill.epochs=1",
                  S, "distill.baseline=false", S, "explain.n_samples=4", S, "explain.sanity=false", capfd=capfd)
     assert result.code == 0, result.stderr
-    assert json.loads((ws / "runs" / "csv" / "student.json").read_text())["args"] == {}
+    assert json.loads((ws / "runs" / "csv" / "student.json").read_text())["args"] == {"hidden": [32]}
 
 
 def test_predictions_csv_neutralises_formula_cells(ws: Path, capfd) -> None:

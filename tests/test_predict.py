@@ -97,3 +97,18 @@ def test_predict_run_reads_preprocessing_json_and_old_image_runs_without_it(tmp_
     with_file = predict_run(run, root / "dark")
     (run / "preprocessing.json").unlink()  # a run folder from before images had preprocessing.json
     assert predict_run(run, root / "dark") == with_file and len(with_file.splitlines()) == 7
+
+
+def test_predict_explain_out_names_each_heatmap_after_its_input(finished_runs, cli, tmp_path) -> None:
+    """--out keeps a heatmap column; each PNG is named after its input; stdout and file share the precision."""
+    run = finished_runs.copy("imagefolder", tmp_path)
+    photos = run.work / "photos"
+    result = cli("predict", str(run.path), str(photos), "--explain", "--out", str(tmp_path / "p.csv"), cwd=run.work)
+    assert result.code == 0, result.stderr
+    rows = list(csv.DictReader((tmp_path / "p.csv").open(encoding="utf-8")))
+    assert rows and all(Path(r["heatmap"]).is_file() for r in rows)
+    assert len({r["heatmap"] for r in rows}) == len(rows)
+    first = rows[0]
+    assert Path(first["heatmap"]).name == Path(first["source"]).with_suffix("").as_posix().replace("/", "-") + ".heatmap.png"
+    stdout = cli("predict", str(run.path), str(photos), cwd=run.work).stdout
+    assert f",{first['probability']}" in stdout and len(first["probability"].split(".")[1]) == 6

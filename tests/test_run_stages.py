@@ -16,7 +16,8 @@ from distilens.pipeline import evaluate as evaluate_stage_module
 from distilens.report.inputs import Predictions, ReportInputs
 
 #: metrics.json's top-level keys (README, DESIGN.md), in the order the run writes them.
-CONTRACT_KEYS = ["dataset", "teacher", "student", "baseline", "compression", "seed", "explanations", "environment", "timing_s"]
+CONTRACT_KEYS = ["dataset", "teacher", "student", "baseline", "compression", "seed", "explanations", "environment", "timing_s",
+                 "latency"]
 TINY = ["teacher.arch=mlp", "teacher.args={hidden: [16]}", "student.arch=mlp", "student.args={hidden: [4]}",
         "teacher.train.epochs=1", "distill.epochs=1", "explain.n_samples=8", "explain.sanity_samples=4",
         "runtime.threads=1"]

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import signal
 import sys
@@ -75,12 +76,18 @@ def explain_cmd(
     allow_import: bool = typer.Option(False, "--allow-import", help=_ALLOW_IMPORT_HELP),
     trust_torchscript: bool = typer.Option(False, "--trust-torchscript", help=_TRUST_TORCHSCRIPT_HELP),
 ) -> None:
-    """Explain the run's teacher and student again and update metrics.json and the report."""
+    """Explain the run's teacher and student again and update metrics.json and the report.
+
+    --method adds methods to those the run already has (they are explained again alongside).
+    """
     from .commands import explain_run
 
     block = explain_run(run_dir, methods=method or None, n_samples=n, command=_command_line(),
                         allow_import=allow_import, trust_torchscript=trust_torchscript)
     console = Console()
+    if method:
+        console.print(f"methods: {', '.join(e['method'] for e in block['methods'])} "
+                      "(--method adds to the run's methods; all are explained again on the same inputs)")
     for entry in block["methods"]:
         a = entry["agreement"]
         parts = ", ".join(f"{k} {v:.2f}" for k, v in a.items() if v is not None)
@@ -155,12 +162,12 @@ def list_cmd(
 
         for row in describe_models(load_dataset(data).spec):
             params = f"{row['params']:>10,}" if row["params"] is not None else f"{'–':>10}"
-            typer.echo(f"{row['name']:<17}{params}  {row['summary']}{'  (' + row['note'] + ')' if row['note'] else ''}")
+            typer.echo(f"{row['name']:<17}{params}  {plain(row['summary'])}{'  (' + row['note'] + ')' if row['note'] else ''}")
         return
     if what == "explainers":  # one line each: name, the input kinds it explains, what it does
         for name in EXPLAINERS.names():
             entry = EXPLAINERS.get(name)
-            typer.echo(f"{name:<22}{', '.join(entry.kinds):<20}{entry.summary}")
+            typer.echo(f"{name:<22}{', '.join(entry.kinds):<20}{plain(entry.summary)}")
         return
     registries: dict[str, Any] = {"datasets": DATASETS, "losses": LOSSES}
     if what not in registries:
@@ -168,7 +175,13 @@ def list_cmd(
     registry = registries[what]
     for name in registry.names():
         doc = (registry.get(name).__doc__ or "").strip().splitlines()
-        typer.echo(f"{name:<22}{doc[0] if doc else ''}")
+        typer.echo(f"{name:<22}{plain(doc[0]) if doc else ''}")
+
+
+def plain(doc: str) -> str:
+    """A docstring line without reStructuredText markup: ``x`` and :func:`~a.b.x` become x."""
+    doc = re.sub(r":\w+:`~?([^`]+)`", lambda m: m.group(1).rsplit(".", 1)[-1] if m.group(0).count("~") else m.group(1), doc)
+    return re.sub(r"``([^`]+)``", r"\1", doc)
 
 
 def _check_out_file(out: Path | None, example: str) -> None:
@@ -192,6 +205,14 @@ def _fmt_pct(v: Any) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
 
+def speed_line(metrics: dict[str, Any]) -> str:
+    """The student's speed-up at batch 1 and 64, or "noisy machine" where the latency ranges overlap."""
+    c = metrics["compression"]
+    parts = [f"{c[f'speedup_batch{n}']}× faster at batch {n}" if c.get(f"speedup_batch{n}") is not None
+             else f"no clear speed-up at batch {n} (latency ranges overlap: noisy machine)" for n in (1, 64)]
+    return ", ".join(parts)
+
+
 def _print_summary(metrics: dict[str, Any], path: Path) -> None:
     console = Console()
     table = Table(title=f"distilens · {metrics['dataset']['name']}", title_justify="left")
@@ -200,15 +221,13 @@ def _print_summary(metrics: dict[str, Any], path: Path) -> None:
     for role in ("teacher", "student", "baseline"):
         m = metrics.get(role)
         if m:
-            lat = m["latency_ms"]
             table.add_row(
                 role, _fmt_pct(m["accuracy"]), _fmt_pct(m.get("agreement")), f"{m['params']:,}",
-                f"{lat['batch1']:.2f}", f"{lat['batch64']:.2f}",
+                *(f"{m['latency_ms'][key]:.2f}" for key in ("batch1", "batch64")),
             )
     console.print(table)
     c = metrics["compression"]
-    console.print(f"compression: {c['params_ratio']}× fewer parameters, {c['flops_ratio']}× fewer FLOPs, "
-                  f"{c['speedup_batch1']}× faster at batch 1")
+    console.print(f"compression: {c['params_ratio']}× fewer parameters, {c['flops_ratio']}× fewer FLOPs; {speed_line(metrics)}")
     if ref := metrics.get("reference"):
         console.print(f"reference: TF-IDF + logistic regression {_fmt_pct(ref['test_accuracy'])} on the same test split "
                       f"(C={ref['C']:g}, {ref['seconds']:.1f} s)")

@@ -22,7 +22,7 @@ from .modalities import modality_of
 from .models.io import load_run_model
 from .pipeline import RunContext, explain_stage, saved_data_stage
 from .pipeline.models import explicit_methods
-from .predict import predict, words_cell, write_predictions
+from .predict import predict, probability_cell, words_cell, write_predictions
 from .report.build import write_report_page, write_run_report
 from .report.inputs import ReportInputs
 from .runfolder import check_run_folder
@@ -43,18 +43,22 @@ def explain_run(
     path: str | Path, *, methods: list[str] | None = None, n_samples: int | None = None, command: str | None = None,
     allow_import: bool = False, trust_torchscript: bool = False,
 ) -> dict[str, Any]:
-    """Explain a finished run's teacher and student again (other methods or more samples).
+    """Explain a finished run's teacher and student again (more methods or more samples).
 
-    The data is the run's, made by its saved preprocessing. Updates explanations.safetensors
+    ``methods`` are ADDED to the methods the run already explained with (those are explained
+    again, on the same samples, so that every method's numbers stay comparable). The data is the run's, made by its saved preprocessing. Updates explanations.safetensors
     (text: explanations/text.json), the ``explanations`` block of metrics.json and the report.
     A teacher stored as an import path or TorchScript needs ``allow_import`` /
     ``trust_torchscript`` (:func:`~distilens.models.io.load_run_model`).
     """
     run_dir = _run_dir(path)
     cfg = load_config(run_dir / "config.yaml")
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
     overrides: dict[str, Any] = {}
-    if methods:
-        overrides["methods"] = methods
+    if methods:  # added to the methods the run already has: nothing already explained is dropped
+        had = [b["method"] for b in (metrics.get("explanations") or {}).get("methods", [])]
+        overrides["methods"] = had + [m for m in methods if m not in had]
     if n_samples:
         overrides["n_samples"] = n_samples
     if overrides:
@@ -67,8 +71,6 @@ def explain_run(
     chosen, skipped = choose_methods(cfg.explain.methods, teacher, student, inputs, explicit=explicit_methods(cfg))
     result = explain_stage(RunContext.of_finished_run(run_dir, cfg, command=command), inputs, teacher, student, chosen, skipped)
     block = result.to_json().get("explanations", {"methods": []})
-    metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
     metrics["explanations"] = block
     atomic_write_json(metrics_path, metrics)
     write_report_page(run_dir, ReportInputs.from_folder(run_dir, explanations=result.explanations), command=command)
@@ -128,5 +130,6 @@ def predict_run(
     keys = [k for k in ("source", "class", "probability", "heatmap", "words") if any(k in r for r in rows)]
     writer.writerow(keys)
     for r in rows:
-        writer.writerow([spreadsheet_safe(r.get(k, "")) if k in ("source", "class") else r.get(k, "") for k in keys])
+        writer.writerow([spreadsheet_safe(r.get(k, "")) if k in ("source", "class") else
+                         probability_cell(r[k]) if k == "probability" else r.get(k, "") for k in keys])
     return tmp.getvalue()

@@ -11,6 +11,8 @@ Example:
 
 from __future__ import annotations
 
+import copy
+
 import math
 import re
 from pathlib import Path
@@ -160,18 +162,21 @@ class TrainConfig(_Strict):
         return self
 
 
-# The args an architecture gets when the config names it without args: the demo's widths
-# for the cnn; any other architecture its own defaults (``student: {arch: mlp}`` is an MLP
-# with the MLP's default hidden layers, not an MLP handed the cnn's ``width``).
+# The args an architecture gets when the config names it without args, by role: a teacher
+# of the zoo's teacher size and a student of its student size (the sizes the zoo's docstrings
+# give), so that `teacher.arch=mlp student.arch=mlp` distils something bigger into something
+# smaller. An architecture not listed gets its own defaults (never another arch's args).
 DEFAULT_ARGS: dict[str, dict[str, dict[str, Any]]] = {
-    "teacher": {"cnn": {"width": 64}},
-    "student": {"cnn": {"width": 8}},
+    "teacher": {"cnn": {"width": 64}, "mlp": {"hidden": [256, 256]}, "resnet": {"depth": 20, "width": 16},
+                "mobilenet": {"width": 1.0}},
+    "student": {"cnn": {"width": 8}, "mlp": {"hidden": [32]}, "resnet": {"depth": 8, "width": 8},
+                "mobilenet": {"width": 0.25}},
 }
 
 
 def default_args(role: str, arch: str) -> dict[str, Any]:
     """The args of ``arch`` as ``role`` when the config gives none (a copy)."""
-    return dict(DEFAULT_ARGS[role].get(arch, {}))
+    return copy.deepcopy(DEFAULT_ARGS[role].get(arch, {}))
 
 
 class TeacherConfig(_Strict):
@@ -344,7 +349,7 @@ class RuntimeConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    name: str = "digits-demo"
+    name: str = "digits-demo"  # load_config names a run after its config file and data when this is not set
     seed: int = Field(0, ge=0)
     data: DataConfig = Field(default_factory=DataConfig)
     teacher: TeacherConfig = Field(default_factory=TeacherConfig)
@@ -429,7 +434,37 @@ def load_config(
         raw = _parse_yaml(read_text(path, f"config '{path}'", max_bytes=MAX_CONFIG_BYTES), where)
     check_override_keys(overrides or [])
     apply_overrides(raw, overrides or [])
+    if "name" not in raw:  # neither the file nor --set names the run: it is named after its config file and data
+        raw["name"] = default_run_name(path, raw, overrides or [])
     return validate_config(raw, where)
+
+
+#: The run name of the built-in demo (no config file, the default data).
+DEMO_NAME = "digits-demo"
+
+
+def default_run_name(path: str | Path | None, raw: dict[str, Any], overrides: list[str]) -> str:
+    """The name of a run whose config sets none: its config file's stem, its data's name, or both.
+
+    ``my.yaml`` → ``my``; ``--set data.source=csv:loans.csv`` → ``loans``; both → ``my-loans``;
+    neither → ``digits-demo``. Characters a folder name may not hold become ``-``.
+
+    Example:
+        >>> default_run_name(None, {"data": {"source": "imagefolder:photos/"}}, ["data.source=imagefolder:photos/"])
+        'photos'
+    """
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    source = str(data.get("source", DataConfig().source))
+    data_name = Path(source.split(":", 1)[-1].rstrip("/\\")).stem or source.split(":", 1)[0]
+    on_command_line = any(o.split("=", 1)[0].strip() in ("data", "data.source") for o in overrides)
+    if path is not None:
+        parts = [Path(path).stem] + ([data_name] if on_command_line and data_name != Path(path).stem else [])
+    elif source == DataConfig().source:
+        return DEMO_NAME
+    else:
+        parts = [data_name]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts)).strip("-._")[:100]
+    return name if name and name[0].isalnum() else f"run-{name}".rstrip("-")[:100]
 
 
 def validate_config(raw: dict[str, Any], where: str = "config") -> RunConfig:

@@ -21,7 +21,7 @@ from .data import InputSpec, Preprocessor, preprocessing_for
 from .io import atomic_write_text, spreadsheet_safe
 from .modalities import modality_of
 
-__all__ = ["predict", "write_predictions"]
+__all__ = ["predict", "write_predictions", "probability_cell", "words_cell"]
 
 
 def predict(
@@ -91,20 +91,29 @@ def predict(
 def write_predictions(rows: list[dict[str, Any]], path: str | Path) -> Path:
     """Write ``source,class,probability`` as CSV (atomically); table attributions become columns.
 
-    Image attribution maps are not written here (save them as images or tensors); text
+    Image attribution maps are not written here: a ``heatmap`` column names each row's PNG
+    (:meth:`~distilens.modalities.image.ImageModality.write_attributions` writes them); text
     attributions go into a ``words`` column (:func:`words_cell`).
     """
     buf = io.StringIO()
     extra = sorted({k for r in rows if isinstance(r.get("attribution"), dict) for k in r["attribution"]})
     writer = csv.writer(buf, lineterminator="\n")
     text = any(isinstance(r.get("attribution"), list) for r in rows)
-    writer.writerow(["source", "class", "probability", *(f"attribution:{f}" for f in extra), *(["words"] if text else [])])
+    heatmaps = any("heatmap" in r for r in rows)  # images with --explain: the PNG written for each input
+    writer.writerow(["source", "class", "probability", *(f"attribution:{f}" for f in extra), *(["words"] if text else []),
+                     *(["heatmap"] if heatmaps else [])])
     for r in rows:
         attr = r.get("attribution") if isinstance(r.get("attribution"), dict) else {}
-        cells = [spreadsheet_safe(r["source"]), spreadsheet_safe(r["class"]), f"{r['probability']:.6f}",
+        cells = [spreadsheet_safe(r["source"]), spreadsheet_safe(r["class"]), probability_cell(r["probability"]),
                  *(f"{attr.get(f, 0.0):.6g}" for f in extra)]
-        writer.writerow(cells + ([words_cell(r.get("attribution") or [])] if text else []))
+        writer.writerow(cells + ([words_cell(r.get("attribution") or [])] if text else [])
+                        + ([spreadsheet_safe(r.get("heatmap", ""))] if heatmaps else []))
     return atomic_write_text(path, buf.getvalue())
+
+
+def probability_cell(p: float) -> str:
+    """A probability as printed on stdout and written to ``--out`` alike (6 decimals)."""
+    return f"{p:.6f}"
 
 
 def words_cell(words: list[tuple[str, float]]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,25 @@ class ImageModality(TensorModality):
         return data.source.startswith("imagefolder:")
 
     def write_attributions(self, rows: list[dict[str, Any]], folder: Path) -> None:
-        """Each row's map as a heatmap PNG in ``folder``; the row names its file (``heatmap``)."""
-        for i, row in enumerate(rows):
+        """Each row's map as a heatmap PNG in ``folder``, named after its input (``cats/1.png`` → ``cats-1.heatmap.png``,
+        numbered where two inputs share a name); the row names its file (``heatmap``)."""
+        used: set[str] = set()
+        for row in rows:
             attr = row.pop("attribution", None)
             if attr is not None:
                 png = heatmap_png(attr, f"{row['source']} → {row['class']}")
-                row["heatmap"] = str(atomic_write_bytes(folder / f"{i:05d}.png", png))
+                row["heatmap"] = str(atomic_write_bytes(folder / _heatmap_name(str(row["source"]), used), png))
+
+
+def _heatmap_name(source: str, used: set[str]) -> str:
+    """``STEM.heatmap.png`` for the input ``source`` (a path), unique among ``used`` (which it joins)."""
+    stem = re.sub(r"[^\w.\- ]+", "_", str(Path(source).with_suffix("")).replace("\\", "-").replace("/", "-"))
+    stem = stem.strip(" .") or "input"  # dark/0.png -> dark-0
+    name, k = f"{stem}.heatmap.png", 2
+    while name in used:
+        name, k = f"{stem}-{k}.heatmap.png", k + 1
+    used.add(name)
+    return name
 
 
 MODALITIES.register("image")(ImageModality())

@@ -156,6 +156,20 @@ class RunContext:
             finally:
                 self.progress = None
 
+    @contextmanager
+    def stage(self, doing: str) -> Iterator[None]:
+        """A spinner saying what the run is doing (``explaining …``) while a stage without a bar runs; then its time.
+
+        Silent under ``--quiet`` and on ranks other than 0.
+        """
+        if self.console.quiet or not self.world.main:
+            yield
+            return
+        t0 = time.perf_counter()
+        with self.console.status(doing):
+            yield
+        self.console.print(f"{doing}: done in {time.perf_counter() - t0:.1f} s")
+
     def on_epoch(self, role: str, epochs: int) -> Callable[[dict[str, Any]], None]:
         """The callback ``fit`` calls after each epoch's checkpoint: a progress bar and Ctrl-C."""
         bar = self.progress

@@ -8,7 +8,7 @@ from typing import Any
 from torch import nn
 
 from ..distill import SoftLabelCache
-from ..evaluate import cost_metrics, predict_logits, prediction_metrics
+from ..evaluate import cost_metrics, latency_speedup, measure_latencies, predict_logits, prediction_metrics
 from ..report.inputs import PREDICTIONS, Predictions
 from .context import RunContext
 from .data import DataResult
@@ -29,31 +29,43 @@ class EvaluateResult:
         reference: A cheap classical model on the same split (text: TF-IDF + logistic
             regression, :meth:`~distilens.modalities.Modality.reference`); None where the
             kind has none.
+        latency: How latency was measured (threads, load average, rounds, order), for
+            metrics.json's ``latency`` block.
     """
 
     models: dict[str, dict[str, Any]]
     predictions: Predictions | None = field(default=None, repr=False)
     reference: dict[str, Any] | None = None
+    latency: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """``teacher``, ``student``, ``baseline``, ``compression`` (and ``reference``) of metrics.json."""
         out = {**{r: self.models[r] for r in ROLES if r in self.models}, "compression": compression(self.models)}
         return {**out, "reference": self.reference} if self.reference is not None else out
 
+    def latency_json(self) -> dict[str, Any]:
+        """``latency`` of metrics.json (how latency was measured: threads, load average, rounds), last in the file."""
+        return {"latency": self.latency} if self.latency else {}
+
     @classmethod
     def from_json(cls, metrics: dict[str, Any], predictions: Predictions | None = None) -> "EvaluateResult":
         """The result that wrote ``metrics`` (metrics.json) back."""
-        return cls({r: metrics[r] for r in ROLES if r in metrics}, predictions, metrics.get("reference"))
+        return cls({r: metrics[r] for r in ROLES if r in metrics}, predictions, metrics.get("reference"),
+                   dict(metrics.get("latency", {})))
 
 
-def compression(models: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """How much smaller and faster the student is than the teacher."""
+def compression(models: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """How much smaller and faster the student is than the teacher.
+
+    A speed-up is ``None`` when the two latencies' interquartile ranges overlap (a noisy
+    machine: :func:`~distilens.evaluate.latency_speedup`).
+    """
     t, s = models["teacher"], models["student"]
     return {
         "params_ratio": round(t["params"] / s["params"], 2),
         "flops_ratio": round(t["flops"] / max(1, s["flops"]), 2),
-        "speedup_batch1": round(t["latency_ms"]["batch1"] / s["latency_ms"]["batch1"], 2),
-        "speedup_batch64": round(t["latency_ms"]["batch64"] / s["latency_ms"]["batch64"], 2),
+        "speedup_batch1": latency_speedup(t, s, "batch1"),
+        "speedup_batch64": latency_speedup(t, s, "batch64"),
     }
 
 
@@ -68,11 +80,15 @@ def evaluate_stage(
     bundle = data.bundle
     y = bundle.test.targets
     logits = {"teacher": predict_logits(teacher, bundle.for_teacher().test)}
-    models = {"teacher": {**prediction_metrics(logits["teacher"], y), **cost_metrics(teacher, bundle.for_teacher().spec)}}
+    timed = {"teacher": (teacher, bundle.for_teacher().spec), **{role: (m, bundle.spec) for role, m in students.items()}}
+    models = {"teacher": {**prediction_metrics(logits["teacher"], y), **cost_metrics(teacher, timed["teacher"][1], latency=False)}}
     for role, model in students.items():
         logits[role] = predict_logits(model, bundle.test)
-        models[role] = {**prediction_metrics(logits[role], y, logits["teacher"]), **cost_metrics(model, bundle.spec)}
+        models[role] = {**prediction_metrics(logits[role], y, logits["teacher"]), **cost_metrics(model, bundle.spec, latency=False)}
+    latency = measure_latencies(timed)  # interleaved, so a busy machine slows every model alike
+    for role, block in latency["models"].items():
+        models[role].update(block)
     train_teacher = cache.logits[: len(bundle.train)].detach().cpu()
     predictions = Predictions(y, logits, bundle.train.targets, train_teacher)
     predictions.save(ctx.staging / PREDICTIONS)
-    return EvaluateResult(models, predictions, data.modality.reference(bundle, seed=ctx.config.seed))
+    return EvaluateResult(models, predictions, data.modality.reference(bundle, seed=ctx.config.seed), latency["environment"])

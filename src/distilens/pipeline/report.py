@@ -42,11 +42,11 @@ def assemble_metrics(
 ) -> dict[str, Any]:
     """metrics.json (README, "metrics.json"): dataset, models, compression, the reference model (how the
     teacher's head was fitted, how the students were initialised), seed, explanations, environment and
-    the stage times so far."""
+    the stage times so far, and how latency was measured (last)."""
     return {
         **data.to_json(), **evaluation.to_json(), **teacher.to_json(), **students.to_json(), "seed": ctx.config.seed,
         **explanation.to_json(),
-        "environment": ctx.environment(), "timing_s": ctx.timings.to_json(),
+        "environment": ctx.environment(), "timing_s": ctx.timings.to_json(), **evaluation.latency_json(),
     }
 
 

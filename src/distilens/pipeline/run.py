@@ -26,6 +26,7 @@ from ..runtime import resolve_device
 from .context import RunContext
 from .data import DataResult, data_stage
 from .evaluate import evaluate_stage
+from .estimate import print_model_plan
 from .explain import explain_stage
 from .models import plan_models
 from .report import assemble_metrics, report_stage
@@ -87,6 +88,7 @@ def _stages(ctx: RunContext) -> RunResult:
             atomic_write_text(staging / "config.yaml", ctx.config_yaml)
             data.modality.save_preprocessing(data.bundle, staging)  # applied again by predict
         _print_data(ctx, data)
+        print_model_plan(ctx, data, plan)  # one line per model: its size and the estimated time per epoch
         with ctx.training():
             with timings.timed("teacher"):
                 teacher = teacher_stage(ctx, data, plan)
@@ -97,11 +99,11 @@ def _stages(ctx: RunContext) -> RunResult:
             return RunResult(ctx.folder.final, {}, timings.seconds)
         history = teacher.history + students.history
         write_history(staging / HISTORY, history)
-        with timings.timed("evaluate"):
+        with timings.timed("evaluate"), ctx.stage("evaluating on the test split (latency: models in turn)"):
             evaluation = evaluate_stage(ctx, data, teacher.model, students.models(), soft.cache)
-        with timings.timed("explain"):
+        with timings.timed("explain"), ctx.stage(f"explaining with {', '.join(plan.methods) or 'no method'}"):
             explanation = explain_stage(ctx, plan.explain_inputs, teacher.model, students.student, plan.methods, plan.skipped)
-        with timings.timed("report"):  # the page shows the stage times so far; metrics.json gets the final ones
+        with timings.timed("report"), ctx.stage("writing report.html"):  # the page shows the stage times so far; metrics.json gets the final ones
             report_stage(ctx, assemble_metrics(ctx, data, teacher, students, evaluation, explanation), data, evaluation,
                          explanation, history, students.student)
         timings.finish()

@@ -11,14 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import Tensor
+
 from ..config import RunConfig
 from ..data import InputSpec
 from ..explain.comparison import Comparison
 from ..modalities import modality_of
 from ..models.soft_tree import SoftDecisionTree
-from .figures import feature_importance_bars, heatmap_grid, row_attributions
+from .figures import feature_importance_bars, heatmap_grid, row_attributions, spread_by_class
 from .html import render_report, write_report
-from .inputs import ReportInputs
+from .inputs import Predictions, ReportInputs
 from .plots import (
     agreement_distribution,
     class_similarity,
@@ -39,6 +42,8 @@ DEFAULT_THRESHOLDS = {"max_accuracy_drop": 0.01, "min_agreement": 0.95, "margin"
 
 
 ROLES = ("teacher", "student", "baseline")
+#: Rows of the stratified sample drawn per method (the true classes taken in turn).
+GRID_ROWS = 8
 
 
 def verdict(metrics: dict[str, Any], thresholds: dict[str, float]) -> list[dict[str, str]]:
@@ -114,7 +119,10 @@ def render_run(inputs: ReportInputs, *, command: str | None = None) -> str:
         name = block["method"]
         entry: dict[str, Any] = {"block": block, "figures": {}}
         if name in comparisons and spec is not None:
-            entry["figures"].update(_explanation_figures(comparisons[name], spec))
+            labels = _true_labels(comparisons[name], expl.block.get("sample_indices"), preds)
+            entry["figures"].update(_explanation_figures(comparisons[name], spec, labels))
+            if "grid" in entry["figures"]:
+                entry["grid_classes"] = sorted({class_names[int(labels[i])] for i in spread_by_class(labels, GRID_ROWS)})
         if block.get("faithfulness"):
             entry["figures"]["faithfulness"] = faithfulness_curves(block["faithfulness"], name)
         methods.append(entry)
@@ -146,24 +154,41 @@ def _soft_tree(student: Any, spec: InputSpec | None, cmp: Comparison | None, fig
     return decision_paths(student, cmp.inputs[:6], cmp.targets[:6], spec.class_names)
 
 
-def _explanation_figures(cmp: Comparison, spec: InputSpec) -> dict[str, bytes]:
+def _true_labels(cmp: Comparison, rows: list[int] | None, preds: Predictions | None) -> Tensor:
+    """The explained inputs' true classes: the test labels at ``rows`` (the explained test rows), else the explained class."""
+    if preds is not None and rows and len(rows) == cmp.targets.shape[0] and max(rows) < preds.targets.shape[0]:
+        return preds.targets[torch.tensor(rows, dtype=torch.long)]
+    return cmp.targets
+
+
+def _explanation_figures(cmp: Comparison, spec: InputSpec, labels: Tensor) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     names = list(spec.class_names)
     scores = {k: v.numpy() for k, v in cmp.scores.items()}
-    if modality_of(spec).align == "pixels":  # maps on the image grid
-        out["grid"] = heatmap_grid(cmp, names, n=8, title=f"{cmp.method}: a stratified sample of test inputs")
+    if modality_of(spec).align == "pixels":  # maps on the image grid, drawn over the input
+        maps = gallery_maps(cmp)
+        out["grid"] = heatmap_grid(cmp, names, n=GRID_ROWS, maps=maps, labels=labels)  # the true classes in turn
         galleries = cmp.galleries(6)
         if galleries["same_class_disagree"]:
-            out["same_answer"] = heatmap_grid(cmp, names, order=galleries["same_class_disagree"],
-                                              title=f"{cmp.method}: same answer, different reasons (lowest ρ first)")
+            out["same_answer"] = heatmap_grid(cmp, names, order=galleries["same_class_disagree"], maps=maps, labels=labels)
         if galleries["different_class"]:
-            out["different_answer"] = heatmap_grid(cmp, names, order=galleries["different_class"],
-                                                   title=f"{cmp.method}: different answers")
+            out["different_answer"] = heatmap_grid(cmp, names, order=galleries["different_class"], maps=maps, labels=labels)
     elif spec.feature_names:
-        out["grid"] = feature_importance_bars(cmp, spec.feature_names)
+        out["bars"] = feature_importance_bars(cmp, spec.feature_names)
         out["rows"] = row_attributions(cmp, spec.feature_names)
     out["distribution"] = agreement_distribution(scores, cmp.method)
     return out
+
+
+def gallery_maps(cmp: Comparison) -> dict[str, Any]:
+    """Role → maps the galleries draw: teacher, student and, where it was explained, the label-only baseline."""
+    maps = {"teacher": cmp.teacher_maps, "student": cmp.student_maps}
+    # SEAM (branch evidence, issue 15): Comparison.others (role → ModelMaps) arrives with evidence; after the
+    # merge this reads `if "baseline" in cmp.others: maps["baseline"] = cmp.others["baseline"].maps`.
+    others = getattr(cmp, "others", None) or {}
+    if "baseline" in others:
+        maps["baseline"] = others["baseline"].maps
+    return maps
 
 
 def _kd_temperature(cfg: RunConfig | None) -> float:

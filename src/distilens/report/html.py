@@ -69,7 +69,8 @@ def _method_context(entry: dict[str, Any]) -> dict[str, Any]:
     ]
     figures = {k: _b64(v) for k, v in entry["figures"].items()}
     return {"method": block["method"], "n": block.get("n_samples"), "same": _fmt(block.get("same_prediction"), "pct"),
-            "scores": scores, "faith": faith, "local": local, "fig": figures}
+            "scores": scores, "faith": faith, "local": local, "fig": figures,
+            "grid_classes": entry.get("grid_classes", [])}  # reviewer (issue 19): the true classes of the sample drawn
 
 
 def render_report(
@@ -122,6 +123,7 @@ def render_report(
         rows=rows,
         checks=checks,
         compression=metrics.get("compression"),
+        latency_note=_latency_note(metrics.get("latency")),
         reference=metrics.get("reference"),
         fig={**dict.fromkeys(_FIGURES), **{k: _b64(v) for k, v in figures.items()}},
         methods=[_method_context(m) for m in methods],
@@ -142,3 +144,12 @@ def write_report(path: str | Path, html: str) -> Path:
 def _processes(n: object) -> str:
     """`` × N processes (torchrun)`` for a data-parallel run, else nothing."""
     return f" × {n} processes (torchrun)" if n not in (None, "1") else ""
+
+
+def _latency_note(latency: dict[str, Any] | None) -> str:
+    """``, on N threads at load L`` from metrics.json's ``latency`` block (nothing without it)."""
+    if not latency:
+        return ""
+    load, n = latency.get("load_average"), latency.get("threads")
+    threads = f", on {n} thread{'' if n == 1 else 's'}"
+    return f"{threads} at load average {load[0]:g}" if load else threads
