@@ -44,6 +44,8 @@ from .runfolder import RunFolder, held_run_folders
 from .runtime import resolve_device, seed_everything
 from .stages import environment, evaluate_models, explain_methods, explain_stage, save_predictions
 from .text_pipeline import apply_text_defaults, save_tokenizers, teacher_tokenizer
+from . import controls, fidelity, simple_models  # evidence (issue 15)
+from .evaluate import prediction_metrics  # evidence (issue 15)
 
 __all__ = ["run", "RunResult", "load_data", "explain_methods", "explain_stage"]
 
@@ -96,6 +98,7 @@ def _run(
     world = _dist.world()
     console = console or Console(stderr=True, quiet=True)
     cfg = apply_text_defaults(cfg)
+    controls.check_references(cfg)  # evidence (issue 15): before any training
     config_yaml = dump_config(cfg)
     folder = RunFolder.prepare(out or Path("runs") / cfg.name, overwrite=overwrite, resume=resume, config_yaml=config_yaml,
                                lock=world.main)
@@ -156,6 +159,9 @@ def _run(
                 with _timed(timings, "baseline"):
                     baseline = _build(cfg.student.arch, cfg.student.args, bundle, cfg.seed + 1, "student")
                     _train_student(cfg, bundle, baseline, "baseline", None, None, staging, history, bar, fit_args)
+            # evidence (issue 15): what the explain stage compares the student with
+            others = {"baseline": baseline} if baseline is not None else {}
+            others.update(_evidence_models(cfg, bundle, transfer, cache, staging, history, bar, fit_args, timings))
         if not world.main:  # rank 0 alone evaluates, explains and writes the outputs
             return RunResult(folder.final, {}, timings)
         _write_history(staging / "history.csv", history)
@@ -165,10 +171,12 @@ def _run(
             if transfer is not bundle:
                 metrics["dataset"]["transfer_copies"] = len(transfer.train) - len(bundle.train)
             metrics["seed"] = cfg.seed
-            save_predictions(staging, bundle, cache, {"teacher": teacher, "student": student, "baseline": baseline})
+            save_predictions(staging, bundle, cache, {"teacher": teacher, "student": student, "baseline": baseline,
+                                                      "plain_kd": others.get("plain_kd")})  # evidence: + plain_kd
+            metrics.update(_evidence_metrics(cfg, bundle, staging))  # evidence (issue 15)
         with _timed(timings, "explain"):
             if methods:
-                metrics["explanations"] = explain_stage(cfg, bundle, teacher, student, methods, staging)
+                metrics["explanations"] = explain_stage(cfg, bundle, teacher, student, methods, staging, others)
                 if skipped:
                     metrics["explanations"].setdefault("skipped", {}).update(skipped)
             elif skipped:
@@ -351,6 +359,66 @@ def _train_student(
     history.extend({"model": role, **row} for row in result.history)
     if _dist.is_main():
         save_model(model, path, arch=cfg.student.arch, args=cfg.student.args, spec=bundle.spec)
+
+
+# --------------------------------------------------------------------------- evidence (issue 15)
+
+
+def _evidence_models(
+    cfg: RunConfig, bundle: DataBundle, transfer: DataBundle, cache: SoftLabelCache, staging: Path, history: list,
+    bar: Progress, fit_args: dict, timings: dict[str, float],
+) -> dict[str, nn.Module]:
+    """The plain-KD control of an explanation-guided run, and the reference points asked for (:mod:`distilens.controls`)."""
+    out: dict[str, nn.Module] = {}
+    plain = controls.plain_kd_specs(controls.loss_specs(cfg))
+    if plain is not None:
+        with _timed(timings, "plain_kd"):
+            out["plain_kd"] = _build(cfg.student.arch, cfg.student.args, bundle, cfg.seed + 1, "student")
+            _train_student(cfg, transfer, out["plain_kd"], "plain_kd", build_objectives(plain), cache, staging, history, bar, fit_args)
+    if "teacher_reseed" in cfg.explain.references:
+        with _timed(timings, "teacher_reseed"):
+            out["teacher_reseed"] = _reference_teacher(cfg, bundle, staging, history, bar, fit_args)
+    if "init" in cfg.explain.references:  # the student's own initial weights (built with the student's seed)
+        out["init"] = _build(cfg.student.arch, cfg.student.args, bundle, cfg.seed + 1, "student").to(fit_args["device"])
+        if _dist.is_main():
+            save_model(out["init"], staging / "init.safetensors", arch=cfg.student.arch, args=cfg.student.args, spec=bundle.spec)
+    return out
+
+
+def _reference_teacher(cfg: RunConfig, bundle: DataBundle, staging: Path, history: list, bar: Progress, fit_args: dict) -> nn.Module:
+    """A second teacher: loaded from ``explain.reference_teacher``, or trained like the teacher from another seed."""
+    spec = bundle.teacher_spec or bundle.spec
+    path = staging / "teacher_reseed.safetensors"
+    if cfg.explain.reference_teacher:
+        model = load_teacher(cfg.explain.reference_teacher, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=spec,
+                             trust_torchscript=cfg.teacher.trust_torchscript).to(fit_args["device"])
+    elif path.is_file() and not (staging / "checkpoints" / "teacher_reseed.pt").is_file():  # finished earlier
+        history.extend(_previous_history(staging, "teacher_reseed"))
+        return load_model(path)[0].to(fit_args["device"])
+    else:
+        seed, tc = controls.reseed(cfg.seed), cfg.teacher.train
+        model = _build(cfg.teacher.arch, cfg.teacher.args, bundle, seed, "teacher")
+        result = fit_teacher(
+            model, teacher_bundle(bundle), epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr, weight_decay=tc.weight_decay,
+            warmup_epochs=tc.warmup_epochs, seed=seed, on_epoch=_epoch_callback(bar, "teacher_reseed", tc.epochs),
+            **_run_state(staging, "teacher_reseed"), **fit_args,
+        )
+        history.extend({"model": "teacher_reseed", **row} for row in result.history)
+    if _dist.is_main():
+        save_model(model, path, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=spec)
+    return model
+
+
+def _evidence_metrics(cfg: RunConfig, bundle: DataBundle, staging: Path) -> dict[str, Any]:
+    """``simple_models`` (what the teacher must beat) and ``fidelity`` (student − controls per test sample)."""
+    from safetensors.torch import load_file
+
+    targets, logits = fidelity.logits_from_tensors(load_file(str(staging / "predictions.safetensors")))
+    out: dict[str, Any] = {"simple_models": simple_models.simple_models(bundle)}
+    out["fidelity"] = fidelity.fidelity_block(logits["teacher"], targets, logits, seed=cfg.seed)
+    if "plain_kd" in logits:
+        out["plain_kd"] = prediction_metrics(logits["plain_kd"], targets, logits["teacher"])
+    return out
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:

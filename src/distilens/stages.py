@@ -67,10 +67,12 @@ def evaluate_models(bundle: DataBundle, teacher: nn.Module, student: nn.Module, 
 
 
 def explain_stage(
-    cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module, methods: list[str], folder: Path
+    cfg: RunConfig, bundle: DataBundle, teacher: nn.Module, student: nn.Module, methods: list[str], folder: Path,
+    others: dict[str, nn.Module] | None = None,  # evidence (issue 15): baseline, plain_kd, teacher_reseed, init
 ) -> dict[str, Any]:
     """Run :func:`distilens.explain.explain_stage` on the test split; the metrics block is returned."""
-    return run_explain_stage(teacher, student, explain_inputs(bundle), methods, folder, config=cfg.explain, seed=cfg.seed)
+    return run_explain_stage(teacher, student, explain_inputs(bundle), methods, folder, config=cfg.explain, seed=cfg.seed,
+                             others=others)
 
 
 def save_predictions(folder: Path, bundle: DataBundle, cache: SoftLabelCache, models: dict[str, nn.Module | None]) -> None:

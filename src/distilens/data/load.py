@@ -79,7 +79,8 @@ def load_data(cfg: DataConfig, *, seed: int, teacher_tokenizer: TextTokenizer | 
 
     Args:
         cfg: The ``data`` section of the run config.
-        seed: Seeds the split (and procedurally drawn built-in sets).
+        seed: Seeds the split (and procedurally drawn built-in sets), unless
+            ``cfg.split_seed`` is set (seeds that share one teacher keep its split).
         teacher_tokenizer: Text only: the tokenizer a loaded teacher brings, so that the
             teacher reads its own token ids (``bundle.teacher_inputs``).
 
@@ -100,7 +101,8 @@ def load_data(cfg: DataConfig, *, seed: int, teacher_tokenizer: TextTokenizer | 
         raise DataError(
             f"data.source '{cfg.source}': unknown source kind '{scheme}'; use builtin:NAME, imagefolder:PATH or csv:PATH"
         )
-    return SOURCES.get(scheme)(location, cfg, seed, teacher_tokenizer)
+    split_seed = seed if cfg.split_seed is None else cfg.split_seed
+    return SOURCES.get(scheme)(location, cfg, split_seed, teacher_tokenizer)
 
 
 def load_dataset(source: str = "builtin:digits", *, seed: int = 0, **options: Any) -> DataBundle:
