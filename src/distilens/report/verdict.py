@@ -85,20 +85,34 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
+def _interval(pd: Mapping[str, Any]) -> tuple[str, float | None, float | None]:
+    """The interval the verdict reads: over seeds the Student-t one (``t_ci_*``), per sample the bootstrap's."""
+    if "t_ci_low" in pd:
+        return "t-interval", pd.get("t_ci_low"), pd.get("t_ci_high")
+    return "CI", pd.get("ci_low"), pd.get("ci_high")
+
+
 def _ci(pd: Mapping[str, Any], fmt: Any, over: str) -> str:
-    """'(95% CI +0.02 to +0.08, Wilcoxon p 0.004, 5 seeds)'; ``fmt`` formats a number without its unit."""
-    parts = [f"{round(100 * pd.get('level', 0.95))}% CI {fmt(pd['ci_low'])} to {fmt(pd['ci_high'])}"]
+    """'(95% CI +0.02 to +0.08, Wilcoxon p 0.004, 128 test inputs)'; ``fmt`` formats a number without its unit."""
+    kind, lo, hi = _interval(pd)
+    level = round(100 * pd.get("level", 0.95))
+    parts = [f"{level}% {kind} {fmt(lo)} to {fmt(hi)}" if lo is not None and hi is not None else f"no {level}% {kind}"]
     if pd.get("p_value") is not None:
         parts.append(f"Wilcoxon p {pd['p_value']:.2g}")
+    if "t_ci_low" in pd:
+        parts.append(f"wins/ties/losses {pd.get('wins')}/{pd.get('ties')}/{pd.get('losses')}")
     parts.append(over.format(n=pd.get("n")))
     return "(" + ", ".join(parts) + ")"
 
 
 def _shown(pd: Mapping[str, Any] | None) -> int:
     """+1 when the interval lies above 0, −1 below, 0 when it contains 0 (or is missing)."""
-    if not pd or pd.get("ci_low") is None or pd.get("ci_high") is None:
+    if not pd:
         return 0
-    return 1 if pd["ci_low"] > 0 else -1 if pd["ci_high"] < 0 else 0
+    _, lo, hi = _interval(pd)
+    if lo is None or hi is None:
+        return 0
+    return 1 if lo > 0 else -1 if hi < 0 else 0
 
 
 def _num(d: Mapping[str, Any] | None, *keys: str) -> float | None:
@@ -317,4 +331,4 @@ def print_verdict(console: Any, metrics: Mapping[str, Any], thresholds: Mapping[
     from rich.markup import escape
 
     for line in verdict_lines(metrics, thresholds) if lines is None else lines:
-        console.print(f"[{_STYLE[line.status]}]{escape(line.console())}[/]")
+        console.print(f"[{_STYLE[line.status]}]{escape(line.console())}[/]", soft_wrap=True)
