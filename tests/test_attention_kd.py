@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from distilens.data.bundle import DataBundle, InputSpec, Split
+from distilens.data.bundle import DataBundle, InputSpec, Split, TeacherView
 from distilens.distill import KD, AttentionKD, Hint, SoftLabelCache, StepTensors, fit, teacher_cache_options
 from distilens.distill.text_losses import attention_kd_loss
 from distilens.errors import ModelError
@@ -241,7 +241,7 @@ def test_attention_kd_is_refused_when_teacher_and_student_tokenise_differently()
 
     bundle = _bundle()
     check_text_objectives([KD(), AttentionKD()], bundle)  # same ids: fine
-    bundle.teacher_inputs = {"train": bundle.train.inputs, "val": bundle.val.inputs, "test": bundle.test.inputs}
+    bundle.teacher_view = TeacherView({"train": bundle.train.inputs, "val": bundle.val.inputs, "test": bundle.test.inputs}, bundle.spec)
     with pytest.raises(ConfigError, match=r"distill.losses\[1\] \(attention_kd\): the teacher and the student tokenise differently"):
         check_text_objectives([KD(), AttentionKD()], bundle)
     check_text_objectives([KD(), Hint()], bundle)  # pooled hints need no common tokenizer

@@ -1,90 +1,33 @@
-"""`distilens run`, `predict` and `export` end to end on a tiny generated text CSV, per student kind."""
+"""`distilens run`, `predict` and `export` end to end on a tiny generated text CSV, per student kind.
+
+The runs are conftest.py's ``finished_runs`` "text:embedding_bag" (it trains the teacher),
+"text:text_cnn" and "text:tiny_transformer" (they load it); e2e.py writes the reviews.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
-import random
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors import safe_open
 
-from distilens.cli import main
 from distilens.data.tokenize import TextTokenizer
 from distilens.models import load_model
+from e2e import TEXT_STUDENTS, FinishedRuns
 
-POSITIVE = ["great", "wonderful", "moving", "brilliant", "superb"]
-NEGATIVE = ["awful", "boring", "dull", "terrible", "clumsy"]
-FILLER = "the a film movie story plot actors scene ending music was is and with but quite very really".split()
-
-CONFIG = """\
-name: text-tiny
-data: {{source: "csv:{csv}", text: review, target: label, max_length: 24}}
-teacher:
-  arch: tiny_transformer
-  args: {{dim: 16, layers: 1, heads: 2}}
-  train: {{epochs: 4, lr: 0.01, batch_size: 16}}
-  weights: {weights}
-student:
-  arch: {student}
-  args: {args}
-distill:
-  epochs: 3
-  batch_size: 16
-  baseline: {baseline}
-  transfer_copies: {copies}
-runtime: {{threads: 1}}
-"""
-STUDENTS = {
-    "embedding_bag": "{dim: 8}",
-    "text_cnn": "{dim: 8, maps: 4}",
-    "tiny_transformer": "{dim: 8, layers: 1, heads: 2}",
-}
+STUDENTS = list(TEXT_STUDENTS)
 
 
-def write_reviews(path: Path, n: int = 200, seed: int = 0) -> Path:
-    """Synthetic reviews: filler words plus one or two sentiment words that decide the label."""
-    rng = random.Random(seed)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["review", "label"])
-        for _ in range(n):
-            label = rng.choice(["good", "bad"])
-            words = [rng.choice(FILLER) for _ in range(rng.randint(4, 14))]
-            for _ in range(rng.randint(1, 2)):
-                words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label == "good" else NEGATIVE))
-            w.writerow([" ".join(words).capitalize() + rng.choice([".", "!", "..."]), label])
-    return path
+@pytest.fixture
+def runs(finished_runs: FinishedRuns) -> dict[str, Path]:
+    """The three students' run folders (shared: read them only), made on first use."""
+    return {student: finished_runs.get(f"text:{student}").path for student in STUDENTS}
 
 
-def cli(*args: str) -> int:
-    try:
-        main(list(args))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> dict[str, Path]:
-    work = tmp_path_factory.mktemp("text")
-    data = write_reviews(work / "reviews.csv")
-    out = {}
-    for i, (student, args) in enumerate(STUDENTS.items()):
-        # The first run trains the teacher; the others load it (a distilens teacher file).
-        weights = "null" if i == 0 else f'"{work / "embedding_bag" / "teacher.safetensors"}"'
-        cfg = work / f"{student}.yaml"
-        # text_cnn also learns from 2 perturbed copies per training text, labelled by the teacher.
-        cfg.write_text(CONFIG.format(csv=data, student=student, args=args, baseline=str(i == 0).lower(), weights=weights,
-                                     copies=2 if student == "text_cnn" else 0))
-        assert cli("run", str(cfg), "--quiet", "--out", str(work / student)) == 0
-        out[student] = work / student
-    return out
-
-
-@pytest.mark.parametrize("student", list(STUDENTS))
+@pytest.mark.parametrize("student", STUDENTS)
 def test_run_writes_metrics_tokenizer_and_report(runs, student: str) -> None:
     run = runs[student]
     for name in ("tokenizer.json", "teacher.safetensors", "student.safetensors", "metrics.json", "report.html"):
@@ -121,13 +64,13 @@ def test_run_writes_metrics_tokenizer_and_report(runs, student: str) -> None:
     assert "integrated_gradients: highlighted words" in html and '<span class="who">student</span>' in html
 
 
-def test_predict_matches_the_student_on_tokenised_text(runs, tmp_path, capsys) -> None:
+def test_predict_matches_the_student_on_tokenised_text(runs, cli, tmp_path) -> None:
     run = runs["embedding_bag"]
     new = tmp_path / "new.csv"
     new.write_text('id,review\n1,"A brilliant, superb film!"\n2,Dull and boring ending.\n', encoding="utf-8")
-    capsys.readouterr()
-    assert cli("predict", str(run), str(new)) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    result = cli("predict", str(run), str(new))
+    assert result.code == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
     assert lines[0] == "source,class,probability" and len(lines) == 3
     student, meta = load_model(run / "student.safetensors")
     tok = TextTokenizer.from_file(run / "tokenizer.json")
@@ -140,16 +83,16 @@ def test_predict_matches_the_student_on_tokenised_text(runs, tmp_path, capsys) -
     assert lines[1].startswith("new.csv:line 2,")
 
 
-def test_predict_explain_gives_word_scores(runs, tmp_path, capsys) -> None:
+def test_predict_explain_gives_word_scores(runs, cli, tmp_path) -> None:
     from distilens.explain import attribute, word_scores
 
     run = runs["text_cnn"]
     texts = ["A brilliant, superb film!", "Dull and boring ending."]
     new = tmp_path / "new.csv"
     new.write_text('review\n"A brilliant, superb film!"\nDull and boring ending.\n', encoding="utf-8")
-    capsys.readouterr()
-    assert cli("predict", str(run), str(new), "--explain") == 0
-    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    result = cli("predict", str(run), str(new), "--explain")
+    assert result.code == 0, result.stderr
+    rows = list(csv.DictReader(result.stdout.splitlines()))
     assert [r["source"] for r in rows] == ["new.csv:line 2", "new.csv:line 3"]
     got = [json.loads(r["words"]) for r in rows]
     assert [[w for w, _ in g] for g in got] == [["A", "brilliant", ",", "superb", "film", "!"], ["Dull", "and", "boring", "ending", "."]]
@@ -162,39 +105,42 @@ def test_predict_explain_gives_word_scores(runs, tmp_path, capsys) -> None:
         _, expected = word_scores(text, off, row[: len(off)])
         assert [v for _, v in g] == pytest.approx(expected.tolist(), abs=1e-5)
     out = tmp_path / "pred.csv"
-    assert cli("predict", str(run), str(new), "--explain", "--out", str(out)) == 0
+    assert cli("predict", str(run), str(new), "--explain", "--out", str(out)).code == 0
     assert [json.loads(r["words"]) for r in csv.DictReader(out.open(encoding="utf-8"))] == got
 
 
-def test_predict_on_a_file_without_the_text_column_is_a_one_line_error(runs, tmp_path, capsys) -> None:
+def test_predict_on_a_file_without_the_text_column_is_a_one_line_error(runs, cli, tmp_path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("comment\nhello\n", encoding="utf-8")
-    assert cli("predict", str(runs["text_cnn"]), str(bad)) == 2
-    err = capsys.readouterr().err.strip()
+    result = cli("predict", str(runs["text_cnn"]), str(bad))
+    assert result.code == 2
+    err = result.stderr.strip()
     assert err.startswith("error:") and "'review' not found" in err and "\n" not in err
 
 
-@pytest.mark.parametrize("student", list(STUDENTS))
-def test_export_torchscript_takes_token_ids(runs, student: str, capsys) -> None:
+@pytest.mark.parametrize("student", STUDENTS)
+def test_export_torchscript_takes_token_ids(runs, student: str, cli, tmp_path) -> None:
     run = runs[student]
-    assert cli("export", str(run), "--format", "torchscript") == 0
-    scripted = torch.jit.load(str(run / "student.pt"))
+    result = cli("export", str(run), "--format", "torchscript", "--out", str(tmp_path / "student.pt"))
+    assert result.code == 0, result.stderr
+    scripted = torch.jit.load(str(tmp_path / "student.pt"))
     model, meta = load_model(run / "student.safetensors")
     ids = torch.randint(0, meta["input_spec"]["vocab_size"], (3, meta["input_spec"]["shape"][0]))
     assert torch.allclose(scripted(ids), model(ids), atol=1e-5)
 
 
-def test_explain_command_runs_token_explainers_on_text(runs, capsys) -> None:
-    run = runs["tiny_transformer"]  # a transformer teacher and student: rollout applies
-    assert cli("explain", str(run), "--method", "attention_rollout", "--method", "occlusion") == 0
+def test_explain_command_runs_token_explainers_on_text(runs, finished_runs: FinishedRuns, cli, tmp_path) -> None:
+    run = finished_runs.copy("text:tiny_transformer", tmp_path).path  # a transformer teacher and student: rollout applies
+    result = cli("explain", str(run), "--method", "attention_rollout", "--method", "occlusion")
+    assert result.code == 0, result.stderr
     block = json.loads((run / "metrics.json").read_text())["explanations"]
     assert [b["method"] for b in block["methods"]] == ["attention_rollout", "occlusion"]
     payload = json.loads((run / "explanations" / "text.json").read_text())
     assert "attention_rollout" in json.dumps(payload)
     assert "attention_rollout: highlighted words" in (run / "report.html").read_text()
     # An image explainer named explicitly on text, or rollout on a bag of embeddings: one line, exit 2.
-    capsys.readouterr()
-    assert cli("explain", str(run), "--method", "gradcam") == 2
-    assert cli("explain", str(runs["embedding_bag"]), "--method", "attention_rollout") == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    errors = [cli("explain", str(run), "--method", "gradcam"),
+              cli("explain", str(runs["embedding_bag"]), "--method", "attention_rollout")]
+    assert [e.code for e in errors] == [2, 2]
+    err = [line for e in errors for line in e.stderr.strip().splitlines()]
     assert len(err) == 2 and "attention maps" in err[1] and "Traceback" not in "".join(err)

@@ -8,6 +8,7 @@ metrics.json blocks, the saved maps, the scale and the text payload.
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import pytest
@@ -151,3 +152,15 @@ def test_paired_differences_leave_out_undefined_samples() -> None:
                      others={"baseline": ModelMaps(pred, z, {"spearman": torch.tensor([0.4, 0.2, math.nan, 0.8])})})
     d = paired_differences(cmp)["student_minus_baseline"]["spearman"]
     assert d["n"] == 2 and d["n_nan"] == 2 and d["mean"] == pytest.approx(0.1)
+
+
+def test_a_run_writes_the_control_and_the_paired_numbers(finished_runs) -> None:
+    """Through the pipeline: the label-only baseline explained against the same teacher maps, paired per sample."""
+    metrics = json.loads((finished_runs.get("digits").path / "metrics.json").read_text())
+    assert {"majority", "linear"} <= set(metrics["simple_models"])
+    assert set(metrics["fidelity"]["student_minus_baseline"]) == {"accuracy", "agreement", "predictive_kl"}
+    for m in metrics["explanations"]["methods"]:
+        assert {"student", "baseline"} <= set(m["models"])
+        assert m["agreement"] == m["models"]["student"]["agreement"]  # today's keys still read the student
+        paired = m["paired"]["student_minus_baseline"]["spearman"]
+        assert paired["ci_low"] <= paired["mean"] <= paired["ci_high"] and paired["n"] > 0

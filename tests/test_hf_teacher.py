@@ -248,29 +248,25 @@ def _write_reviews(path, n: int = 48) -> None:
 def _run_and_reload(work, *overrides: str) -> tuple[dict, nn.Module]:
     """`distilens run` on a tiny review table; the teacher reloaded from the run folder must give the saved test logits."""
     import json
-    import os
-    import subprocess
-    import sys
 
     from safetensors.torch import load_file
 
     from distilens.config import load_config
-    from distilens.pipeline import load_data
+    from distilens.pipeline import load_run_data as load_data
+    from e2e import invoke
 
     _write_reviews(work / "reviews.csv")
     sets = [f"data.source=csv:{work / 'reviews.csv'}", "data.text=text", "data.target=label", "data.max_length=12",
             "student.arch=embedding_bag", "distill.epochs=2", "distill.baseline=false", "teacher.train.epochs=3",
             "runtime.threads=1", *overrides]
-    cmd = [sys.executable, "-m", "distilens", "run", "--out", "run", "--quiet"] + [a for s in sets for a in ("--set", s)]
-    done = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = invoke("run", "--out", "run", "--quiet", *[a for s in sets for a in ("--set", s)], cwd=work)
+    assert done.code == 0, done.stderr[-2000:]
     run = work / "run"
     meta = json.loads((run / "teacher.json").read_text())
     teacher, _ = load_model(run / "teacher.safetensors")  # what explain/report/predict RUN do
     bundle = load_data(load_config(run / "config.yaml"))
     with torch.no_grad():
-        again = teacher(bundle.teacher_split("test").inputs)
+        again = teacher(bundle.for_teacher().test.inputs)
     torch.testing.assert_close(again, load_file(str(run / "predictions.safetensors"))["test/teacher"], rtol=0, atol=1e-5)
     return meta, teacher
 

@@ -411,15 +411,15 @@ def test_a_full_disk_is_one_line_and_keeps_the_earlier_run(ws: Path, capfd, monk
 def test_a_full_disk_outside_the_atomic_writes_is_one_line_too(ws: Path, capfd, monkeypatch) -> None:
     import errno
 
-    import distilens.pipeline as pipeline
+    from distilens.modalities.base import Modality
 
-    def full(bundle: object, folder: Path) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "tokenizer.json"))
+    def full(self: Modality, bundle: object, folder: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "preprocessing.json"))
 
-    monkeypatch.setattr(pipeline, "save_tokenizers", full)
+    monkeypatch.setattr(Modality, "save_preprocessing", full)  # a write that is not an atomic_write
     before = tree(ws)
     line = one_line_error(cli(*RUN_TINY, "--overwrite", capfd=capfd))
-    assert "no space left on" in line and "tokenizer.json" in line, line
+    assert "no space left on" in line and "preprocessing.json" in line, line
     assert tree(ws) == before
 
 

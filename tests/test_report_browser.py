@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from distilens.config import load_config
-from distilens.pipeline import run
+from e2e import FinishedRun
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -62,21 +61,17 @@ def render(page_path: Path, screenshot: Path, user_data_dir: Path) -> dict[str, 
     return {"requests": requests, "errors": errors, "images": images, "title": [title]}
 
 
-def test_report_renders_in_chromium(tmp_path) -> None:
+def test_report_renders_in_chromium(tmp_path, request: pytest.FixtureRequest) -> None:
     _browser_or_skip()
-    cfg = load_config(None, [
-        "name=browser", "teacher.args.width=8", "teacher.train.epochs=2", "student.args.width=4",
-        "distill.epochs=2", "explain.n_samples=8",
-    ])
-    result = run(cfg, out=tmp_path / "run")
-    seen = render(result.path / "report.html", SCREENSHOTS / "report.png", tmp_path / "profile")
+    tiny_run: FinishedRun = request.getfixturevalue("tiny_run")  # made only once the browser is known to be there
+    seen = render(tiny_run.path / "report.html", SCREENSHOTS / "report.png", tmp_path / "profile")
     assert seen["images"], "the report has no images"
     broken = [i["alt"] for i in seen["images"] if not (i["complete"] and i["w"] > 0)]
     assert not broken, f"images that did not decode: {broken}"
     external = [u for u in seen["requests"] if not u.startswith(("file://", "data:"))]
     assert not external, f"network requests: {external}"
     assert not seen["errors"], f"console errors: {seen['errors']}"
-    assert "browser" in seen["title"][0]
+    assert "tiny" in seen["title"][0]  # the run's name
     assert (SCREENSHOTS / "report.png").stat().st_size > 10_000
 
 

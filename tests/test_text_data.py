@@ -12,7 +12,7 @@ from distilens.data import load_dataset
 from distilens.data.text import TextPreprocessor, load_text
 from distilens.data.tokenize import TextTokenizer
 from distilens.errors import ConfigError, DataError
-from distilens.text_pipeline import apply_text_defaults
+from distilens.pipeline.context import with_defaults as apply_text_defaults
 
 ROWS = [(f"{'good fine' if i % 2 else 'bad poor'} film number {i}", "pos" if i % 2 else "neg") for i in range(40)]
 
@@ -39,7 +39,7 @@ def test_csv_bundle_holds_ids_texts_and_tokenizer(tmp_path) -> None:
         assert torch.equal(b.tokenizer.encode(texts, 5, pad_to_max=True).ids, ids)  # same rows, same order
         labels = getattr(b, split).targets.tolist()
         assert all(("good" in t) == (y == 1) for t, y in zip(texts, labels))
-    assert b.teacher_inputs is None and b.teacher_split("test") is b.test
+    assert b.teacher_view is None and b.for_teacher().test is b.test
 
 
 def test_vocabulary_is_fitted_on_the_training_split_only(tmp_path) -> None:
@@ -132,13 +132,13 @@ def test_teacher_tokenizer_gives_teacher_inputs_for_the_same_rows(tmp_path) -> N
     path = _csv(tmp_path)
     teacher_tok = TextTokenizer.word_level(["good", "film", "bad"], lowercase=True)
     b = load_text(path, text="text", target="label", teacher_tokenizer=teacher_tok, tokenizer="word")
-    assert b.teacher_tokenizer is teacher_tok and b.teacher_spec.vocab_size == teacher_tok.vocab_size
+    assert b.teacher_view.tokenizer is teacher_tok and b.teacher_view.spec.vocab_size == teacher_tok.vocab_size
     for split in ("train", "val", "test"):
         ids = teacher_tok.encode(b.texts[split], 128).ids
-        got = b.teacher_split(split).inputs
-        assert torch.equal(got[:, : ids.shape[1]], ids) and torch.equal(b.teacher_split(split).targets, getattr(b, split).targets)
+        got = getattr(b.for_teacher(), split)
+        assert torch.equal(got.inputs[:, : ids.shape[1]], ids) and torch.equal(got.targets, getattr(b, split).targets)
     shared = load_text(path, text="text", target="label", teacher_tokenizer=teacher_tok)  # default: the teacher's
-    assert shared.tokenizer is teacher_tok and shared.teacher_inputs is None
+    assert shared.tokenizer is teacher_tok and shared.teacher_view is None
     with pytest.raises(ConfigError, match="data.tokenizer"):
         load_text(path, text="text", target="label", tokenizer="teacher")
 

@@ -8,13 +8,14 @@ import torch
 from distilens.data.bundle import InputSpec
 from distilens.errors import ModelError
 from distilens.models import build_model, count_params, load_model, save_model
-from distilens.models.text import TEXT_MODELS, TextCNN, masked_mean
+from distilens.models.text import TEXT_MODELS, BiLSTMClassifier, TextCNN, masked_mean, reverse_within_length
 
 PAD = 3  # a pad id other than 0, so nothing relies on padding_idx=0
 SPEC = InputSpec("text", (12,), ("neg", "pos", "mid"), vocab_size=50, pad_id=PAD)
 SMALL = {
     "embedding_bag": {"dim": 8, "hidden": 6},
     "text_cnn": {"dim": 8, "maps": 5},
+    "bilstm": {"dim": 8, "hidden": 6, "mlp": 5},
     "tiny_transformer": {"dim": 16, "layers": 2, "heads": 4},
 }
 
@@ -164,3 +165,37 @@ def test_zoo_errors_and_save_load_round_trip(tmp_path) -> None:
     assert torch.equal(again(ids), model(ids))
     with pytest.raises(ValueError, match="longer"):
         _model("tiny_transformer")(torch.ones(1, 13, dtype=torch.long))
+
+
+def test_reverse_within_length_by_hand() -> None:
+    x = torch.tensor([[1, 2, 3, 0, 0], [4, 5, 0, 0, 0], [0, 0, 0, 0, 0]])
+    lengths = torch.tensor([3, 2, 0])
+    assert reverse_within_length(x, lengths).tolist() == [[3, 2, 1, 0, 0], [5, 4, 0, 0, 0], [0, 0, 0, 0, 0]]
+    feats = torch.randn(3, 5, 4)
+    assert torch.equal(reverse_within_length(reverse_within_length(feats, lengths), lengths), feats)  # an involution
+
+
+@pytest.mark.parametrize("pooling", ["max", "last"])
+def test_bilstm_equals_a_packed_bidirectional_lstm(pooling: str) -> None:
+    """The pad-free BiLSTM's states are those of torch's packed bidirectional LSTM with the same weights."""
+    torch.manual_seed(0)
+    model = BiLSTMClassifier(SPEC.vocab_size, 3, PAD, dim=8, hidden=6, mlp=0, pooling=pooling).eval()
+    ref = torch.nn.LSTM(8, 6, batch_first=True, bidirectional=True)
+    with torch.no_grad():
+        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+            getattr(ref, name).copy_(getattr(model.forward_lstm, name))
+            getattr(ref, name + "_reverse").copy_(getattr(model.backward_lstm, name))
+    ids = _ids([12, 5, 1, 8])
+    lengths = (ids != PAD).sum(1)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(model.embedding(ids), lengths, batch_first=True, enforce_sorted=False)
+    out, (h_n, _) = ref(packed)
+    out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=12)  # (B, L, 12), pads 0
+    states, mask = model.states(ids)
+    assert torch.allclose(states * mask.unsqueeze(-1), out, atol=1e-6)
+    if pooling == "last":  # h_n: (2, B, 6), the final state of each direction
+        expected = torch.cat([h_n[0], h_n[1]], dim=1)
+    else:
+        expected = out.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+    assert torch.allclose(model.forward_features(ids), expected, atol=1e-6)
+    with pytest.raises(ValueError, match="pooling"):
+        BiLSTMClassifier(10, 2, 0, pooling="mean")  # type: ignore[arg-type]

@@ -1,7 +1,7 @@
 """Commands on a finished run folder: explain again, rebuild the report, export, predict.
 
-Each reads what ``distilens run`` wrote (config.yaml, the models, metrics.json) and needs
-no training.
+Each reads what ``distilens run`` wrote (config.yaml, the models, the saved preprocessing,
+metrics.json), reuses the run's own stages (:mod:`distilens.pipeline`) and needs no training.
 """
 
 from __future__ import annotations
@@ -13,15 +13,18 @@ from pathlib import Path
 from typing import Any
 
 from .config import ExplainConfig, load_config
-from .data import InputSpec, load_preprocessing
-from .errors import DataError, RunFolderError
+from .data import InputSpec
+from .errors import DataError
+from .explain import choose_methods
 from .export import export_model
-from .io import atomic_write_bytes, atomic_write_json, spreadsheet_safe
+from .io import atomic_write_json, spreadsheet_safe
+from .modalities import modality_of
 from .models.io import load_run_model
-from .pipeline import explain_methods, explain_stage, load_data
+from .pipeline import RunContext, explain_stage, saved_data_stage
+from .pipeline.models import explicit_methods
 from .predict import predict, words_cell, write_predictions
-from .report.build import write_run_report
-from .report.figures import heatmap_png
+from .report.build import write_report_page, write_run_report
+from .report.inputs import ReportInputs
 from .runfolder import check_run_folder
 
 __all__ = ["explain_run", "report_run", "export_run", "predict_run"]
@@ -32,7 +35,7 @@ def _run_dir(path: str | Path) -> Path:
 
 
 def report_run(path: str | Path, *, command: str | None = None) -> Path:
-    """Rebuild ``report.html`` of a run folder from its files, without training."""
+    """Rebuild ``report.html`` of a run folder from its files (read once each), without training."""
     return write_run_report(_run_dir(path), command=command)
 
 
@@ -42,7 +45,8 @@ def explain_run(
 ) -> dict[str, Any]:
     """Explain a finished run's teacher and student again (other methods or more samples).
 
-    Updates explanations.safetensors, the ``explanations`` block of metrics.json and the report.
+    The data is the run's, made by its saved preprocessing. Updates explanations.safetensors
+    (text: explanations/text.json), the ``explanations`` block of metrics.json and the report.
     A teacher stored as an import path or TorchScript needs ``allow_import`` /
     ``trust_torchscript`` (:func:`~distilens.models.io.load_run_model`).
     """
@@ -58,16 +62,16 @@ def explain_run(
     trust = {"allow_import": allow_import, "trust_torchscript": trust_torchscript}
     teacher, _ = load_run_model(run_dir, "teacher", **trust)  # before the data: a refused model costs nothing
     student, _ = load_run_model(run_dir, "student", **trust)
-    bundle = load_data(cfg)
-    chosen, skipped = explain_methods(cfg, bundle, teacher, student)
-    block = explain_stage(cfg, bundle, teacher, student, chosen, run_dir) if chosen else {"methods": []}
-    if skipped:
-        block.setdefault("skipped", {}).update(skipped)
+    data = saved_data_stage(cfg, run_dir)
+    inputs = data.modality.explain_inputs(data.bundle)
+    chosen, skipped = choose_methods(cfg.explain.methods, teacher, student, inputs, explicit=explicit_methods(cfg))
+    result = explain_stage(RunContext.of_finished_run(run_dir, cfg, command=command), inputs, teacher, student, chosen, skipped)
+    block = result.to_json().get("explanations", {"methods": []})
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
     metrics["explanations"] = block
     atomic_write_json(metrics_path, metrics)
-    write_run_report(run_dir, command=command)
+    write_report_page(run_dir, ReportInputs.from_folder(run_dir, explanations=result.explanations), command=command)
     return block
 
 
@@ -75,17 +79,19 @@ def export_run(
     path: str | Path, *, format: str, quantize: str | None = None, out: str | Path | None = None,
     allow_import: bool = False, trust_torchscript: bool = False,
 ) -> dict[str, Any]:
-    """Export a run's student (ONNX or TorchScript, optionally int8) and check it on the test split."""
+    """Export a run's student (ONNX or TorchScript, optionally int8) and check it on the test split.
+
+    The test split is the run's, made by its saved preprocessing.
+    """
     run_dir = _run_dir(path)
-    cfg = load_config(run_dir / "config.yaml")
     student, _ = load_run_model(run_dir, "student", allow_import=allow_import, trust_torchscript=trust_torchscript)
-    bundle = load_data(cfg)
+    data = saved_data_stage(load_config(run_dir / "config.yaml"), run_dir)
     suffix = {"onnx": ".onnx", "torchscript": ".pt"}[format]
     target = Path(out) if out else run_dir / f"student{'-int8' if quantize else ''}{suffix}"
     report = export_model(
-        student, bundle.spec, target, format, quantize,  # type: ignore[arg-type]
+        student, data.bundle.spec, target, format, quantize,  # type: ignore[arg-type]
         # [:] decodes a lazily read test split (a no-op view for a tensor): the check needs every input.
-        check_inputs=bundle.test.inputs[:], check_targets=bundle.test.targets,
+        check_inputs=data.bundle.test.inputs[:], check_targets=data.bundle.test.targets,
     )
     return {"path": str(target), **report}
 
@@ -96,27 +102,21 @@ def predict_run(
 ) -> str | None:
     """Predict ``inputs`` with a run's student; CSV text (or ``None`` when written to ``out``).
 
-    With ``explain``, image inputs also get a heatmap PNG each, next to ``out`` (or in
-    ``RUN/predictions/``); table rows get one attribution column per feature; texts a
-    ``words`` column: JSON ``[[word, score], ...]`` (token scores summed per word).
+    Inputs go through the run's saved preprocessing. With ``explain``, image inputs also get
+    a heatmap PNG each, next to ``out`` (or in ``RUN/heatmaps/``); table rows get one
+    attribution column per feature; texts a ``words`` column: JSON ``[[word, score], ...]``
+    (token scores summed per word).
     """
     run_dir = _run_dir(path)
     student, meta = load_run_model(run_dir, "student", allow_import=allow_import, trust_torchscript=trust_torchscript)
     spec = InputSpec.from_dict(meta["input_spec"])
     if not Path(inputs).exists():
         raise DataError(f"input '{inputs}' does not exist; give an image, a folder of images or a CSV file")
-    # preprocessing.json; a run from before it was written for every kind predicts images as
-    # the spec says, texts with tokenizer.json on the column of its config
-    text_column = load_config(run_dir / "config.yaml").data.text if spec.kind == "text" else None
-    preprocessing = load_preprocessing(run_dir, spec, text_column=text_column)
+    modality = modality_of(spec)
+    preprocessing = modality.load_preprocessing(run_dir, load_config(run_dir / "config.yaml"), spec)
     rows = predict(student, spec, preprocessing, inputs, explain=explain)
-    if explain and spec.kind == "image":
-        folder = (Path(out).parent if out else run_dir) / "heatmaps"
-        for i, row in enumerate(rows):
-            attr = row.pop("attribution", None)
-            if attr is not None:
-                png = heatmap_png(attr, f"{row['source']} → {row['class']}")
-                row["heatmap"] = str(atomic_write_bytes(folder / f"{i:05d}.png", png))
+    if explain:  # images: a heatmap PNG per input
+        modality.write_attributions(rows, (Path(out).parent if out else run_dir) / "heatmaps")
     if out:
         write_predictions(rows, out)
         return None

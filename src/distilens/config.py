@@ -33,6 +33,7 @@ __all__ = [
     "LossConfig",
     "CacheConfig",
     "DistillConfig",
+    "TransferConfig",
     "ExplainConfig",
     "ReportConfig",
     "RuntimeConfig",
@@ -125,6 +126,9 @@ class TeacherConfig(_Strict):
 class StudentConfig(_Strict):
     arch: str = "cnn"
     args: dict[str, Any] = Field(default_factory=lambda data: default_args("student", data.get("arch", "cnn")))
+    # Text: start the student's token embeddings from the teacher's input embeddings (piece
+    # means + PCA for a word vocabulary, the teacher's rows for its own ids; models/text_init.py).
+    init: Literal["random", "teacher_embeddings"] = "random"
 
 
 class OptimizerConfig(_Strict):
@@ -159,6 +163,32 @@ class CacheConfig(_Strict):
     top_k: int | None = Field(None, ge=1)  # keep k logits, spread the rest of the mass
 
 
+class TransferConfig(_Strict):
+    """Text: how the ``distill.transfer_copies`` copies are made (data/text_augment.py)."""
+
+    # drop: words left out (p 0.1), then a 1-5 word window (p 0.25), as before; tang: Tang et
+    # al. 2019's mask ([MASK] for the teacher, [UNK] for the student) / same-class word
+    # replacement / n-gram window, with the probabilities below (theirs by default).
+    method: Literal["drop", "tang"] = "drop"
+    p_mask: float = Field(0.1, ge=0.0, le=1.0)
+    p_pos: float = Field(0.1, ge=0.0, le=1.0)
+    p_ng: float = Field(0.25, ge=0.0, le=1.0)
+    max_ngram: int = Field(5, ge=1)
+
+    @model_validator(mode="after")
+    def _one_draw(self) -> "TransferConfig":
+        if self.p_mask + self.p_pos > 1:
+            raise ValueError(f"p_mask + p_pos must be at most 1 (one draw decides both), got {self.p_mask} + {self.p_pos}")
+        return self
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of ``with_transfer_copies`` for this recipe (``drop`` keeps its fixed rates)."""
+        if self.method == "drop":
+            return {"method": "drop"}
+        return {"method": "tang", "p_mask": self.p_mask, "p_pos": self.p_pos, "p_ng": self.p_ng,
+                "max_ngram": self.max_ngram}
+
+
 class DistillConfig(_Strict):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -172,6 +202,7 @@ class DistillConfig(_Strict):
     # Text: perturbed copies per training text that the teacher labels for the student
     # (data/text_augment.py, Tang et al. 2019); the baseline trains on the original texts.
     transfer_copies: int = Field(0, ge=0)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
 
     @field_validator("losses")
     @classmethod

@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .data.bundle import InputSpec, Split, iterate_batches
 from .distill.functional import kl_divergence
+from .modalities.base import example_inputs
 
 __all__ = [
     "predict_logits",
@@ -79,12 +80,6 @@ def prediction_metrics(logits: Tensor, targets: Tensor, teacher_logits: Tensor |
     return out
 
 
-def _example(spec: InputSpec, batch: int, device: torch.device) -> Tensor:
-    if spec.kind == "text":  # texts of the full length L: one non-pad token id everywhere
-        return torch.full((batch, *spec.shape), (spec.pad_id + 1) % max(spec.vocab_size, 2), dtype=torch.long, device=device)
-    return torch.zeros((batch, *spec.shape), device=device)
-
-
 def size_bytes(model: nn.Module) -> int:
     """Bytes of the parameters and buffers (what the weights file holds, without headers)."""
     tensors = list(model.parameters()) + list(model.buffers())
@@ -100,7 +95,7 @@ def count_flops(model: nn.Module, spec: InputSpec) -> int:
     try:
         counter = FlopCounterMode(display=False)
         with counter:
-            model(_example(spec, 1, device))
+            model(example_inputs(spec, 1, device=device))
     finally:
         model.train(was_training)
     return int(counter.get_total_flops())
@@ -121,7 +116,7 @@ def measure_latency(
     out: dict[str, float] = {}
     try:
         for bs in batch_sizes:
-            x = _example(spec, bs, device)
+            x = example_inputs(spec, bs, device=device)
             for _ in range(warmup):
                 model(x)
             times = []
@@ -149,3 +144,4 @@ def cost_metrics(model: nn.Module, spec: InputSpec, *, latency: bool = True) -> 
     if latency:
         out["latency_ms"] = measure_latency(model, spec)
     return out
+

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from .data.bundle import InputSpec
 from .errors import ConfigError, ModelError
+from .modalities.base import example_inputs
 from .io import atomic_write
 
 __all__ = ["export_model"]
@@ -135,7 +136,7 @@ def export_model(
         format: ``"onnx"`` or ``"torchscript"``.
         quantize: ``"int8"`` for dynamic int8 quantisation of Linear layers, else ``None``.
         check_inputs: (N, *spec.shape) normalised inputs to compare outputs on (default:
-            8 seeded standard-normal inputs). Use test inputs to measure accuracy.
+            8 seeded random inputs: standard-normal floats, token ids in the vocabulary). Use test inputs to measure accuracy.
         check_targets: (N,) labels of ``check_inputs``: accuracy before/after quantisation.
 
     Returns:
@@ -159,13 +160,10 @@ def export_model(
         raise ConfigError(f"quantize '{quantize}' is not supported; use int8 or leave it out")
     path = Path(path)
     model = copy.deepcopy(model).cpu().float().eval()
-    g = torch.Generator().manual_seed(0)
-    if check_inputs is None and spec.kind == "text":
-        check_inputs = torch.randint(0, max(spec.vocab_size, 1), (8, *spec.shape), generator=g)
-    elif check_inputs is None:
-        check_inputs = torch.randn(8, *spec.shape, generator=g)
+    if check_inputs is None:
+        check_inputs = example_inputs(spec, 8, generator=torch.Generator().manual_seed(0))
     x = check_inputs.detach().cpu()
-    x = x.long() if spec.kind == "text" else x.float()  # token ids stay int64
+    x = x if x.dtype == torch.long else x.float()  # token ids stay int64
     if tuple(x.shape[1:]) != tuple(spec.shape):
         raise ModelError(f"check inputs have shape {tuple(x.shape[1:])} per sample, the model takes {tuple(spec.shape)}")
     example = x[:2] if len(x) >= 2 else x.repeat(2, *([1] * (x.dim() - 1)))

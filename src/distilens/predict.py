@@ -15,29 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from .data import InputSpec, Preprocessor, preprocessing_for
-from .data.text import TextInputs
 from .io import atomic_write_text, spreadsheet_safe
+from .modalities import modality_of
 
 __all__ = ["predict", "write_predictions"]
-
-
-def _word_attributions(
-    model: nn.Module, ids: Tensor, target: Tensor, inputs: TextInputs, start: int, method: str | None
-) -> list[list[tuple[str, float]]]:
-    """Each text of the batch at ``start``: its token attributions for ``target`` summed per word, ``[(word, score), ...]``."""
-    from .explain import attribute, word_scores
-
-    texts = inputs.texts[start : start + len(ids)]
-    enc = inputs.encoded(start, start + len(ids))  # the batch's own encoding: no second tokenisation
-    scores = attribute(model, ids, target, method or "integrated_gradients").cpu()
-    out = []
-    for text, off, row in zip(texts, enc.offsets, scores):
-        spans, values = word_scores(text, off, row[: len(off)])
-        out.append([(text[a:b], float(v)) for (a, b), v in zip(spans, values)])
-    return out
 
 
 def predict(
@@ -78,6 +62,7 @@ def predict(
         {'source': 'a.png', 'class': 'cat', 'probability': 0.93}
     """
     inputs = (preprocessing if preprocessing is not None else preprocessing_for(spec)).read(input_path)
+    modality = modality_of(spec)
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     was_training = model.training
@@ -89,22 +74,14 @@ def predict(
             with torch.no_grad():
                 probs = torch.softmax(model(x).float(), dim=1).cpu()
             p, k = probs.max(dim=1)
-            maps = None
-            if explain and isinstance(inputs, TextInputs):
-                maps = _word_attributions(model, x, k.to(device), inputs, start, method)
-            elif explain:
-                from .explain import attribute
-
-                maps = attribute(model, x, target=k.to(device), method=method or "integrated_gradients").cpu()
+            # the modality's attribution per row: a map (images), {feature: value} (tables), [(word, score)] (texts)
+            maps = modality.attribute_rows(model, x, k.to(device), inputs, start, spec, method) if explain else None
             for i in range(len(k)):
                 row: dict[str, Any] = {
                     "source": inputs.names[start + i], "class": spec.class_names[int(k[i])], "probability": float(p[i])
                 }
                 if maps is not None:
-                    feats = spec.feature_names
-                    row["attribution"] = (
-                        {f: float(v) for f, v in zip(feats, maps[i].tolist())} if spec.kind == "table" and feats else maps[i]
-                    )
+                    row["attribution"] = maps[i]
                 rows.append(row)
     finally:
         model.train(was_training)

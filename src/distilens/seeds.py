@@ -123,11 +123,11 @@ def _seed_config(cfg: RunConfig, seed: int, shared: dict[str, Any] | None) -> Ru
 
 def _finished_with(folder: Path, cfg: RunConfig) -> bool:
     """Whether ``folder`` is a finished run of exactly ``cfg`` (then --resume reads it back)."""
-    from .text_pipeline import apply_text_defaults  # evidence: pipeline.context.with_defaults after r-pipeline
+    from .pipeline.context import with_defaults
 
     if classify(folder).state != "finished" or not (folder / "config.yaml").is_file():
         return False
-    return (folder / "config.yaml").read_text(encoding="utf-8") == dump_config(apply_text_defaults(cfg))
+    return (folder / "config.yaml").read_text(encoding="utf-8") == dump_config(with_defaults(cfg))
 
 
 def _threads(cfg: RunConfig, jobs: int) -> int:

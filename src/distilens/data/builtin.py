@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from ..registry import Registry
+from .fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from .bundle import DataBundle, InputSpec, Split
 from .image_io import ImagePreprocessor
 from .normalise import apply_normalisation, fit_normalisation
@@ -47,6 +48,13 @@ def digits(seed: int = 0) -> RawData:
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)  # (N, 1, 8, 8)
     y = torch.from_numpy(d.target.astype(np.int64))
     return RawData(x, y, "image", tuple(str(c) for c in range(10)))
+
+
+@DATASETS.register("fashion_mnist")
+def fashion_mnist(seed: int = 0) -> RawData:
+    """Fashion-MNIST: 70,000 28×28 grey clothing photos, 10 classes, the official 10,000 as test split."""
+    data = load_fashion_mnist()
+    return RawData(data.inputs, data.targets, "image", FASHION_MNIST_CLASSES, test_only=data.test_only)
 
 
 @DATASETS.register("breast_cancer")

@@ -9,7 +9,7 @@ from typing import Any, Iterator, Literal, Protocol, Sequence, runtime_checkable
 import torch
 from torch import Tensor
 
-__all__ = ["InputSpec", "Split", "DataBundle", "LazyInputs", "iterate_batches", "count_batches"]
+__all__ = ["InputSpec", "Split", "DataBundle", "TeacherView", "LazyInputs", "iterate_batches", "count_batches"]
 
 
 @runtime_checkable
@@ -130,6 +130,22 @@ class Split:
         return Split(inputs, self.targets[index], masks)
 
 
+@dataclass(frozen=True)
+class TeacherView:
+    """How the teacher reads the data when it tokenises differently from the student.
+
+    Attributes:
+        inputs: Per split ("train", "val", "test"), the teacher's (N, L_t) int64 token ids
+            of the same rows, in the same order, as the bundle's splits.
+        spec: The :class:`InputSpec` of those ids (the teacher's vocabulary and L_t).
+        tokenizer: The teacher's :class:`~distilens.data.tokenize.TextTokenizer`.
+    """
+
+    inputs: dict[str, Tensor]
+    spec: InputSpec
+    tokenizer: Any = None
+
+
 @dataclass
 class DataBundle:
     """Train/val/test splits of one data set and its :class:`InputSpec`.
@@ -141,9 +157,10 @@ class DataBundle:
 
     Text data (:func:`distilens.data.text.load_text`) also keeps ``texts`` (the raw texts
     per split, in row order) and ``tokenizer`` (a :class:`~distilens.data.tokenize.TextTokenizer`).
-    When the teacher tokenises differently from the student, ``teacher_inputs`` holds the
-    teacher's ids per split (same rows, same order), with ``teacher_spec`` and
-    ``teacher_tokenizer``; :meth:`teacher_split` gives the split a teacher reads.
+    When the teacher tokenises differently from the student, ``teacher_view`` holds the
+    teacher's ids per split, its spec and its tokenizer (:class:`TeacherView`); ``None``
+    means the teacher reads the student's inputs. :meth:`for_teacher` is the bundle as the
+    teacher reads it, either way.
     """
 
     name: str
@@ -154,16 +171,19 @@ class DataBundle:
     preprocessing: Any = None
     texts: dict[str, list[str]] | None = None
     tokenizer: Any = None
-    teacher_inputs: dict[str, Tensor] | None = None
-    teacher_spec: InputSpec | None = None
-    teacher_tokenizer: Any = None
+    teacher_view: TeacherView | None = None
 
-    def teacher_split(self, name: str) -> Split:
-        """Split ``name`` ("train", "val", "test") as the teacher reads it (its own token ids)."""
-        split: Split = getattr(self, name)
-        if self.teacher_inputs is None:
-            return split
-        return Split(self.teacher_inputs[name], split.targets, split.masks)
+    def for_teacher(self) -> "DataBundle":
+        """This bundle as the teacher reads it: its own token ids, spec and tokenizer, or ``self``.
+
+        Example:
+            >>> logits = predict_logits(teacher, bundle.for_teacher().test)
+        """
+        view = self.teacher_view
+        if view is None:
+            return self
+        splits = [Split(view.inputs[name], s.targets, s.masks) for name, s in (("train", self.train), ("val", self.val), ("test", self.test))]
+        return DataBundle(self.name, *splits, spec=view.spec, texts=self.texts, tokenizer=view.tokenizer)
 
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train), "n_val": len(self.val), "n_test": len(self.test)}

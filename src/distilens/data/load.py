@@ -82,7 +82,7 @@ def load_data(cfg: DataConfig, *, seed: int, teacher_tokenizer: TextTokenizer | 
         seed: Seeds the split (and procedurally drawn built-in sets), unless
             ``cfg.split_seed`` is set (seeds that share one teacher keep its split).
         teacher_tokenizer: Text only: the tokenizer a loaded teacher brings, so that the
-            teacher reads its own token ids (``bundle.teacher_inputs``).
+            teacher reads its own token ids (``bundle.teacher_view``).
 
     Returns:
         A :class:`DataBundle`; ``bundle.preprocessing`` is the fitted :class:`Preprocessor`.

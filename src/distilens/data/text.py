@@ -28,7 +28,7 @@ import torch
 from ..errors import ConfigError, DataError
 from ..limits import loads_json
 from ..registry import did_you_mean
-from .bundle import DataBundle, InputSpec, Split
+from .bundle import DataBundle, InputSpec, Split, TeacherView
 from .preprocessing import PREPROCESSING_FILE, PredictionInputs, SavedAsJson, check_format, existing_input
 from .rows import format_rows, sorted_class_names
 from .split import split_indices
@@ -182,8 +182,8 @@ def load_text(
     Returns:
         A :class:`DataBundle` of kind ``"text"``: ``inputs`` are int64 ids, ``texts`` the raw
         texts per split, ``tokenizer`` the models' tokenizer. When the teacher tokenises
-        differently, ``teacher_inputs``/``teacher_spec``/``teacher_tokenizer`` hold its ids
-        for the same rows in the same order.
+        differently, ``teacher_view`` (:class:`~distilens.data.bundle.TeacherView`) holds
+        its ids for the same rows in the same order, its spec and its tokenizer.
 
     Example:
         >>> bundle = load_text("reviews.csv", text="review", target="label")
@@ -233,9 +233,10 @@ def load_text(
     )
     if teacher_tokenizer is not None and tok is not teacher_tokenizer:
         t_ids = teacher_tokenizer.encode(all_texts, max_length).ids
-        bundle.teacher_tokenizer = teacher_tokenizer
-        bundle.teacher_inputs = {s: t_ids[i].contiguous() for s, i in index.items()}
-        bundle.teacher_spec = text_spec(teacher_tokenizer, t_ids.shape[1], class_names)
+        bundle.teacher_view = TeacherView(
+            {s: t_ids[i].contiguous() for s, i in index.items()}, text_spec(teacher_tokenizer, t_ids.shape[1], class_names),
+            teacher_tokenizer,
+        )
     return bundle
 
 

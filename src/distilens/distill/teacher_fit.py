@@ -26,11 +26,7 @@ __all__ = ["fit_teacher", "encode_split", "teacher_bundle"]
 
 def teacher_bundle(bundle: DataBundle) -> DataBundle:
     """``bundle`` as the teacher reads it: its own token ids and spec where its tokenizer differs, else ``bundle``."""
-    if bundle.teacher_inputs is None:
-        return bundle
-    splits = [bundle.teacher_split(name) for name in ("train", "val", "test")]
-    return DataBundle(bundle.name, *splits, spec=bundle.teacher_spec or bundle.spec, texts=bundle.texts,
-                      tokenizer=bundle.teacher_tokenizer)
+    return bundle.for_teacher()
 
 
 @torch.no_grad()

@@ -13,8 +13,8 @@ What runs code and what does not:
   does) and calls ``factory(**args)`` (plus ``spec=`` when the factory takes ``spec``);
   the weights file then holds the state dict.
 
-Every teacher is checked against the data before any training: one forward pass on zeros
-of the data's input shape must return (B, num_classes) logits.
+Every teacher is checked against the data before any training: one forward pass on example
+inputs of the data's spec (zeros of its shape; token ids for text) must return (B, num_classes) logits.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from ..data.bundle import InputSpec
 from ..errors import DistilensError, ModelError
 from ..limits import read_json
+from ..modalities.base import example_inputs
 from .hf import HF_PREFIX, load_hf_teacher
 from .imports import IMPORT_PREFIX, build_architecture
 from .io import UNREADABLE_SAFETENSORS, dtype_problem, load_model
@@ -201,7 +202,7 @@ def build_for_data(arch: str, spec: InputSpec, args: Mapping[str, Any], role: st
 
 
 def check_teacher(model: nn.Module, spec: InputSpec, role: str = "teacher") -> nn.Module:
-    """Run ``model`` once on zeros of ``spec.shape``; raise a :class:`ModelError` saying what does not fit.
+    """Run ``model`` once on two example inputs of ``spec`` (zeros; token ids for text); raise a :class:`ModelError` saying what does not fit.
 
     Returns:
         ``model`` in eval mode.
@@ -209,10 +210,7 @@ def check_teacher(model: nn.Module, spec: InputSpec, role: str = "teacher") -> n
     model.eval()
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else "cpu"
-    if spec.kind == "text":  # token ids: two texts of padding only
-        x = torch.full((2, *spec.shape), spec.pad_id, dtype=torch.long, device=device)
-    else:
-        x = torch.zeros(2, *spec.shape, device=device)
+    x = example_inputs(spec, 2, device=device)
     try:
         with torch.no_grad():
             out = model(x)

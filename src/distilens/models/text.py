@@ -1,4 +1,4 @@
-"""Text classifiers over token ids: fastText-style bag of embeddings, Kim's CNN, a tiny transformer.
+"""Text classifiers over token ids: fastText-style bag of embeddings, Kim's CNN, a BiLSTM, a tiny transformer.
 
 Every model takes ``ids`` (B, L) int64, right-padded with ``self.pad_id``, and derives its
 padding mask as ``ids != self.pad_id``; appending pad tokens never changes its output. The
@@ -29,7 +29,8 @@ from ..errors import ModelError
 from .zoo import MODELS
 
 __all__ = [
-    "EmbeddingBagClassifier", "TextCNN", "TinyTransformer", "masked_mean", "REFERENCE_TEXT_SPEC", "TEXT_MODELS",
+    "EmbeddingBagClassifier", "TextCNN", "BiLSTMClassifier", "TinyTransformer", "masked_mean", "reverse_within_length",
+    "REFERENCE_TEXT_SPEC", "TEXT_MODELS",
 ]
 
 
@@ -160,6 +161,95 @@ class TextCNN(_TextModel):
         return torch.cat(pooled, dim=1)
 
 
+def reverse_within_length(x: Tensor, lengths: Tensor) -> Tensor:
+    """Reverse each row's first ``lengths[b]`` positions of ``x`` (B, L, ...), leaving the rest in place.
+
+    Its own inverse. ``[a b c PAD PAD]`` with length 3 becomes ``[c b a PAD PAD]``: a
+    left-to-right recurrence over the result reads the text backwards and meets its pads
+    only after the text, which is what makes :class:`BiLSTMClassifier` padding-invariant.
+    """
+    pos = torch.arange(x.shape[1], device=x.device)  # (L,)
+    index = torch.where(pos < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - pos, pos)  # (B, L)
+    return x.gather(1, index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x))
+
+
+class BiLSTMClassifier(_TextModel):
+    """A one-layer bidirectional LSTM (the student of Tang et al. 2019, "Distilling Task-Specific Knowledge from BERT
+    into Simple Neural Networks").
+
+    Token embeddings, an LSTM over the text left to right and one right to left, the states
+    pooled over the text, a ReLU layer of width ``mlp`` and a linear head. ``pooling="last"``
+    is Tang et al.'s: the final state of each direction, concatenated (B, 2·hidden);
+    ``"max"`` (default) is the element-wise max over the text's positions of the concatenated
+    states (BiLSTM-max; Conneau et al. 2017 found it the best of their pooled BiLSTM sentence
+    encoders): every position can carry the decision, not only what survives to the end of
+    each direction. Measured on Rotten Tomatoes (d 32, hidden 64, labels, teacher-initialised
+    table, one seed): max 77.8%, last 76.1% (benchmarks/results/text_rotten_tomatoes_round3.log).
+
+    Padding is masked without packed sequences: the forward LSTM is causal, so trailing pads
+    come after every real position; the backward LSTM runs left to right over each text
+    reversed within its length (:func:`reverse_within_length`), so its pads also come last.
+    States at pad positions are never read. Appending pads therefore changes nothing, a text
+    gives the same output alone or in a batch (up to float rounding), and the model traces
+    and exports as plain tensor operations. A text without tokens reads one pad embedding
+    (zeroed) and gets the states of that zero input.
+
+    Args:
+        vocab_size: Number of token ids.
+        num_classes: Number of classes C.
+        pad_id: The padding id.
+        dim: Embedding width.
+        hidden: LSTM state width per direction.
+        mlp: Width of the ReLU layer before the head (0: none, the head reads the pooled states).
+        dropout: Dropout on the pooled states and before the head.
+        pooling: ``"max"`` over positions or ``"last"`` (final states).
+
+    Example:
+        >>> model = BiLSTMClassifier(vocab_size=100, num_classes=2, pad_id=0, dim=16, hidden=8)
+        >>> model(torch.tensor([[5, 7, 0]])).shape
+        torch.Size([1, 2])
+    """
+
+    def __init__(
+        self, vocab_size: int, num_classes: int, pad_id: int = 0, dim: int = 64, hidden: int = 64, mlp: int = 64,
+        dropout: float = 0.1, pooling: Literal["max", "last"] = "max",
+    ) -> None:
+        super().__init__(vocab_size, dim, pad_id)
+        if pooling not in ("max", "last"):
+            raise ValueError(f"pooling must be 'max' or 'last', got {pooling!r}")
+        if hidden < 1 or mlp < 0:
+            raise ValueError(f"need hidden >= 1 and mlp >= 0, got {hidden}, {mlp}")
+        self.pooling = pooling
+        self.forward_lstm = nn.LSTM(dim, hidden, batch_first=True)
+        self.backward_lstm = nn.LSTM(dim, hidden, batch_first=True)
+        self.dropout = nn.Dropout(dropout)
+        self.mlp = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, mlp), nn.ReLU()) if mlp else nn.Identity()
+        self.head = nn.Linear(mlp or 2 * hidden, num_classes)
+
+    def states(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, L) ids → ((B, L, 2·hidden) states, forward ‖ backward, at each position; (B, L) bool real-token mask)."""
+        mask = self.padding_mask(ids)
+        lengths = mask.sum(1)
+        x = self.embedding(ids) * mask.unsqueeze(-1)  # (B, L, D), pads exactly 0
+        forward, _ = self.forward_lstm(x)
+        backward, _ = self.backward_lstm(reverse_within_length(x, lengths))
+        return torch.cat([forward, reverse_within_length(backward, lengths)], dim=-1), mask
+
+    def forward_features(self, ids: Tensor) -> Tensor:
+        """(B, L) ids → (B, mlp) features (the pooled states through the ReLU layer; (B, 2·hidden) with ``mlp=0``)."""
+        h, mask = self.states(ids)
+        half = h.shape[-1] // 2
+        if self.pooling == "max":
+            # A text without tokens pools its first position (the zero input's state).
+            mask = mask | (torch.arange(mask.shape[1], device=ids.device) == 0) & ~mask.any(1, keepdim=True)
+            pooled = h.masked_fill(~mask.unsqueeze(-1), torch.finfo(h.dtype).min).amax(dim=1)
+        else:  # the forward state at the last real token, the backward state at the first
+            last = (mask.sum(1) - 1).clamp_min(0)  # (B,)
+            forward = h[torch.arange(h.shape[0], device=ids.device), last, :half]
+            pooled = torch.cat([forward, h[:, 0, half:]], dim=-1)
+        return self.mlp(pooled)
+
+
 class _SelfAttention(nn.Module):
     """Multi-head scaled dot-product self-attention that returns its probabilities (Vaswani et al. 2017)."""
 
@@ -273,7 +363,7 @@ class TinyTransformer(_TextModel):
 #: The input spec ``distilens list models`` counts text models' parameters for when the
 #: data is not text: a 20,000-token vocabulary, texts of 128 tokens, two classes.
 REFERENCE_TEXT_SPEC = InputSpec("text", (128,), ("negative", "positive"), vocab_size=20000, pad_id=0)
-TEXT_MODELS = ("embedding_bag", "text_cnn", "tiny_transformer")
+TEXT_MODELS = ("embedding_bag", "text_cnn", "bilstm", "tiny_transformer")
 
 
 def _vocab(name: str, spec: InputSpec, vocab_size: int | None, pad_id: int | None) -> tuple[int, int]:
@@ -300,6 +390,16 @@ def text_cnn(
     """Kim 2014 CNN for text: filter widths 3/4/5, max over time, dropout 0.5."""
     v, p = _vocab("text_cnn", spec, vocab_size, pad_id)
     return TextCNN(v, spec.num_classes, p, int(dim), tuple(int(w) for w in widths), int(maps), float(dropout))
+
+
+@MODELS.register("bilstm")
+def bilstm(
+    spec: InputSpec, dim: int = 64, hidden: int = 64, mlp: int = 64, dropout: float = 0.1, pooling: str = "max",
+    vocab_size: int | None = None, pad_id: int | None = None,
+) -> nn.Module:
+    """One-layer BiLSTM, max-pooled (or final) states, a ReLU layer and a linear head (Tang et al. 2019's student)."""
+    v, p = _vocab("bilstm", spec, vocab_size, pad_id)
+    return BiLSTMClassifier(v, spec.num_classes, p, int(dim), int(hidden), int(mlp), float(dropout), pooling)  # type: ignore[arg-type]
 
 
 @MODELS.register("tiny_transformer")

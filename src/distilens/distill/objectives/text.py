@@ -33,7 +33,7 @@ def check_text_objectives(objectives: Sequence[Objective], bundle: DataBundle) -
         where = f"distill.losses[{i}] (attention_kd)"
         if bundle.spec.kind != "text":
             raise ConfigError(f"{where}: needs text data and a transformer student; the data is a {bundle.spec.kind}")
-        if bundle.teacher_inputs is not None:
+        if bundle.teacher_view is not None:
             raise ConfigError(
                 f"{where}: the teacher and the student tokenise differently, so their attention maps do not align; "
                 "set data.tokenizer: teacher (the student reads the teacher's token ids) or drop attention_kd"

@@ -1,0 +1,188 @@
+"""What every stage of a run reads: the config, the device, the folder, the console, the clock.
+
+Example:
+    >>> ctx = RunContext.prepare(load_config(None), torch.device("cpu"), out="runs/x")
+    >>> with ctx.timings.timed("data"):
+    ...     data = load_stage_data(ctx)
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .. import distributed
+from .._version import __version__
+from ..config import RunConfig, dump_config
+from ..distill import TrainingDiverged
+from ..errors import ConfigError, DistilensError
+from ..interrupt import check_interrupt, deferred_interrupts
+from ..modalities import modality_for
+from ..runfolder import RunFolder
+
+__all__ = ["RunContext", "Timings", "with_defaults"]
+
+
+@dataclass
+class Timings:
+    """Wall-clock seconds per stage, summed over its visits (``timing_s`` of metrics.json)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    start: float = field(default_factory=time.perf_counter)
+
+    @contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Add the time spent in the block to ``seconds[name]``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def finish(self) -> None:
+        """Record ``total``: the time since the run started."""
+        self.seconds["total"] = time.perf_counter() - self.start
+
+    def to_json(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.seconds.items()}
+
+
+def with_defaults(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the defaults of the kind of data it names (text: text architectures)."""
+    modality = modality_for(cfg.data)
+    return modality.with_defaults(cfg) if modality is not None else cfg
+
+
+@dataclass
+class RunContext:
+    """One run's settings and shared services, handed to every stage.
+
+    Attributes:
+        config: The resolved config (with the data kind's defaults applied).
+        config_yaml: ``config`` as written to config.yaml.
+        device: Where models train and run.
+        folder: The run folder (``final``) and its staging folder, where the run writes.
+        console: Progress bars and notices (stderr; quiet under ``--quiet``).
+        world: The processes of a data-parallel run (one without torchrun).
+        resume: Whether finished stages of an interrupted run are reused.
+        command: The command line that started the run (shown in the report).
+        timings: Seconds per stage.
+        progress: The progress bars while models train.
+    """
+
+    config: RunConfig
+    config_yaml: str
+    device: torch.device
+    folder: RunFolder
+    console: Console
+    world: distributed.World
+    resume: bool = False
+    command: str | None = None
+    timings: Timings = field(default_factory=Timings)
+    progress: Progress | None = None
+
+    @classmethod
+    def prepare(
+        cls, cfg: RunConfig, device: torch.device, *, out: str | Path | None = None, overwrite: bool = False,
+        resume: bool = False, console: Console | None = None, command: str | None = None,
+    ) -> "RunContext":
+        """Check the run folder and the settings; nothing is written yet.
+
+        Raises:
+            RunFolderError: the run folder may not be used (see :meth:`RunFolder.prepare`).
+            ConfigError: ``distill.cache_dir`` cannot be written.
+        """
+        cfg, world = with_defaults(cfg), distributed.world()
+        config_yaml = dump_config(cfg)
+        folder = RunFolder.prepare(out or Path("runs") / cfg.name, overwrite=overwrite, resume=resume, config_yaml=config_yaml,
+                                   lock=world.main)  # released by held_run_folders() around the run
+        if cfg.distill.cache_dir:
+            _check_cache_dir(Path(cfg.distill.cache_dir))
+        if cfg.runtime.threads:
+            torch.set_num_threads(cfg.runtime.threads)
+        return cls(cfg, config_yaml, device, folder, console or Console(stderr=True, quiet=True), world,
+                   resume=resume, command=command)
+
+    @classmethod
+    def of_finished_run(cls, folder: Path, cfg: RunConfig, *, command: str | None = None) -> "RunContext":
+        """The context of a command on a finished run folder: stages write into it directly, on the CPU."""
+        return cls(cfg, dump_config(cfg), torch.device("cpu"), RunFolder(folder, folder), Console(stderr=True, quiet=True),
+                   distributed.world(), command=command)
+
+    @property
+    def staging(self) -> Path:
+        """Where the run writes until it is committed."""
+        return self.folder.staging
+
+    @contextmanager
+    def staged(self) -> Iterator[Path]:
+        """Open the staging folder (rank 0 creates it, the others wait); on bad input remove it.
+
+        A diverged training keeps the staging folder (its last good checkpoint, for ``--resume``).
+        """
+        staging = distributed.on_main(lambda: self.folder.open(resume=self.resume)) or self.folder.staging
+        try:
+            yield staging
+        except TrainingDiverged:
+            raise
+        except DistilensError:
+            if self.world.main:
+                self.folder.discard()
+            raise
+
+    @contextmanager
+    def training(self) -> Iterator[None]:
+        """Progress bars, and Ctrl-C deferred to the end of an epoch (interrupt.py; ``--resume`` continues)."""
+        bar = Progress(
+            TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(), console=self.console, disable=self.console.quiet or not self.world.main,
+        )
+        with bar, deferred_interrupts():
+            self.progress = bar
+            try:
+                yield
+            finally:
+                self.progress = None
+
+    def on_epoch(self, role: str, epochs: int) -> Callable[[dict[str, Any]], None]:
+        """The callback ``fit`` calls after each epoch's checkpoint: a progress bar and Ctrl-C."""
+        bar = self.progress
+        task = bar.add_task(role, total=epochs, status="") if bar is not None else None
+
+        def on_epoch(row: dict[str, Any]) -> None:
+            if bar is not None and task is not None:
+                bar.update(task, advance=1, status=f"loss {row['loss']:.3f}  val acc {100 * row['val_accuracy']:.1f}%")
+            check_interrupt(role, int(row["epoch"]), epochs)
+
+        return on_epoch
+
+    def environment(self) -> dict[str, str]:
+        """The ``environment`` block of metrics.json: versions, device, processes, platform."""
+        return {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "distilens": __version__,
+            "device": str(self.device),
+            "processes": str(self.world.size),
+            "platform": platform.platform(),
+        }
+
+
+def _check_cache_dir(path: Path) -> None:
+    """``distill.cache_dir`` must be a writable folder, or creatable: checked before any training."""
+    probe = path.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"distill.cache_dir '{path}': '{probe}' is a file; give a folder (it is created if missing)")
+    if not os.access(probe, os.W_OK):
+        raise ConfigError(f"distill.cache_dir '{path}': cannot write in '{probe}'; give a writable folder")
