@@ -164,3 +164,12 @@ def test_a_run_writes_the_control_and_the_paired_numbers(finished_runs) -> None:
         assert m["agreement"] == m["models"]["student"]["agreement"]  # today's keys still read the student
         paired = m["paired"]["student_minus_baseline"]["spearman"]
         assert paired["ci_low"] <= paired["mean"] <= paired["ci_high"] and paired["n"] > 0
+
+
+def test_explaining_a_run_again_keeps_its_control(finished_runs, tmp_path) -> None:
+    from distilens.commands import explain_run
+
+    run = finished_runs.copy("digits", tmp_path / "again")
+    block = explain_run(run.path, methods=["saliency"], n_samples=8)
+    assert {"student", "baseline"} <= set(block["methods"][0]["models"])
+    assert "student_minus_baseline" in block["methods"][0]["paired"]
