@@ -173,3 +173,21 @@ def test_explaining_a_run_again_keeps_its_control(finished_runs, tmp_path) -> No
     block = explain_run(run.path, methods=["saliency"], n_samples=8)
     assert {"student", "baseline"} <= set(block["methods"][0]["models"])
     assert "student_minus_baseline" in block["methods"][0]["paired"]
+
+
+def test_an_explanation_guided_run_is_judged_against_plain_kd(tmp_path) -> None:
+    """gradcam_align in the losses: a plain-KD student trains as well, and every comparison has it."""
+    from e2e import invoke
+
+    r = invoke("run", "-q", "--set", "teacher.args.width=4", "--set", "teacher.train.epochs=1", "--set", "student.args.width=2",
+               "--set", "distill.epochs=1", "--set", "distill.losses=[{name: kd}, {name: gradcam_align}]",
+               "--set", "explain.n_samples=8", "--set", "explain.sanity=false", "--set", "explain.methods=[gradcam]",
+               "--set", "runtime.threads=1", "--out", str(tmp_path / "g"), cwd=tmp_path)
+    assert r.code == 0, r.stderr
+    m = json.loads((tmp_path / "g" / "metrics.json").read_text())
+    assert {"accuracy", "agreement", "predictive_kl"} <= set(m["plain_kd"])
+    assert {"student_minus_baseline", "student_minus_plain_kd"} <= set(m["fidelity"])
+    block = m["explanations"]["methods"][0]
+    assert {"student", "baseline", "plain_kd"} <= set(block["models"])
+    assert {"student_minus_baseline", "student_minus_plain_kd"} == set(block["paired"])
+    assert (tmp_path / "g" / "plain_kd.safetensors").is_file() and "plain_kd" in m["timing_s"]
