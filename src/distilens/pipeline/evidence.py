@@ -58,8 +58,10 @@ def evidence_stage(
     if "teacher_reseed" in cfg.explain.references:
         with ctx.timings.timed("teacher_reseed"):
             out["teacher_reseed"] = _second_teacher(ctx, data, history)
-    if "init" in cfg.explain.references:  # the student's own initial weights (built with the student's seed)
-        out["init"] = build_student(cfg, data).to(ctx.device)
+    if "init" in cfg.explain.references:  # where the students started: the student's seed (and student.init)
+        out["init"] = build_student(cfg, data)
+        initialise(ctx, data, out["init"], teacher)
+        out["init"].to(ctx.device)
         if ctx.world.main:
             save_model(out["init"], ctx.staging / "init.safetensors", arch=cfg.student.arch, args=cfg.student.args,
                        spec=data.bundle.spec)
