@@ -79,6 +79,7 @@ def test_report_renders_in_chromium(tmp_path, request: pytest.FixtureRequest) ->
 def test_seeds_summary_renders_in_chromium(tmp_path) -> None:
     """The aggregate page of `run --seeds` (and a seed's report with the control's sections) in the browser."""
     _browser_or_skip()
+    from distilens.config import load_config
     from distilens.seeds import run_seeds
 
     cfg = load_config(None, [
