@@ -71,7 +71,7 @@ def seeds_overhead(folder: Path) -> tuple[int, float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a finished run folder (its teacher, student and baseline)")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="0: only the --seeds overhead")
     parser.add_argument("--seeds-summary", type=Path, nargs="*", default=[], help="folders written by run --seeds")
     args = parser.parse_args()
     torch.set_num_threads(1)  # one thread: CPU time is then the work done, whatever else the machine runs
@@ -79,7 +79,7 @@ def main() -> None:
     print(f"explain stage on {args.run} ({', '.join(cfg.explain.methods)}, {cfg.explain.n_samples} inputs, "
           f"sanity {cfg.explain.sanity}), median of {args.repeats}:\n")
     print("| models explained | CPU s | × | wall s | × |\n|---|---:|---:|---:|---:|")
-    for name, c, cr, w, wr in explain_ratios(args.run, args.repeats):
+    for name, c, cr, w, wr in explain_ratios(args.run, args.repeats) if args.repeats else []:
         print(f"| {name} | {c:.2f} | {cr:.2f} | {w:.2f} | {wr:.2f} |")
     if args.seeds_summary:
         print("\n| run --seeds | seeds | sum of runs (s) | whole command (s) | overhead |\n|---|---:|---:|---:|---:|")
