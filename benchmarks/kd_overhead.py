@@ -43,6 +43,10 @@ class OnlineTeacher:
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
 
+    @property
+    def num_samples(self) -> int:
+        return len(self)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

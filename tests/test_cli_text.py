@@ -57,6 +57,8 @@ def test_run_writes_metrics_tokenizer_and_report(runs, student: str) -> None:
     assert expl["sanity"]["method"] == "integrated_gradients" and expl["sanity"]["student"]["layers"]
     assert (run / "explanations" / "text.json").is_file()
     assert ("baseline" in m) == (student == "embedding_bag")
+    ref = m["reference"]  # TF-IDF + LR on the same split, a floor every text run reports
+    assert ref["name"] == "tfidf_logreg" and 0.0 <= ref["test_accuracy"] <= 1.0 and ref["C"] > 0
     spec = json.loads((run / "student.json").read_text())["input_spec"]
     assert spec["kind"] == "text" and 5 <= spec["shape"][0] <= 24 and spec["vocab_size"] > 20
     html = (run / "report.html").read_text()
@@ -144,3 +146,20 @@ def test_explain_command_runs_token_explainers_on_text(runs, finished_runs: Fini
     assert [e.code for e in errors] == [2, 2]
     err = [line for e in errors for line in e.stderr.strip().splitlines()]
     assert len(err) == 2 and "attention maps" in err[1] and "Traceback" not in "".join(err)
+
+
+def test_the_reference_is_tfidf_logreg_on_the_runs_own_split(runs) -> None:
+    """metrics.json ``reference`` equals fitting TF-IDF + LR again on the split the run read; the report says it."""
+    from distilens.config import load_config
+    from distilens.pipeline import load_run_data
+    from distilens.reference import tfidf_logreg
+
+    run = runs["embedding_bag"]
+    m = json.loads((run / "metrics.json").read_text())
+    bundle = load_run_data(load_config(run / "config.yaml"))
+    assert len(bundle.texts["train"]) == m["dataset"]["n_train"]  # the original texts, not the transfer copies
+    again = tfidf_logreg(bundle.texts["train"], bundle.train.targets, bundle.texts["val"], bundle.val.targets,
+                         bundle.texts["test"], bundle.test.targets, seed=m["seed"])
+    assert {k: again[k] for k in ("C", "val_accuracy", "test_accuracy", "features")} == \
+        {k: m["reference"][k] for k in ("C", "val_accuracy", "test_accuracy", "features")}
+    assert "Reference: TF-IDF" in (run / "report.html").read_text()

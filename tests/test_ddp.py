@@ -22,6 +22,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from distilens import distributed
+from distilens.data.augment import parse_augment
 from distilens.data.bundle import count_batches, iterate_batches
 from distilens.distill import CE, KD, Hint, SoftLabelCache, StepTensors, fit
 from distilens.distill.objectives import Objective
@@ -80,6 +81,14 @@ def _job(kind: str) -> dict:
         objectives = [KD(temperature=2.0), CE(weight=0.5), Hint(weight=0.3, student_layer="features.1",
                                                                   teacher_layer="features.1")]
         return dict(model=student, bundle=bundle, objectives=objectives, teacher_cache=cache, grad_clip=1.0)
+    if kind == "views":  # augmented images, soft labels of 2 stored views: a share sees its samples' views
+        bundle = tiny_bundle(n=61, shape=(1, 6, 6), classes=3, seed=1)
+        augment = parse_augment([{"name": "crop", "padding": 1}, {"name": "hflip"}, {"name": "erase"}])
+        teacher = build_model("mlp", bundle.spec, hidden=[16])
+        cache = SoftLabelCache.build(teacher, bundle.train, augment=augment, views=2)
+        student = build_model("mlp", bundle.spec, hidden=[8])
+        return dict(model=student, bundle=bundle, objectives=[KD(temperature=2.0), CE(weight=0.5)],
+                    teacher_cache=cache, augment=augment)
     bundle = tiny_bundle(n=61, shape=(1, 6, 6), classes=3, seed=1)
     return dict(model=build_model("cnn", bundle.spec, width=4), bundle=bundle, objectives=None, teacher_cache=None)
 
@@ -136,7 +145,7 @@ def _worker(rank: int, out: str) -> None:
             batch_size=16, device="cpu")
     except TrainingDiverged as exc:
         (Path(out) / f"nan-rank{rank}.txt").write_text(str(exc))
-    for kind in ("mlp", "cnn"):
+    for kind in ("mlp", "cnn", "views"):
         job = _job(kind)
         torch.save(_state(job, _fit(job)), Path(out) / f"{kind}-rank{rank}.pt")
     # Resume: checkpoint every epoch (rank 0 writes), keep epoch 2's, resume all ranks from it.
@@ -212,7 +221,7 @@ def test_outside_torchrun_everything_is_one_process(monkeypatch: pytest.MonkeyPa
         distributed.env_world()
 
 
-@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "views"])
 def test_two_processes_match_one(kind: str, two_ranks: Path) -> None:
     ranks = [torch.load(two_ranks / f"{kind}-rank{r}.pt", weights_only=True) for r in range(2)]
     # Every rank ends with the same weights, bit for bit (the hint adapter's and BatchNorm's too).

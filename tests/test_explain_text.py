@@ -145,6 +145,41 @@ def test_integrated_gradients_completeness_on_a_nonlinear_mean_bag() -> None:
     torch.testing.assert_close(got.sum(1), fx - f_base, rtol=1e-3, atol=1e-5)
 
 
+def _completeness_error(model: nn.Module, scores: Tensor, target: Tensor) -> Tensor:
+    """|Σ_tokens IG − (f(x) − f(x′))| per text, f(x′) the pad embedding pooled (see above)."""
+    with torch.no_grad():
+        fx = model(IDS).gather(1, target.view(-1, 1)).squeeze(1)
+        f_base = model.head(torch.tanh(model.hidden(model.emb.weight[PAD])))[target]
+    return (scores.sum(1) - (fx - f_base)).abs(), (fx - f_base).abs()
+
+
+def test_integrated_gradients_auto_steps_meet_the_completeness_tolerance_where_8_steps_do_not() -> None:
+    """n_steps="auto" (the default) doubles the steps per text until Σ IG = f(x) − f(x′) within 1%."""
+    from distilens.explain.tokens import IG_TOLERANCE
+
+    model = MeanBag(hidden=5)
+    with torch.no_grad():  # a sharply curved path: text 0 needs 32 Gauss–Legendre steps, texts 1 and 2 need 16
+        model.emb.weight.mul_(4.0)
+        model.hidden.weight.mul_(8.0)
+    target = torch.tensor([2, 1, 0])
+    error8, gap = _completeness_error(model, attribute(model, IDS, target, method="integrated_gradients", n_steps=8), target)
+    assert (error8 > IG_TOLERANCE * gap.clamp_min(0.1)).any()
+    auto = attribute(model, IDS, target, method="integrated_gradients")
+    error, gap = _completeness_error(model, auto, target)
+    assert (error <= IG_TOLERANCE * gap.clamp_min(0.1) + 1e-6).all(), (error, gap)
+    # A text is recomputed with 2^k · 8 steps as a whole: its scores are those of some fixed step count.
+    fixed = {n: attribute(model, IDS, target, method="integrated_gradients", n_steps=n) for n in (8, 16, 32, 64)}
+    used = [next(n for n, f in fixed.items() if torch.allclose(auto[row], f[row], rtol=0, atol=1e-6)) for row in range(3)]
+    assert used == [32, 16, 16]  # the fewest steps that meet the tolerance, per text
+
+
+def test_integrated_gradients_auto_steps_stop_at_8_on_a_linear_model() -> None:
+    model = MeanBag()  # linear in the embeddings: exact at any step count
+    target = torch.tensor([1, 0, 2])
+    torch.testing.assert_close(attribute(model, IDS, target, method="integrated_gradients"),
+                               attribute(model, IDS, target, method="integrated_gradients", n_steps=8), rtol=0, atol=1e-6)
+
+
 def test_kept_tokens_stay_in_the_baseline_and_score_zero() -> None:
     model = MeanBag(hidden=5)
     keep = torch.zeros(IDS.shape, dtype=torch.bool)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from distilens.distill.head_fit import balanced_class_weights, fit_linear_head
+from distilens.distill.head_fit import DEFAULT_WEIGHT_DECAYS, balanced_class_weights, fit_linear_head
 
 
 def _problem(n: int = 300, d: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,3 +74,56 @@ def test_gradient_vanishes_at_the_returned_weights_and_lambda_is_chosen_on_valid
     for bad in ({"weight_decays": []}, {"weight_decays": [0.0]}, {"class_weight": "auto"}):
         with pytest.raises(ValueError):
             fit_linear_head(x, y, xv, yv, **bad)  # type: ignore[arg-type]
+
+
+class _FrozenEncoderTeacher(nn.Module):
+    """A FrozenEncoderModel: a fixed random projection of its inputs, then a linear head."""
+
+    frozen_encoder = True
+
+    def __init__(self, d_in: int, d_features: int, classes: int) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(d_in, d_features)
+        self.encoder.requires_grad_(False)
+        self.dropout = nn.Dropout(0.5)
+        self.head = nn.Linear(d_features, classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.encoder(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.forward_features(x)))
+
+
+def test_a_frozen_encoder_teachers_head_is_fitted_to_convergence_not_by_epochs() -> None:
+    """fit_teacher solves the head's convex problem: the head equals fit_linear_head on the features,
+    the encoder is untouched, AdamW's settings do not apply, and the fit is reported."""
+    from distilens.data.bundle import DataBundle, InputSpec, Split
+    from distilens.distill.teacher_fit import fit_teacher
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(160, 6, generator=g)
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0.8).long() + (x[:, 2] > 1.2).long()  # three imbalanced classes
+    spec = InputSpec(kind="table", shape=(6,), class_names=("a", "b", "c"))
+    bundle = DataBundle("toy", Split(x[:100], y[:100]), Split(x[100:130], y[100:130]), Split(x[130:], y[130:]), spec)
+    torch.manual_seed(0)
+    teacher = _FrozenEncoderTeacher(6, 12, 3)
+    encoder = {k: v.clone() for k, v in teacher.encoder.state_dict().items()}
+    seen: list[dict] = []
+    result = fit_teacher(teacher, bundle, epochs=15, lr=1e-3, device="cpu", seed=0, on_epoch=seen.append)
+    with torch.no_grad():  # fit_linear_head turns gradients on for itself
+        expected = fit_linear_head(teacher.forward_features(x[:100]), y[:100], teacher.forward_features(x[100:130]),
+                                   y[100:130], num_classes=3)
+    torch.testing.assert_close(teacher.head.weight.detach(), expected.weight, rtol=0, atol=1e-6)
+    torch.testing.assert_close(teacher.head.bias.detach(), expected.bias, rtol=0, atol=1e-6)
+    assert all(torch.equal(v, encoder[k]) for k, v in teacher.encoder.state_dict().items())
+    assert not teacher.training  # left in eval mode, like fit
+    assert len(result.history) == 1 and seen == result.history and result.best_epoch == 1
+    fit = result.head_fit
+    assert fit is not None and fit["converged"] and fit["weight_decay"] == expected.weight_decay
+    assert len(fit["path"]) == len(DEFAULT_WEIGHT_DECAYS) and result.best_val_accuracy == max(
+        r["val_accuracy"] for r in fit["path"] if r["weight_decay"] == fit["weight_decay"])
+    with torch.no_grad():
+        train_acc = float((teacher(x[:100]).argmax(1) == y[:100]).float().mean())
+    assert result.history[0]["train_accuracy"] == pytest.approx(train_acc)
+    assert train_acc > float((y[:100] == y[:100].mode().values).float().mean())  # above the majority class

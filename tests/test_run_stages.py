@@ -146,7 +146,7 @@ def test_text_runs_start_students_from_the_teacher_table_and_use_the_transfer_re
     m = run(cfg, out=tmp_path / "run").metrics
     assert m["student_init"]["source"] == "teacher_rows" and m["student_init"]["dim"] == 4
     assert m["dataset"]["transfer_copies"] > 0
-    assert list(m)[:6] == ["dataset", "teacher", "student", "baseline", "compression", "student_init"]
+    assert list(m)[:7] == ["dataset", "teacher", "student", "baseline", "compression", "reference", "student_init"]
 
 
 def test_teacher_embeddings_need_token_models_and_fail_before_any_file(tmp_path) -> None:

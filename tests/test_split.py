@@ -52,8 +52,8 @@ def test_a_fixed_test_part_is_the_test_split_and_train_val_split_the_rest() -> N
     assert torch.equal(parts.test, fixed.nonzero().flatten())  # exactly those, whatever test_fraction says
     rest = torch.cat([parts.train, parts.val])
     assert not fixed[rest].any() and len(rest) == 60
-    # validation is val_fraction of all samples: 0.15 / (1 - 0.25) of the 60 others
-    assert len(parts.val) == 12
+    # validation is val_fraction of the training part (the 60 others), as Fashion-MNIST's 6k of 60k
+    assert len(parts.val) == 9
 
 
 def test_shapes_spurious_puts_its_own_test_part_in_the_test_split() -> None:
@@ -65,13 +65,13 @@ def test_shapes_spurious_puts_its_own_test_part_in_the_test_split() -> None:
 
 def test_validation_split_of_a_given_training_part() -> None:
     y = _labels([24, 16])
-    tr, va = split_validation(y, seed=0, val_fraction=0.1, test_fraction=0.2, name="pets/train", fix="add images")
-    assert sorted(torch.cat([tr, va]).tolist()) == list(range(40)) and len(va) == 5  # 0.1 / 0.8 of 40
+    tr, va = split_validation(y, seed=0, val_fraction=0.125, name="pets/train", fix="add images")
+    assert sorted(torch.cat([tr, va]).tolist()) == list(range(40)) and len(va) == 5  # 0.125 of 40
     assert torch.bincount(y[va]).tolist() == [3, 2]
-    again = split_validation(y, seed=0, val_fraction=0.1, test_fraction=0.2, name="pets/train", fix="add images")
+    again = split_validation(y, seed=0, val_fraction=0.125, name="pets/train", fix="add images")
     assert torch.equal(tr, again[0]) and torch.equal(va, again[1])
     with pytest.raises(DataError, match=r"'pets/train' cannot give a stratified validation split .*; add images"):
-        split_validation(_labels([3, 1]), seed=0, val_fraction=0.1, test_fraction=0.2, name="pets/train", fix="add images")
+        split_validation(_labels([3, 1]), seed=0, val_fraction=0.125, name="pets/train", fix="add images")
 
 
 @pytest.mark.parametrize(

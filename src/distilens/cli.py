@@ -250,6 +250,9 @@ def _print_summary(metrics: dict[str, Any], path: Path) -> None:
     c = metrics["compression"]
     console.print(f"compression: {c['params_ratio']}× fewer parameters, {c['flops_ratio']}× fewer FLOPs, "
                   f"{c['speedup_batch1']}× faster at batch 1")
+    if ref := metrics.get("reference"):
+        console.print(f"reference: TF-IDF + logistic regression {_fmt_pct(ref['test_accuracy'])} on the same test split "
+                      f"(C={ref['C']:g}, {ref['seconds']:.1f} s)")
     for block in metrics.get("explanations", {}).get("methods", []):
         a = block["agreement"]
         parts = ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} –" for k, v in a.items())

@@ -33,6 +33,7 @@ __all__ = [
     "LossConfig",
     "CacheConfig",
     "DistillConfig",
+    "StoredViews",
     "TransferConfig",
     "ExplainConfig",
     "ReportConfig",
@@ -80,6 +81,39 @@ class DataConfig(_Strict):
     tokenizer: Literal["word", "teacher"] | None = None  # null: teacher when it brings one, else word
     max_vocab: int = Field(20000, ge=3)  # word-level vocabulary, [PAD] and [UNK] included
     min_freq: int = Field(1, ge=1)
+    # Given splits. csv sources: the column that says each row's split (train, val or test),
+    # or a separate file of test rows (csv:PATH). Given a test split (these, an image folder's
+    # test/, a built-in's official one), validation is val_fraction of the training part.
+    split_column: str | None = None
+    test_source: str | None = None
+    # builtin:fashion_mnist: the folder of its four IDX files (null: $DISTILENS_FASHION_MNIST,
+    # else /usr/share/datasets/fashion-mnist).
+    root: str | None = None
+    # Images: seeded augmentation of the training split, a list of {name: crop|hflip|erase, ...}
+    # (data/augment.py); every model trained on the training split sees it, validation and test never.
+    augment: list[dict[str, Any]] | None = None
+
+    @field_validator("augment")
+    @classmethod
+    def _none_when_empty(cls, augment: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        return augment or None  # the ops and options are checked by data.load_data (parse_augment)
+
+    @field_validator("test_source")
+    @classmethod
+    def _csv_test_source(cls, source: str | None) -> str | None:
+        if source is not None and not source.startswith("csv:"):
+            raise ValueError("must be csv:PATH, a file of test rows with the training file's columns")
+        return source
+
+    @model_validator(mode="after")
+    def _one_way_to_split(self) -> "DataConfig":
+        if self.split_column is not None and self.test_source is not None:
+            raise ValueError("data.split_column and data.test_source both give the test split; set one of them")
+        if (self.split_column is not None or self.test_source is not None) and not self.source.startswith("csv:"):
+            key = "split_column" if self.split_column is not None else "test_source"
+            raise ValueError(f"data.{key} applies to csv sources; {self.source} brings its own splits (image folders: "
+                             "train/, val/, test/ sub-folders)")
+        return self
 
     @model_validator(mode="after")
     def _fractions_leave_training_data(self) -> "DataConfig":
@@ -90,14 +124,43 @@ class DataConfig(_Strict):
         return self
 
 
+Schedule = Literal["cosine", "step"]
+
+
+def _check_schedule(schedule: str, milestones: list[int], epochs: int, where: str) -> None:
+    """``step`` needs increasing milestones within the epochs; ``cosine`` takes none."""
+    if schedule == "cosine" and milestones:
+        raise ValueError(f"{where}.milestones apply to schedule: step (the cosine schedule has none); "
+                         f"set {where}.schedule: step or remove them")
+    if schedule == "step":
+        if not milestones:
+            raise ValueError(f"{where}.schedule: step needs {where}.milestones, the epochs after which the "
+                             "learning rate is multiplied by gamma (e.g. [150, 180, 210])")
+        if any(b <= a for a, b in zip(milestones, milestones[1:])) or milestones[0] < 1 or milestones[-1] >= epochs:
+            raise ValueError(f"{where}.milestones must increase and lie between 1 and the epochs - 1 ({epochs - 1}), "
+                             f"not {milestones}")
+
+
 class TrainConfig(_Strict):
     # Defaults measured on digits (BENCHMARKS.md): a teacher trained at lr 1e-3 for 15
     # epochs is less over-confident than one trained hotter or longer, and distils better.
     epochs: int = Field(15, ge=1)
     batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(1e-4, ge=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd (Nesterov)
     warmup_epochs: float = Field(0.0, ge=0.0)
+    # cosine: decay to 0 over the epochs; step: lr × gamma after each milestone epoch.
+    schedule: Schedule = "cosine"
+    milestones: list[int] = Field(default_factory=list)
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)  # ε of the teacher's cross-entropy
+
+    @model_validator(mode="after")
+    def _schedule(self) -> "TrainConfig":
+        _check_schedule(self.schedule, self.milestones, self.epochs, "teacher.train")
+        return self
 
 
 # The args an architecture gets when the config names it without args: the demo's widths
@@ -139,6 +202,10 @@ class OptimizerConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     warmup_epochs: float = Field(0.0, ge=0.0)
+    # cosine: decay to 0 over distill.epochs; step: lr × gamma after each milestone epoch.
+    schedule: Schedule = "cosine"
+    milestones: list[int] = Field(default_factory=list)
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
 
 
 class LossConfig(BaseModel):
@@ -189,6 +256,12 @@ class TransferConfig(_Strict):
                 "max_ngram": self.max_ngram}
 
 
+class StoredViews(_Strict):
+    """``distill.teacher_views: {stored: K}``: K augmented views per image, labelled once (FKD)."""
+
+    stored: int = Field(ge=1, le=1000)
+
+
 class DistillConfig(_Strict):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
@@ -203,6 +276,35 @@ class DistillConfig(_Strict):
     # (data/text_augment.py, Tang et al. 2019); the baseline trains on the original texts.
     transfer_copies: int = Field(0, ge=0)
     transfer: TransferConfig = Field(default_factory=TransferConfig)
+    # With data.augment: the teacher's soft labels of the view the student sees. online: the
+    # teacher runs on every augmented batch; {stored: K}: K views per image drawn once, their
+    # parameters and soft labels in the cache, epoch e uses view e mod K (FKD, Shen & Xing
+    # 2022); null: {stored: min(4, epochs)}.
+    teacher_views: Literal["online"] | StoredViews | None = None
+
+    @field_validator("teacher_views", mode="before")
+    @classmethod
+    def _online_or_stored(cls, views: Any) -> Any:
+        if views is None or views == "online":
+            return views
+        if isinstance(views, dict) and set(views) == {"stored"}:
+            k = views["stored"]
+            if isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= 1000:
+                return views
+        if isinstance(views, StoredViews):
+            return views
+        raise ValueError("must be online or {stored: K} with K from 1 to 1000 (views per training image)")
+
+    @model_validator(mode="after")
+    def _schedule(self) -> "DistillConfig":
+        _check_schedule(self.optimizer.schedule, self.optimizer.milestones, self.epochs, "distill.optimizer")
+        return self
+
+    def stored_views(self, augmenting: bool) -> int | None:
+        """K of the stored views when augmenting without ``online`` (``None``: online, or no augmentation)."""
+        if not augmenting or self.teacher_views == "online":
+            return None
+        return self.teacher_views.stored if isinstance(self.teacher_views, StoredViews) else min(4, self.epochs)
 
     @field_validator("losses")
     @classmethod
@@ -258,6 +360,13 @@ class RunConfig(_Strict):
     explain: ExplainConfig = Field(default_factory=ExplainConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @model_validator(mode="after")
+    def _views_need_augmentation(self) -> "RunConfig":
+        if self.distill.teacher_views is not None and not self.data.augment:
+            raise ValueError("distill.teacher_views applies with data.augment; without augmentation the teacher's soft "
+                             "labels are computed once (remove distill.teacher_views or set data.augment)")
+        return self
 
     @model_validator(mode="after")
     def _images_fit_the_budget(self) -> "RunConfig":
@@ -500,8 +609,10 @@ def _explain_validation_error(exc: ValidationError, raw: dict[str, Any], where: 
         return f"{where}: unknown key '{dotted}'{hint}{valid}"
     value = _value_at(raw, loc)
     msg = err["msg"].removeprefix("Value error, ")
-    if not loc:  # a check across sections (RunConfig's own validator): the message names the keys
+    if not loc or msg.startswith(f"{loc[0]}."):  # a check across keys: the message names them
         return f"{where}: {msg}"
+    if "teacher_views" in loc:  # a union's error names its branches; one message says what works
+        dotted, value = "distill.teacher_views", _value_at(raw, ["distill", "teacher_views"])
     shown = f" (got {_short(value)})" if value is not _MISSING else ""
     return f"{where}: '{dotted}': {msg}{shown}"
 

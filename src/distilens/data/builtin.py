@@ -2,26 +2,31 @@
 
 :func:`load_builtin` splits a registered set (:data:`DATASETS`) by seed and normalises it
 with the training split's statistics; a new set is one registered function returning
-:class:`RawData`.
+:class:`RawData`. A set read from files takes a ``root`` argument (``data.root``). A set may
+also declare the run settings that suit it (:data:`RECIPES`, a partial run config), which
+:func:`distilens.data.recipes.with_dataset_defaults` applies where the config is silent.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Literal, NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..registry import Registry
 from .fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from .bundle import DataBundle, InputSpec, Split
 from .image_io import ImagePreprocessor
 from .normalise import apply_normalisation, fit_normalisation
-from .split import split_indices
+from .split import SplitInfo, split_indices
 from .table import ColumnSpec, TablePreprocessor
 
-__all__ = ["DATASETS", "RawData", "make_shapes", "SHAPE_CLASSES", "load_builtin"]
+__all__ = ["DATASETS", "RECIPES", "RawData", "make_shapes", "SHAPE_CLASSES", "load_builtin"]
 
 
 class RawData(NamedTuple):
@@ -34,9 +39,13 @@ class RawData(NamedTuple):
     feature_names: tuple[str, ...] | None = None
     masks: Tensor | None = None  # (N, H, W) bool ground-truth relevance, where known
     test_only: Tensor | None = None  # (N,) bool: samples that form the test split, and only they
+    test_kind: Literal["official", "fixed"] = "fixed"  # official: the data set's published test split
 
 
-DATASETS: Registry[Callable[[int], RawData]] = Registry("dataset")
+DATASETS: Registry[Callable[..., RawData]] = Registry("dataset")
+#: Run settings a built-in set declares, as a partial run config (teacher, student, distill
+#: keys), applied only where the user's config leaves them unset (data/recipes.py).
+RECIPES: Registry[dict[str, Any]] = Registry("dataset recipe")
 
 
 @DATASETS.register("digits")
@@ -51,10 +60,18 @@ def digits(seed: int = 0) -> RawData:
 
 
 @DATASETS.register("fashion_mnist")
-def fashion_mnist(seed: int = 0) -> RawData:
+def fashion_mnist(seed: int = 0, root: str | Path | None = None) -> RawData:
     """Fashion-MNIST: 70,000 28×28 grey clothing photos, 10 classes, the official 10,000 as test split."""
-    data = load_fashion_mnist()
-    return RawData(data.inputs, data.targets, "image", FASHION_MNIST_CLASSES, test_only=data.test_only)
+    data = load_fashion_mnist(root)
+    return RawData(data.inputs, data.targets, "image", FASHION_MNIST_CLASSES, test_only=data.test_only, test_kind="official")
+
+
+# Minutes on two CPU cores (README, "Fashion-MNIST"); BENCHMARKS.md has the longer recipe.
+RECIPES.register("fashion_mnist")({
+    "teacher": {"arch": "cnn", "args": {"width": 16}, "train": {"epochs": 3, "batch_size": 128, "lr": 3e-3}},
+    "student": {"arch": "cnn", "args": {"width": 4}},
+    "distill": {"epochs": 3, "batch_size": 128},
+})
 
 
 @DATASETS.register("breast_cancer")
@@ -185,18 +202,24 @@ def _sklearn_table(d: object) -> RawData:
     return RawData(x, y, "table", classes, tuple(str(f) for f in d.feature_names))  # type: ignore[attr-defined]
 
 
-def load_builtin(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2) -> DataBundle:
+def load_builtin(
+    name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fraction: float = 0.2, root: str | Path | None = None
+) -> DataBundle:
     """A registered data set in seeded, stratified train/val/test splits, normalised on train.
 
-    Where the set fixes its test part (``RawData.test_only``), those samples are the test
-    split (``test_fraction`` is then the data's own). Inputs are normalised per channel
+    Where the set fixes its test part (``RawData.test_only``: Fashion-MNIST's official test
+    images), those samples are the test split, ``test_fraction`` does not apply, and
+    validation is ``val_fraction`` of the training part. Inputs are normalised per channel
     (images) or per feature (tables) with the training split's mean and std.
 
     Args:
         name: A name in :data:`DATASETS` (``distilens list datasets``).
         seed: Seeds the data (procedural sets) and the split.
-        val_fraction: Fraction of all samples for validation.
+        val_fraction: Fraction of all samples for validation (of the training part when the
+            set fixes its test part).
         test_fraction: Fraction of all samples for testing.
+        root: The folder a set read from files reads (``data.root``; Fashion-MNIST's four
+            IDX files); ``None``: the set's default place.
 
     Returns:
         A :class:`DataBundle`; ``preprocessing`` is an
@@ -208,7 +231,11 @@ def load_builtin(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fr
         >>> load_builtin("wine").spec.shape
         (13,)
     """
-    raw = DATASETS.get(name)(seed)
+    make_raw = DATASETS.get(name)
+    if root is not None and "root" not in inspect.signature(make_raw).parameters:
+        readers = [n for n in DATASETS.names() if "root" in inspect.signature(DATASETS.get(n)).parameters]
+        raise ConfigError(f"data.root: builtin:{name} is not read from files; data.root applies to builtin:{', builtin:'.join(readers)}")
+    raw = make_raw(seed, root=root) if root is not None else make_raw(seed)
     parts = split_indices(
         raw.targets, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, fixed_test=raw.test_only, name=name
     )
@@ -228,7 +255,11 @@ def load_builtin(name: str, *, seed: int = 0, val_fraction: float = 0.1, test_fr
         std=tuple(std.tolist()),
     )
     pre = _preprocessing(raw, spec, parts.train)
-    return DataBundle(name, make(parts.train), make(parts.val), make(parts.test), spec, preprocessing=pre)
+    if raw.test_only is None:
+        info = SplitInfo("seeded", "seeded", seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    else:
+        info = SplitInfo(raw.test_kind, "carved", seed, val_fraction=val_fraction)
+    return DataBundle(name, make(parts.train), make(parts.val), make(parts.test), spec, preprocessing=pre, split_info=info)
 
 
 def _preprocessing(raw: RawData, spec: InputSpec, train: Tensor) -> ImagePreprocessor | TablePreprocessor:

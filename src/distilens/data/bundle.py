@@ -9,6 +9,8 @@ from typing import Any, Iterator, Literal, Protocol, Sequence, runtime_checkable
 import torch
 from torch import Tensor
 
+from .split import SplitInfo
+
 __all__ = ["InputSpec", "Split", "DataBundle", "TeacherView", "LazyInputs", "iterate_batches", "count_batches"]
 
 
@@ -172,6 +174,7 @@ class DataBundle:
     texts: dict[str, list[str]] | None = None
     tokenizer: Any = None
     teacher_view: TeacherView | None = None
+    split_info: SplitInfo | None = None
 
     def for_teacher(self) -> "DataBundle":
         """This bundle as the teacher reads it: its own token ids, spec and tokenizer, or ``self``.
@@ -183,10 +186,19 @@ class DataBundle:
         if view is None:
             return self
         splits = [Split(view.inputs[name], s.targets, s.masks) for name, s in (("train", self.train), ("val", self.val), ("test", self.test))]
-        return DataBundle(self.name, *splits, spec=view.spec, texts=self.texts, tokenizer=view.tokenizer)
+        return DataBundle(self.name, *splits, spec=view.spec, texts=self.texts, tokenizer=view.tokenizer,
+                          split_info=self.split_info)
 
     def sizes(self) -> dict[str, int]:
         return {"n_train": len(self.train), "n_val": len(self.val), "n_test": len(self.test)}
+
+    def split_record(self) -> dict[str, Any]:
+        """``{"split": {...}}`` for metrics.json's ``dataset`` block (empty when unknown)."""
+        return {"split": self.split_info.to_dict()} if self.split_info is not None else {}
+
+    def describe_split(self) -> str | None:
+        """The console line saying which split was used and how, or ``None`` when unknown."""
+        return self.split_info.describe(self.sizes()) if self.split_info is not None else None
 
     def loading(self) -> dict[str, Any]:
         """``{"loading": "memory"}``, or ``{"loading": "lazy", "num_workers": n}`` for lazy splits."""

@@ -27,7 +27,7 @@ from .bundle import DataBundle, InputSpec, LazyInputs, Split
 from .image_io import GRAY_MODES, IMAGE_ERRORS, IMAGE_EXTENSIONS, ImagePreprocessor, list_images, probe_image, read_image, unreadable_image
 from .lazy import lazy_splits
 from .normalise import apply_normalisation, image_moments, stats_from_moments
-from .split import SPLIT_NAMES, split_indices, split_validation
+from .split import SPLIT_NAMES, SplitInfo, split_indices, split_validation
 
 __all__ = ["load_imagefolder", "DEFAULT_MAX_BYTES"]
 
@@ -152,10 +152,10 @@ def load_imagefolder(
     Args:
         root: A folder of class folders, or of ``train/`` and ``test/`` (optionally ``val/``)
             folders of class folders; then those splits are used as given and, without
-            ``val/``, validation is split off ``train/`` (stratified, seeded, the share
-            ``val_fraction / (1 - test_fraction)`` as for one folder).
+            ``val/``, validation is ``val_fraction`` of ``train/`` (stratified, seeded).
         seed: Seeds the split.
-        val_fraction: Fraction of all samples for validation (one-folder layout or no val/).
+        val_fraction: Fraction of all samples for validation (one-folder layout), or of
+            ``train/`` (given splits without val/).
         test_fraction: Fraction of all samples for testing (one-folder layout only).
         image_size: (H, W) every image is resized to; required when sizes differ.
         channels: 1 or 3; default 1 when every image is grayscale, else 3.
@@ -200,7 +200,7 @@ def load_imagefolder(
     else:
         loaded = {s: _read_all(items, channels, size, skip_bad_files) for s, items in files.items()}
     name = root.resolve().name
-    loaded = _split(loaded, name, root, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+    loaded, info = _split(loaded, name, root, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
     train_x = loaded["train"][0]
     if isinstance(train_x, LazyInputs):  # moments from the up-front decode: no second pass
         per_image = (moments[f] for f in train_x.files)  # type: ignore[attr-defined]
@@ -210,23 +210,26 @@ def load_imagefolder(
     splits = {s: Split(_normalised(x, mean, std), y) for s, (x, y) in loaded.items()}
     spec = InputSpec("image", (channels, *size), class_names, None, tuple(mean.tolist()), tuple(std.tolist()))
     pre = ImagePreprocessor(channels, size, spec.mean, spec.std)
-    return DataBundle(name, splits["train"], splits["val"], splits["test"], spec, preprocessing=pre)
+    return DataBundle(name, splits["train"], splits["val"], splits["test"], spec, preprocessing=pre, split_info=info)
 
 
-def _split(loaded: _Loaded, name: str, root: Path, *, seed: int, val_fraction: float, test_fraction: float) -> _Loaded:
-    """Train/val/test images and labels: split by seed ("all"), or given, with val split off train when absent."""
+def _split(
+    loaded: _Loaded, name: str, root: Path, *, seed: int, val_fraction: float, test_fraction: float
+) -> tuple[_Loaded, SplitInfo]:
+    """Train/val/test images and labels: split by seed ("all"), or given, with val carved from train when absent."""
     if "all" in loaded:
         x, y = loaded["all"]
         parts = split_indices(y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, name=name)
-        return {s: (_take(x, i), y[i]) for s, i in parts.items()}
+        info = SplitInfo("seeded", "seeded", seed, val_fraction=val_fraction, test_fraction=test_fraction)
+        return {s: (_take(x, i), y[i]) for s, i in parts.items()}, info
     if "val" in loaded:
-        return loaded
+        return loaded, SplitInfo("folder", "given", seed)
     x, y = loaded["train"]
     tr, va = split_validation(
-        y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, name=str(root / "train"),
-        fix="add images or add a val/ folder",
+        y, seed=seed, val_fraction=val_fraction, name=str(root / "train"), fix="add images or add a val/ folder",
     )
-    return {**loaded, "train": (_take(x, tr), y[tr]), "val": (_take(x, va), y[va])}
+    info = SplitInfo("folder", "carved", seed, val_fraction=val_fraction)
+    return {**loaded, "train": (_take(x, tr), y[tr]), "val": (_take(x, va), y[va])}, info
 
 
 def _take(x: torch.Tensor | LazyInputs, index: torch.Tensor) -> torch.Tensor | LazyInputs:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from ..config import DataConfig
 from ..errors import ConfigError, DataError
 from ..registry import Registry
+from .augment import parse_augment
 from .builtin import load_builtin
 from .bundle import DataBundle, InputSpec
 from .image_io import ImagePreprocessor
@@ -43,7 +44,7 @@ SOURCES: Registry[_Source] = Registry("data source")
 
 @SOURCES.register("builtin")
 def _builtin(name: str, cfg: DataConfig, seed: int, teacher_tokenizer: TextTokenizer | None) -> DataBundle:
-    return load_builtin(name, seed=seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction)
+    return load_builtin(name, seed=seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, root=cfg.root)
 
 
 @SOURCES.register("imagefolder")
@@ -63,10 +64,17 @@ def _csv(path: str, cfg: DataConfig, seed: int, teacher_tokenizer: TextTokenizer
             path, text=cfg.text, target=cfg.target, seed=seed, val_fraction=cfg.val_fraction,
             test_fraction=cfg.test_fraction, max_length=cfg.max_length, tokenizer=cfg.tokenizer,
             max_vocab=cfg.max_vocab, min_freq=cfg.min_freq, teacher_tokenizer=teacher_tokenizer,
+            split_column=cfg.split_column, test_source=_test_file(cfg),
         )
     if path.lower().endswith(".jsonl"):
         raise DataError(f"data.source 'csv:{path}': .jsonl files are read as text data; set data.text to the text field")
-    return load_csv(path, target=cfg.target, seed=seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction)
+    return load_csv(path, target=cfg.target, seed=seed, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
+                    split_column=cfg.split_column, test_source=_test_file(cfg))
+
+
+def _test_file(cfg: DataConfig) -> str | None:
+    """The path of ``data.test_source`` (``csv:PATH``), or ``None``."""
+    return cfg.test_source.removeprefix("csv:") if cfg.test_source is not None else None
 
 
 def load_data(cfg: DataConfig, *, seed: int, teacher_tokenizer: TextTokenizer | None = None) -> DataBundle:
@@ -75,7 +83,9 @@ def load_data(cfg: DataConfig, *, seed: int, teacher_tokenizer: TextTokenizer | 
     Every source splits by sample indices first (:mod:`distilens.data.split`), then fits its
     preprocessing on the training split only: normalisation per channel (images) or per
     feature (tables) (:mod:`distilens.data.normalise`), imputation and one-hot columns
-    (CSV tables), the vocabulary (text).
+    (CSV tables), the vocabulary (text). ``bundle.split_info`` says how the splits were made.
+    ``data.augment`` is checked here (its ops and options, and that the data are images);
+    the trainer applies it (:func:`distilens.distill.fit`).
 
     Args:
         cfg: The ``data`` section of the run config.
@@ -89,6 +99,7 @@ def load_data(cfg: DataConfig, *, seed: int, teacher_tokenizer: TextTokenizer | 
 
     Raises:
         DataError: an unknown source kind, or data that cannot be read or split.
+        ConfigError: ``data.augment`` names an unknown op or option, or the data are not images.
 
     Example:
         >>> load_data(DataConfig(source="builtin:digits"), seed=0).spec.shape
@@ -101,8 +112,14 @@ def load_data(cfg: DataConfig, *, seed: int, teacher_tokenizer: TextTokenizer | 
         raise DataError(
             f"data.source '{cfg.source}': unknown source kind '{scheme}'; use builtin:NAME, imagefolder:PATH or csv:PATH"
         )
-    split_seed = seed if cfg.split_seed is None else cfg.split_seed
-    return SOURCES.get(scheme)(location, cfg, split_seed, teacher_tokenizer)
+    if cfg.root is not None and scheme != "builtin":
+        raise ConfigError(f"data.root applies to built-in data sets read from files (builtin:fashion_mnist), not to {cfg.source}")
+    augment = parse_augment(cfg.augment)  # checked before the data is read
+    split_seed = seed if cfg.split_seed is None else cfg.split_seed  # run --seeds --same-teacher keeps the teacher's split
+    bundle = SOURCES.get(scheme)(location, cfg, split_seed, teacher_tokenizer)
+    if augment.ops and bundle.spec.kind != "image":
+        raise ConfigError(f"data.augment works on images; {cfg.source} is {bundle.spec.kind} data (remove data.augment)")
+    return bundle
 
 
 def load_dataset(source: str = "builtin:digits", *, seed: int = 0, **options: Any) -> DataBundle:

@@ -39,7 +39,7 @@ from .image_io import IMAGE_EXTENSIONS
 from .normalise import apply_normalisation, fit_normalisation
 from .preprocessing import PredictionInputs, SavedAsJson, check_format, existing_input
 from .rows import format_rows, parse_number, sorted_class_names
-from .split import split_indices
+from .split import split_rows
 
 __all__ = ["load_csv", "read_csv", "TablePreprocessor", "ColumnSpec", "NUMERIC_SHARE"]
 
@@ -260,18 +260,28 @@ def load_csv(
     test_fraction: float = 0.2,
     categorical: Sequence[str] = (),
     max_categories: int = 100,
+    split_column: str | None = None,
+    test_source: str | Path | None = None,
 ) -> DataBundle:
     """Load a CSV table into standardised in-memory train/val/test splits.
+
+    The splits are seeded and stratified, or given: by ``split_column`` (each row says
+    train, val or test) or by a separate ``test_source`` file with the same columns. Given a
+    test split, validation (unless marked) is ``val_fraction`` of the training rows.
 
     Args:
         path: The CSV file (header row first).
         target: The label column; its distinct values are the classes.
         seed: Seeds the (stratified) split.
-        val_fraction: Fraction of rows for validation.
-        test_fraction: Fraction of rows for testing.
+        val_fraction: Fraction of rows for validation (of the training rows when the test
+            split is given).
+        test_fraction: Fraction of rows for testing (seeded splits only).
         categorical: Columns to treat as categories even when numeric (e.g. zip codes).
         max_categories: More distinct values than this in a categorical column is an error
             (it is most likely an identifier).
+        split_column: The column that says each row's split (``data.split_column``); it is
+            not a feature.
+        test_source: A CSV file of test rows with the same columns (``data.test_source``).
 
     Returns:
         A :class:`DataBundle` of kind ``"table"``; ``bundle.preprocessing`` is the fitted
@@ -288,6 +298,10 @@ def load_csv(
         raise DataError(f"data.target: a csv source needs the label column; columns are: {', '.join(header)}")
     if target not in header:
         raise DataError(f"data.target: column '{target}' not found in {path.name}; columns are: {', '.join(header)}")
+    if split_column is not None and split_column not in header:
+        raise DataError(f"data.split_column: column '{split_column}' not found in {path.name}; columns are: {', '.join(header)}")
+    if split_column == target:
+        raise DataError(f"data.split_column and data.target are both '{target}'; the split needs its own column")
     t = header.index(target)
     labels = [r[t].strip() for r in rows]
     empty = [n for v, n in zip(labels, numbers) if _is_missing(v)]
@@ -296,23 +310,33 @@ def load_csv(
     class_names = sorted_class_names(labels)
     if len(class_names) < 2:
         raise DataError(f"'{path}': target column '{target}' has one class ('{class_names[0]}'); a classifier needs two or more")
-    y = torch.tensor([class_names.index(v) for v in labels], dtype=torch.int64)
-    features = [c for c in header if c != target]
+    features = [c for c in header if c not in (target, split_column)]
     if not features:
         raise DataError(f"'{path}' has no columns besides the target '{target}'; add feature columns")
     unknown = [c for c in categorical if c not in features]
     if unknown:
         raise DataError(f"categorical column '{unknown[0]}' is not a feature column of {path.name}; columns are: {', '.join(features)}")
+    test_rows: list[dict[str, str]] = []
+    test_numbers: list[int] = []
+    if test_source is not None:
+        test_rows, test_numbers = _test_file(Path(test_source), [target, *features], target, class_names)
+    y = torch.tensor([class_names.index(v) for v in labels + [r[target].strip() for r in test_rows]], dtype=torch.int64)
 
     # Split first, so that imputation, categories and statistics are fitted on training rows only.
-    parts = split_indices(y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, name=path.name)
+    parts, info = split_rows(
+        y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, name=path.name,
+        split_values=[r[header.index(split_column)] for r in rows] if split_column is not None else None,
+        column=split_column, row_numbers=numbers, class_names=class_names,
+        test_rows=torch.arange(len(y)) >= len(rows) if test_source is not None else None,
+        test_file=str(test_source) if test_source is not None else None,
+    )
     index = {s: i.numpy() for s, i in parts.items()}
 
     specs: list[ColumnSpec] = []
     missing: list[str] = []
     for name in features:
         j = header.index(name)
-        values = [r[j] for r in rows]
+        values = [r[j] for r in rows]  # the main file's rows decide the kind; a test file is encoded with it
         kind = "categorical" if name in categorical else _column_kind(name, values, numbers, str(path))
         spec = _fit_column(name, kind, values, index["train"])
         if kind == "categorical" and len(spec.categories) > max_categories:
@@ -330,6 +354,11 @@ def load_csv(
     pre = TablePreprocessor(specs, target, class_names)
     dict_rows = [dict(zip(header, r)) for r in rows]
     raw = pre.encode(dict_rows, numbers)  # (N, F) before standardisation
+    if test_rows:
+        try:
+            raw = torch.cat([raw, pre.encode(test_rows, test_numbers)])
+        except DataError as exc:  # name the test file, whose row the message gives
+            raise DataError(f"'{test_source}': {exc}") from None
     mean, std = fit_normalisation(raw[torch.from_numpy(index["train"])], "table")
     pre.mean, pre.std = mean.tolist(), std.tolist()
     x = apply_normalisation(raw, mean, std, "table")
@@ -337,4 +366,27 @@ def load_csv(
     spec = InputSpec(
         "table", (x.shape[1],), tuple(class_names), tuple(pre.feature_names), tuple(pre.mean), tuple(pre.std)
     )
-    return DataBundle(path.stem, splits["train"], splits["val"], splits["test"], spec, preprocessing=pre)
+    return DataBundle(path.stem, splits["train"], splits["val"], splits["test"], spec, preprocessing=pre, split_info=info)
+
+
+def _test_file(
+    path: Path, columns: Sequence[str], target: str, class_names: Sequence[str]
+) -> tuple[list[dict[str, str]], list[int]]:
+    """The rows of ``data.test_source`` (dicts column → text) and their row numbers, checked.
+
+    Raises:
+        DataError: a column of the training file is missing, a label is empty or is a class
+            the training file does not have.
+    """
+    header, rows, numbers = read_csv(path)
+    lacking = [c for c in columns if c not in header]
+    if lacking:
+        raise DataError(f"data.test_source '{path}' lacks column '{lacking[0]}' of the training file; "
+                        f"its columns are: {', '.join(header)}")
+    dict_rows = [dict(zip(header, r)) for r in rows]
+    for row, number in zip(dict_rows, numbers):
+        label = row[target].strip()
+        if _is_missing(label) or label not in class_names:
+            what = "is empty" if _is_missing(label) else f"is '{label}', a class the training file does not have"
+            raise DataError(f"'{path}' row {number}: target column '{target}' {what}; the classes are: {', '.join(class_names)}")
+    return dict_rows, numbers

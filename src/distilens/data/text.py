@@ -10,8 +10,10 @@ Rules (documented for users in README, "Text"):
 * Every row needs a non-blank text and a label; the classes are the distinct labels, sorted
   (numerically when all are numbers).
 * The split is the seeded, stratified one of every other data set
-  (:func:`distilens.data.split.split_indices`); a word-level vocabulary is fitted on the
-  training split only, then all rows are tokenised to ``L = min(max_length, longest row)`` ids.
+  (:func:`distilens.data.split.split_indices`), or given: by a split column (``train``,
+  ``val``, ``test`` per row) or a separate test file (:func:`distilens.data.split.split_rows`);
+  a word-level vocabulary is fitted on the training split only, then all rows are tokenised
+  to ``L = min(max_length, longest row)`` ids.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..registry import did_you_mean
 from .bundle import DataBundle, InputSpec, Split, TeacherView
 from .preprocessing import PREPROCESSING_FILE, PredictionInputs, SavedAsJson, check_format, existing_input
 from .rows import format_rows, sorted_class_names
-from .split import split_indices
+from .split import split_rows
 from .tokenize import Encoded, TextTokenizer
 
 __all__ = ["read_text_table", "load_text", "text_spec", "TextPreprocessor", "TextInputs", "TOKENIZER_FILE"]
@@ -142,6 +144,21 @@ def _cell(value: Any) -> str | None:
     return s if s.strip() else None
 
 
+def _texts_and_labels(
+    path: Path, rows: list[dict[str, Any]], numbers: list[int], text_col: str, target_col: str
+) -> tuple[list[str | None], list[str | None]]:
+    """The text and label cells of ``rows``; an empty one is a DataError naming the file's lines."""
+    texts = [_cell(r.get(text_col)) for r in rows]
+    blank = [n for t, n in zip(texts, numbers) if t is None]
+    if blank:
+        raise DataError(f"'{path}': text column '{text_col}' is empty in line(s) {format_rows(blank)}; fill them in or remove those rows")
+    labels = [_cell(r.get(target_col)) for r in rows]
+    missing = [n for v, n in zip(labels, numbers) if v is None]
+    if missing:
+        raise DataError(f"'{path}': target column '{target_col}' is empty in line(s) {format_rows(missing)}; fill them in or remove those rows")
+    return texts, labels
+
+
 def text_spec(tokenizer: TextTokenizer, length: int, class_names: Sequence[str]) -> InputSpec:
     """The :class:`InputSpec` of ids (L,) made by ``tokenizer``."""
     return InputSpec(
@@ -162,6 +179,8 @@ def load_text(
     max_vocab: int = 20000,
     min_freq: int = 1,
     teacher_tokenizer: TextTokenizer | None = None,
+    split_column: str | None = None,
+    test_source: str | Path | None = None,
 ) -> DataBundle:
     """Load a text table into token-id splits (N, L) with the raw texts kept on the bundle.
 
@@ -178,6 +197,9 @@ def load_text(
         max_vocab: Word-level vocabulary size, special tokens included.
         min_freq: Smallest training count a word needs for its own id.
         teacher_tokenizer: The teacher's own tokenizer, where it brings one.
+        split_column: The column that says each row's split (train, val or test); given a
+            test split, validation (unless marked) is ``val_fraction`` of the training rows.
+        test_source: A file of test rows (same format and columns) (``data.test_source``).
 
     Returns:
         A :class:`DataBundle` of kind ``"text"``: ``inputs`` are int64 ids, ``texts`` the raw
@@ -196,22 +218,36 @@ def load_text(
     target_col = _column(path, header, target, "data.target")
     if text_col == target_col:
         raise DataError(f"data.text and data.target are both '{text_col}'; the label needs its own column")
-    texts = [_cell(r.get(text_col)) for r in rows]
-    blank = [n for t, n in zip(texts, numbers) if t is None]
-    if blank:
-        raise DataError(f"'{path}': text column '{text_col}' is empty in line(s) {format_rows(blank)}; fill them in or remove those rows")
-    labels = [_cell(r.get(target_col)) for r in rows]
-    missing = [n for v, n in zip(labels, numbers) if v is None]
-    if missing:
-        raise DataError(f"'{path}': target column '{target_col}' is empty in line(s) {format_rows(missing)}; fill them in or remove those rows")
+    split_col = _column(path, header, split_column, "data.split_column") if split_column is not None else None
+    texts, labels = _texts_and_labels(path, rows, numbers, text_col, target_col)
+    n_main = len(rows)
+    if test_source is not None:
+        test_path = Path(test_source)
+        test_header, test_rows, test_numbers = read_text_table(test_path)
+        for col, key in ((text_col, "data.text"), (target_col, "data.target")):
+            _column(test_path, test_header, col, f"data.test_source: {key}")
+        test_texts, test_labels = _texts_and_labels(test_path, test_rows, test_numbers, text_col, target_col)
+        rows, numbers = rows + test_rows, numbers + test_numbers
+        texts, labels = texts + test_texts, labels + test_labels
     labels = [v.strip() for v in labels]  # type: ignore[union-attr]
-    class_names = sorted_class_names(labels)
+    class_names = sorted_class_names(labels[:n_main])
     if len(class_names) < 2:
         raise DataError(f"'{path}': target column '{target_col}' has one class ('{class_names[0]}'); a classifier needs two or more")
+    strange = [(v, n) for v, n in zip(labels[n_main:], numbers[n_main:]) if v not in class_names]
+    if strange:
+        raise DataError(f"'{test_source}' line {strange[0][1]}: label '{strange[0][0]}' is a class the training file does not "
+                        f"have; the classes are: {', '.join(class_names)}")
     y = torch.tensor([class_names.index(v) for v in labels], dtype=torch.int64)
 
     # Split first: the vocabulary is fitted on the training texts only.
-    index = dict(split_indices(y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, name=path.name).items())
+    parts, info = split_rows(
+        y, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction, name=path.name,
+        split_values=[str(_cell(r.get(split_col)) or "") for r in rows] if split_col is not None else None,
+        column=split_col, row_numbers=numbers, class_names=class_names,
+        test_rows=torch.arange(len(y)) >= n_main if test_source is not None else None,
+        test_file=str(test_source) if test_source is not None else None,
+    )
+    index = dict(parts.items())
     all_texts: list[str] = texts  # type: ignore[assignment]
 
     choice = tokenizer or ("teacher" if teacher_tokenizer is not None else "word")
@@ -229,7 +265,7 @@ def load_text(
     bundle = DataBundle(
         path.stem, splits["train"], splits["val"], splits["test"], text_spec(tok, ids.shape[1], class_names),
         preprocessing=TextPreprocessor(tok, text_col, int(ids.shape[1])),
-        texts={s: [all_texts[j] for j in i.tolist()] for s, i in index.items()}, tokenizer=tok,
+        texts={s: [all_texts[j] for j in i.tolist()] for s, i in index.items()}, tokenizer=tok, split_info=info,
     )
     if teacher_tokenizer is not None and tok is not teacher_tokenizer:
         t_ids = teacher_tokenizer.encode(all_texts, max_length).ids

@@ -20,10 +20,11 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +32,7 @@ from torch import Tensor, nn
 from .checkpoint import check_signature, load_checkpoint, rng_state, set_rng_state
 from .objectives import Objective
 
-__all__ = ["TrainState", "FitResult", "warmup_cosine"]
+__all__ = ["TrainState", "FitResult", "warmup_cosine", "warmup_step"]
 
 
 @dataclass
@@ -45,6 +46,9 @@ class FitResult:
         best_val_accuracy: Validation accuracy of that epoch.
         stopped_early: Early stopping ended the run before ``epochs``.
         resumed_from: The epoch the run continued with after a checkpoint (0: a fresh start).
+        head_fit: For a frozen-encoder teacher whose linear head was fitted to convergence
+            (:func:`~distilens.distill.teacher_fit.fit_teacher`): the chosen weight decay,
+            convergence and the validation path over the decay grid; else ``None``.
     """
 
     history: list[dict[str, float]] = field(default_factory=list)
@@ -52,6 +56,7 @@ class FitResult:
     best_val_accuracy: float = float("nan")
     stopped_early: bool = False
     resumed_from: int = 0
+    head_fit: dict[str, Any] | None = None
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -62,6 +67,24 @@ def warmup_cosine(total_steps: int, warmup_steps: int) -> Callable[[int], float]
             return (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def warmup_step(milestone_steps: Sequence[int], gamma: float, warmup_steps: int) -> Callable[[int], float]:
+    """The LambdaLR factor: linear warm-up, then ×``gamma`` after each of ``milestone_steps`` (a step schedule).
+
+    Example:
+        >>> f = warmup_step([10, 20], 0.1, 0)
+        >>> [round(f(s), 4) for s in (0, 9, 10, 19, 20)]
+        [1.0, 1.0, 0.1, 0.1, 0.01]
+    """
+    bounds = sorted(int(m) for m in milestone_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return float(gamma) ** bisect.bisect_right(bounds, step)
 
     return factor
 
@@ -107,12 +130,15 @@ class TrainState:
         cls, model: nn.Module, objectives: list[Objective], *, optimizer: Literal["adamw", "sgd"] = "adamw",
         lr: float = 3e-3, weight_decay: float = 1e-4, momentum: float = 0.9, total_steps: int, warmup_steps: int = 0,
         seed: int = 0, fp16: bool = False, device: torch.device | None = None, signature: dict[str, Any] | None = None,
+        schedule: Literal["cosine", "step"] = "cosine", milestone_steps: Sequence[int] = (), gamma: float = 0.1,
     ) -> "TrainState":
         """A fresh state: the optimiser over the trainable parameters of the model and the objectives.
 
         Args:
             optimizer: ``adamw`` (decoupled weight decay) or ``sgd`` (Nesterov momentum, L2).
             total_steps, warmup_steps: Of the warm-up + cosine schedule (per step).
+            schedule, milestone_steps, gamma: ``cosine`` (decay to 0 at ``total_steps``) or
+                ``step`` (×``gamma`` from each of ``milestone_steps`` on), after the warm-up.
             seed: Seeds the shuffling generator.
             fp16: Scale the loss against fp16 underflow (bf16 has fp32's range and needs none).
             device: Where the loss scaler works (default: the CPU).
@@ -124,7 +150,14 @@ class TrainState:
             opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
         else:
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total_steps, min(total_steps, warmup_steps)))
+        warmup = min(total_steps, warmup_steps)
+        if schedule == "cosine":
+            factor = warmup_cosine(total_steps, warmup)
+        elif schedule == "step":
+            factor = warmup_step(milestone_steps, gamma, warmup)
+        else:
+            raise ValueError(f"schedule must be 'cosine' or 'step', got {schedule!r}")
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         scaler = torch.amp.GradScaler((device or torch.device("cpu")).type, enabled=fp16)
         return cls(model, list(objectives), opt, sched, scaler, torch.Generator().manual_seed(seed), dict(signature or {}))
 

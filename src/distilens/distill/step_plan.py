@@ -31,14 +31,21 @@ __all__ = ["StepPlan", "check_cache"]
 _TEACHER_NEEDS = frozenset({"teacher_logits", "teacher_target", "teacher_features", "teacher_maps"})
 
 
-def check_cache(objectives: list[Objective], needs: frozenset[str], cache: SoftLabelCache | None, n: int) -> None:
-    """Fail before training when the cache lacks what an objective needs."""
+def check_cache(
+    objectives: list[Objective], needs: frozenset[str], cache: SoftLabelCache | None, n: int, online: bool = False
+) -> None:
+    """Fail before training when the cache (or the online teacher) lacks what an objective needs."""
     if not needs & _TEACHER_NEEDS:
+        return
+    if online:
+        if needs & {"teacher_features", "teacher_maps"}:
+            raise ValueError("an online teacher gives its logits only; features and explanation maps of augmented views "
+                             "are not computed (use logit losses: kd, dkd, ce, leaf_kd)")
         return
     if cache is None:
         raise ValueError("an objective needs the teacher's outputs; pass teacher_cache=SoftLabelCache.build(...)")
-    if len(cache) != n:
-        raise ValueError(f"teacher_cache has {len(cache)} rows, the training split {n}")
+    if cache.num_samples != n:
+        raise ValueError(f"teacher_cache labels {cache.num_samples} samples, the training split has {n}")
     opts = teacher_cache_options(objectives)
     missing = [f"features['{f}']" for f in opts["features"] if not cache.has("features", f)]
     missing += [f"gradcam['{g}']" for g in opts["gradcam"] if not cache.has("gradcam", g)]
@@ -69,6 +76,8 @@ class StepPlan:
         split: The training split (its first two rows are the example).
         device: Where the student trains.
         dtype: The autocast dtype, ``None`` for fp32.
+        online_teacher: A teacher (on ``device``) that labels every batch in the step, in
+            eval mode without gradients (``distill.teacher_views: online``), instead of the cache.
 
     Raises:
         ValueError: the cache lacks what an objective needs, or an objective needs token ids
@@ -77,12 +86,13 @@ class StepPlan:
 
     def __init__(
         self, model: nn.Module, objectives: list[Objective], cache: SoftLabelCache | None, split: Split,
-        device: torch.device, dtype: torch.dtype | None,
+        device: torch.device, dtype: torch.dtype | None, online_teacher: nn.Module | None = None,
     ) -> None:
         self.model, self.objectives, self.cache, self.device, self.dtype = model, objectives, cache, device, dtype
+        self.online_teacher = online_teacher
         self.needs = [requirements(o) for o in objectives]
         self.union: frozenset[str] = frozenset().union(*self.needs)
-        check_cache(objectives, self.union, cache, len(split))
+        check_cache(objectives, self.union, cache, len(split), online=online_teacher is not None)
         if cache is not None:
             cache.to(device)
         for obj, needs in zip(objectives, self.needs):
@@ -100,7 +110,11 @@ class StepPlan:
         self._prepare(example, split.targets[:2].to(device))
 
     def forward(self, x: Tensor, y: Tensor, idx: Tensor, epoch: int | None, step: int | None) -> tuple[Tensor, list[StepTensors]]:
-        """The student's logits on ``x`` (one forward) and one StepTensors per objective."""
+        """The student's logits on ``x`` (one forward) and one StepTensors per objective.
+
+        ``idx`` are the cache rows of the batch (its sample indices; with stored views, the
+        rows of the epoch's view).
+        """
         if "input_gradients" in self.union:
             x.requires_grad_(True)  # objectives differentiate the scores w.r.t. the inputs
         with autocast(self.device, self.dtype), self._tap() as tap:
@@ -124,12 +138,19 @@ class StepPlan:
         self, logits: Tensor, y: Tensor, x: Tensor, idx: Tensor, tap: Any, epoch: int | None, step: int | None
     ) -> list[StepTensors]:
         union, cache, model = self.union, self.cache, self.model
-        if cache is not None:
+        teacher_logits = teacher_target = None
+        if self.online_teacher is not None and union & _TEACHER_NEEDS:
+            teacher_logits = self._teach(x)
+            teacher_target = teacher_logits.argmax(1)
+            cache = None
+        elif cache is not None:
             idx = idx.to(self.device, non_blocking=True)  # cache rows are gathered on the device
+            teacher_logits = cache[idx] if "teacher_logits" in union else None
+            teacher_target = cache.teacher_target(idx) if "teacher_target" in union else None
         shared = StepTensors(
             logits, y,
-            teacher_logits=cache[idx] if "teacher_logits" in union and cache is not None else None,
-            teacher_target=cache.teacher_target(idx) if "teacher_target" in union and cache is not None else None,
+            teacher_logits=teacher_logits if "teacher_logits" in union else None,
+            teacher_target=teacher_target if "teacher_target" in union else None,
             inputs=x if union & {"inputs", "input_gradients"} else None,
             token_mask=x != model.pad_id if "token_mask" in union else None,  # type: ignore[union-attr]
             leaf_log_paths=tapped_output(tap, model, LEAF_PATHS, x) if self.leaves else None,
@@ -148,6 +169,12 @@ class StepPlan:
                 view.teacher_maps = cache.gradcam(str(obj.teacher_layer), idx) if kind == "gradcam" else cache.input_gradients(idx)
             views.append(view)
         return views
+
+    def _teach(self, x: Tensor) -> Tensor:
+        """The online teacher's fp32 logits of the batch ``x`` (eval mode, no gradients; its mode is restored)."""
+        assert self.online_teacher is not None
+        with eval_mode(self.online_teacher), torch.no_grad(), autocast(self.device, self.dtype):
+            return self.online_teacher(x.detach()).float()
 
     def _prepare(self, example: Tensor, targets: Tensor) -> None:
         """Let objectives size their parameters on a 2-sample example (eval mode, no grad: no state changes)."""

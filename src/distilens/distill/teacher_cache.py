@@ -8,6 +8,13 @@ fingerprint (normalised inputs and labels, so the preprocessing is part of the k
 the storage options (layers, maps, dtype, top-k). Changing any gives another key, and a
 stale file is never served.
 
+Stored augmented views (FKD, Shen & Xing 2022; :mod:`distilens.distill.views`): built with
+``augment`` and ``views=K``, the cache holds the teacher's logits of K augmented views of
+every image, view-major (row k·N + i is view k of sample i), and each op's parameters of
+those views (``view_params/J``, one (K·N, …) tensor per op), so that the student trains on
+exactly the labelled views. The key then also covers the augmentation (every option of
+every op), K and the views' seed.
+
 Storage options:
     ``dtype="fp16"`` halves the file and memory; every stored value x comes back as
     fp16(x), within |x|·2⁻¹¹ (or 2⁻²⁵ below fp16's normal range).
@@ -35,6 +42,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from ..data.augment import Augment
 from ..data.bundle import Split, iterate_batches
 from ..explain import differentiable as _diff
 from ..io import atomic_write
@@ -43,6 +51,7 @@ from ..models.modes import eval_mode
 from ..models.tap import (
     FeatureTap, check_pseudo_layer, default_feature_layer, get_layer, is_pseudo_layer, last_spatial_layer, tapped_output,
 )
+from .views import label_stored_views, rows_of_view
 
 __all__ = ["SoftLabelCache"]
 
@@ -79,6 +88,17 @@ def _options(dtype: str, top_k: int | None, features: dict[str, str], gradcam: d
     }
 
 
+def _view_options(augment: Augment | None, views: int | None, view_seed: int) -> dict | None:
+    """The stored views' part of the key, or ``None`` without views (a plain cache keeps its old key)."""
+    if views is None:
+        return None
+    if augment is None or not augment.ops:
+        raise ValueError("stored views need an augmentation with at least one op (augment=parse_augment([...]))")
+    if int(views) < 1:
+        raise ValueError(f"views must be at least 1, got {views}")
+    return {"augment": augment.to_config(), "views": int(views), "view_seed": int(view_seed)}
+
+
 class SoftLabelCache:
     """Teacher logits (and optional maps) for every sample of one split, addressed by sample index.
 
@@ -91,6 +111,9 @@ class SoftLabelCache:
         gradcam: ``{layer: (N, h, w) teacher Grad-CAM for its top class}``.
         input_gradients: (N, *input) ∂y_top/∂x of the teacher, or ``None``.
         aliases: ``{"auto": layer}`` so objectives may ask for ``auto``.
+        views: K stored augmented views per sample: ``logits`` has K·N rows, view-major.
+        view_params: Per op, the (K·N, …) parameters of the stored views (``views`` > 1 or an augmentation).
+        augment: The ops' config (``Augment.to_config()``) the views were made with.
 
     Example:
         >>> cache = SoftLabelCache.build(teacher, bundle.train, dtype="fp16", features=["auto"])
@@ -109,6 +132,9 @@ class SoftLabelCache:
         gradcam: dict[str, Tensor] | None = None,
         input_gradients: Tensor | None = None,
         aliases: dict[str, str] | None = None,
+        views: int = 1,
+        view_params: Sequence[Tensor] = (),
+        augment: list[dict] | None = None,
     ) -> None:
         if logits.dim() != 2:
             raise ValueError(f"logits must be (N, C), got shape {tuple(logits.shape)}")
@@ -117,8 +143,11 @@ class SoftLabelCache:
         n, c = logits.shape
         if top_k is not None and not 1 <= int(top_k) < c:
             raise ValueError(f"top_k must be in [1, {c - 1}] for {c} classes, got {top_k}")
+        if views < 1 or n % views:
+            raise ValueError(f"{n} logit rows cannot hold {views} views of every sample")
         self.key, self.dtype, self.top_k, self.num_classes = key, dtype, top_k, int(c)
         self.aliases = dict(aliases or {})
+        self.views, self.augment = int(views), augment
         store: dict[str, Tensor] = {"top_class": logits.argmax(1).long()}
         if top_k is None:
             store["logits"] = logits.float()
@@ -134,6 +163,8 @@ class SoftLabelCache:
             store[f"gradcam/{name}"] = t
         if input_gradients is not None:
             store["input_gradients"] = input_gradients
+        for j, t in enumerate(view_params):
+            store[f"view_params/{j}"] = t
         self._store = {}
         for name, t in store.items():
             if t.shape[0] != n:
@@ -155,8 +186,11 @@ class SoftLabelCache:
         features: Sequence[str] = (),
         gradcam: Sequence[str] = (),
         input_gradients: bool = False,
+        augment: Augment | None = None,
+        views: int | None = None,
+        view_seed: int = 0,
     ) -> str:
-        """The cache key of ``teacher`` on ``split`` with these storage options."""
+        """The cache key of ``teacher`` on ``split`` with these storage options (and stored views)."""
         device = next(teacher.parameters()).device
         h = hashlib.sha256(_VERSION.encode())
         h.update(state_dict_digest(teacher).encode())
@@ -167,6 +201,9 @@ class SoftLabelCache:
         )
         if opts != _options("fp32", None, {}, {}, False):  # default options keep the old keys
             h.update(json.dumps(opts, sort_keys=True).encode())
+        view_opts = _view_options(augment, views, view_seed)
+        if view_opts is not None:
+            h.update(json.dumps(view_opts, sort_keys=True).encode())
         return h.hexdigest()
 
     @classmethod
@@ -182,8 +219,11 @@ class SoftLabelCache:
         features: Sequence[str] = (),
         gradcam: Sequence[str] = (),
         input_gradients: bool = False,
+        augment: Augment | None = None,
+        views: int | None = None,
+        view_seed: int = 0,
     ) -> "SoftLabelCache":
-        """Run ``teacher`` once over ``split`` in eval mode (its mode is restored afterwards).
+        """Run ``teacher`` once over ``split`` (or over K augmented views of it) in eval mode (mode restored).
 
         Args:
             teacher: The trained teacher.
@@ -194,8 +234,21 @@ class SoftLabelCache:
             features: Layers (or ``auto``) whose outputs to store, for feature losses.
             gradcam: Layers (or ``auto``) whose Grad-CAM (for the top class) to store.
             input_gradients: Store ∂y_top/∂x for Jacobian matching.
+            augment, views, view_seed: Store the logits of ``views`` augmented views per
+                image, made by ``augment`` from the seed ``view_seed``, and their parameters
+                (logits only: no features or maps).
         """
         device = torch.device(device) if device is not None else next(teacher.parameters()).device
+        view_opts = _view_options(augment, views, view_seed)
+        if view_opts is not None:
+            if features or gradcam or input_gradients:
+                raise ValueError("stored views hold the teacher's logits only; features and explanation maps of "
+                                 "augmented views are not stored (use logit losses: kd, dkd, ce, leaf_kd)")
+            key = cls.key_for(teacher, split, dtype=dtype, top_k=top_k, augment=augment, views=views, view_seed=view_seed)
+            logits, params = label_stored_views(teacher, split, augment, int(views), seed=view_seed,  # type: ignore[arg-type]
+                                                batch_size=batch_size, device=device)
+            return cls(logits, key, dtype=dtype, top_k=top_k, views=int(views), view_params=params,
+                       augment=view_opts["augment"])
         feat_names = _resolve_layers(teacher, split, features, device, features=True)
         cam_names = _resolve_layers(teacher, split, gradcam, device)
         aliases = {k: v for k, v in {**feat_names, **cam_names}.items() if k == "auto"}
@@ -239,6 +292,8 @@ class SoftLabelCache:
             "num_classes": str(self.num_classes), "aliases": json.dumps(self.aliases, sort_keys=True),
             "sha256": tensors_digest(tensors),
         }
+        if self.views > 1 or self.augment is not None:
+            meta.update(views=str(self.views), augment=json.dumps(self.augment, sort_keys=True))
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
         return path
 
@@ -263,10 +318,11 @@ class SoftLabelCache:
             cache = cls._from_store(tensors, meta)
         except (KeyError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
             raise ValueError(f"soft-label cache '{path}' is malformed: {exc}") from None
-        bad = [k for k, t in tensors.items() if t.shape[0] != num_samples]
+        rows = num_samples * cache.views
+        bad = [k for k, t in tensors.items() if t.shape[0] != rows]
         if bad or not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
             shape = tuple(tensors[bad[0]].shape) if bad else "non-finite values"
-            raise ValueError(f"soft-label cache '{path}' has {shape}, expected {num_samples} finite rows")
+            raise ValueError(f"soft-label cache '{path}' has {shape}, expected {rows} finite rows")
         return cache
 
     @classmethod
@@ -278,6 +334,10 @@ class SoftLabelCache:
         cache.key, cache.dtype = meta["key"], dtype
         cache.top_k = int(meta.get("top_k", "0")) or None
         cache.aliases = json.loads(meta.get("aliases", "{}"))
+        cache.views = int(meta.get("views", "1"))
+        cache.augment = json.loads(meta["augment"]) if "augment" in meta else None
+        if cache.views < 1:
+            raise ValueError(f"views {cache.views}")
         if cache.top_k is None:
             logits = tensors["logits"]
             if logits.dim() != 2:
@@ -309,7 +369,8 @@ class SoftLabelCache:
 
         The result is always saved into ``save_to`` (copied when it came from elsewhere).
         ``options`` are :meth:`build`'s storage options (dtype, top_k, features, gradcam,
-        input_gradients), e.g. ``**teacher_cache_options(objectives)``.
+        input_gradients, and augment/views/view_seed for stored views), e.g.
+        ``**teacher_cache_options(objectives)``.
 
         Returns:
             ``(cache, hit)`` where ``hit`` says it was read rather than computed.
@@ -391,9 +452,24 @@ class SoftLabelCache:
             raise KeyError("the soft-label cache holds no input gradients; build it with input_gradients=True")
         return self._rows("input_gradients", index).float()
 
+    @property
+    def num_samples(self) -> int:
+        """Samples of the split the cache labels (rows / views)."""
+        return len(self) // self.views
+
+    def rows(self, index: Tensor, view: int = 0) -> Tensor:
+        """Rows of samples ``index`` (B,) in stored view ``view`` (0 for a cache without views)."""
+        return rows_of_view(index, view, self.num_samples)
+
+    def view_params(self, index: Tensor, view: int) -> tuple[Tensor, ...]:
+        """Each op's parameters of samples ``index`` in stored view ``view``: what ``Augment.apply`` takes."""
+        n_ops = sum(1 for k in self._store if k.startswith("view_params/"))
+        return tuple(self._rows(f"view_params/{j}", self.rows(index, view)) for j in range(n_ops))
+
     def nbytes(self) -> int:
         """Bytes held by the stored tensors."""
         return sum(t.numel() * t.element_size() for t in self._store.values())
 
     def __len__(self) -> int:
+        """Rows: samples × views."""
         return int(self._store["top_class"].shape[0])

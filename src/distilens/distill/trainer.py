@@ -22,12 +22,13 @@ import importlib.util
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..distributed import GradientSync, broadcast, is_main, reduce_epoch_metrics, world
+from ..data.augment import Augment
 from ..data.bundle import DataBundle, Split, count_batches, iterate_batches
 from ..errors import DistilensError
 from ..models.modes import eval_mode, train_mode
@@ -37,6 +38,7 @@ from .objectives import CE, Objective
 from .state import FitResult, TrainState
 from .step_plan import StepPlan
 from .teacher_cache import SoftLabelCache
+from .views import TrainingViews
 
 __all__ = ["fit", "FitResult", "evaluate_split", "train_epoch", "TrainingDiverged"]
 
@@ -68,6 +70,8 @@ def fit(
     precision: str = "auto", on_epoch: Callable[[dict[str, float]], None] | None = None,
     early_stopping: int | None = None, monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy",
     checkpoint_path: str | Path | None = None, resume: bool = False, tensorboard_dir: str | Path | None = None,
+    schedule: Literal["cosine", "step"] = "cosine", milestones: Sequence[int] = (), gamma: float = 0.1,
+    augment: Augment | None = None, online_teacher: nn.Module | None = None,
 ) -> FitResult:
     """Train ``model`` (in place, on ``device``; in eval mode at the end) on ``bundle.train`` with a weighted sum of objectives.
 
@@ -91,6 +95,15 @@ def fit(
         checkpoint_path, resume: Write a checkpoint there after every epoch (atomically); with
             ``resume``, continue from it if it exists (same settings; bit-identical on CPU).
         tensorboard_dir: Write the history's scalars there when ``tensorboard`` is installed.
+        schedule, milestones, gamma: ``cosine`` (to 0 over the epochs) or ``step`` (×``gamma``
+            after each milestone epoch), after the warm-up.
+        augment: Augment the training images (never val/test): epoch e sees views drawn from
+            (seed, e, sample) alone, so lazy loading and data-parallel shares see the same
+            pixels (:mod:`distilens.distill.views`). With a ``teacher_cache`` of stored views
+            (``SoftLabelCache.build(..., augment=, views=K)``) epoch e trains on stored view
+            (e − 1) mod K and its soft labels instead.
+        online_teacher: The teacher labels each augmented batch in the step (eval mode, no
+            gradients) instead of a cache (``distill.teacher_views: online``).
 
     Raises:
         TrainingDiverged: a loss became NaN/inf (the last good checkpoint is kept).
@@ -106,22 +119,31 @@ def fit(
     dev = resolve_device(device) if isinstance(device, str) else device
     dtype = amp_dtype(precision, dev)
     objectives = [o.to(dev) for o in objectives or [CE()]]
-    plan = StepPlan(model.to(dev), objectives, teacher_cache, bundle.train, dev, dtype)
+    views = _training_views(augment, teacher_cache, online_teacher, bundle.train, seed)
+    if online_teacher is not None:
+        online_teacher.to(dev)
+    plan = StepPlan(model.to(dev), objectives, teacher_cache, bundle.train, dev, dtype, online_teacher=online_teacher)
     sync = GradientSync([model, *objectives])  # every process starts from rank 0's weights
     steps = count_batches(len(bundle.train), batch_size, sync.world.size)
     signature = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                      momentum=momentum, warmup_epochs=warmup_epochs, grad_clip=grad_clip, seed=seed,
                      n_train=len(bundle.train), objectives=[repr(o) for o in objectives])
+    if schedule != "cosine":
+        signature.update(schedule=schedule, milestones=list(milestones), gamma=gamma)
+    if views is not None:
+        signature.update(augment=views.augment.to_config(), views="stored" if views.stored is not None else
+                         "online" if online_teacher is not None else "epoch")
     state = TrainState.create(model, objectives, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
                               momentum=momentum, total_steps=epochs * steps, warmup_steps=int(round(warmup_epochs * steps)),
-                              seed=seed, fp16=dtype is torch.float16, device=dev, signature=signature)
+                              seed=seed, fp16=dtype is torch.float16, device=dev, signature=signature, schedule=schedule,
+                              milestone_steps=[int(m) * steps for m in milestones], gamma=gamma)
     if resume and Path(checkpoint_path).is_file():  # type: ignore[arg-type]
         state.resume(checkpoint_path)  # type: ignore[arg-type]
     writer = _tensorboard(tensorboard_dir) if sync.world.main else None
     try:
         while state.epoch < epochs and not state.stopped_early:
             t0 = time.perf_counter()
-            row = train_epoch(state, plan, sync, bundle.train, batch_size, grad_clip, checkpoint_path)
+            row = train_epoch(state, plan, sync, bundle.train, batch_size, grad_clip, checkpoint_path, views)
             row.update(_validate(model, bundle.val, dev), time_s=time.perf_counter() - t0)
             state.end_epoch(row, monitor, early_stopping, epochs)
             if checkpoint_path is not None and sync.world.main:
@@ -138,11 +160,34 @@ def fit(
     return result
 
 
+def _training_views(
+    augment: Augment | None, cache: SoftLabelCache | None, online_teacher: nn.Module | None, split: Split, seed: int
+) -> TrainingViews | None:
+    """The views epochs train on: fresh per epoch, a cache's stored ones, or none (no augmentation)."""
+    stored = cache if cache is not None and cache.augment is not None else None
+    if augment is None or not augment.ops:
+        if stored is not None:
+            raise ValueError("the teacher cache holds stored views of an augmentation; pass augment= the same ops")
+        if online_teacher is not None:
+            raise ValueError("online_teacher labels augmented views; pass augment= (without augmentation use a cache)")
+        return None
+    if stored is not None:
+        if online_teacher is not None:
+            raise ValueError("pass a cache of stored views or an online teacher, not both")
+        if stored.augment != augment.to_config():
+            raise ValueError("the teacher cache's stored views were made with another augmentation than augment=")
+    size = (int(split.inputs.shape[-2]), int(split.inputs.shape[-1]))
+    return TrainingViews(augment, len(split), size, seed=seed, stored=stored)
+
+
 def train_epoch(
     state: TrainState, plan: StepPlan, sync: GradientSync, split: Split, batch_size: int,
-    grad_clip: float | None = None, checkpoint_path: str | Path | None = None,
+    grad_clip: float | None = None, checkpoint_path: str | Path | None = None, views: TrainingViews | None = None,
 ) -> dict[str, float]:
     """One pass over ``split`` (this process's share of it), one optimisation step per batch.
+
+    With ``views`` every batch is replaced by this epoch's augmented views of it, and the
+    cache rows read are those of the epoch's stored view (where the views are stored).
 
     Returns:
         The epoch's history row so far: epoch, lr, the mean loss and terms, train_accuracy.
@@ -156,11 +201,16 @@ def train_epoch(
     meter = _EpochMeter(plan.device)
     batches = iterate_batches(split, batch_size, shuffle=True, generator=state.generator, rank=ranks.rank,
                               world_size=ranks.size)
+    if views is not None:
+        views.start_epoch(epoch)
     with train_mode(state.model):
         for i, (x, y, idx) in enumerate(batches):
             x, y = x.to(plan.device, non_blocking=True), y.to(plan.device, non_blocking=True)
-            logits, views = plan.forward(x, y, idx, epoch, state.epoch * steps + i)
-            loss, terms = plan.loss(views)
+            rows = idx
+            if views is not None:
+                x, rows = views.apply(x, idx), views.rows(idx)
+            logits, step_views = plan.forward(x, y, rows, epoch, state.epoch * steps + i)
+            loss, terms = plan.loss(step_views)
             meter.add(i, loss, terms, logits, y)
             global_batch = min(batch_size, len(split) - i * batch_size)
             state.scaler.scale(sync.weighted(loss, y.shape[0], global_batch)).backward()

@@ -27,9 +27,19 @@ def _token_model(model: nn.Module) -> TokenModel:
     return unwrap(model)  # type: ignore[return-value]  # attribute() checked the capability
 
 
+#: Integrated Gradients on token ids with ``n_steps="auto"``: every text starts with this many
+#: Gauss–Legendre steps, and is recomputed with twice as many while its completeness error
+#: exceeds the tolerance, up to :data:`IG_MAX_STEPS`.
+IG_START_STEPS = 8
+IG_MAX_STEPS = 64
+#: The completeness error allowed: ``|Σ attributions − (f(x) − f(x′))| <= tolerance · max(|f(x) − f(x′)|, 0.1)``.
+IG_TOLERANCE = 0.01
+
+
 @register_explainer("integrated_gradients", "text", requires=[needs_gradients])
 def _integrated_gradients(
-    model: nn.Module, ids: Tensor, target: Tensor | int, keep: Tensor, n_steps: int = 32, internal_batch_size: int | None = 256
+    model: nn.Module, ids: Tensor, target: Tensor | int, keep: Tensor, n_steps: int | Literal["auto"] = "auto",
+    tolerance: float = IG_TOLERANCE, max_steps: int = IG_MAX_STEPS, internal_batch_size: int | None = 256,
 ) -> Tensor:
     """Integrated Gradients (Sundararajan et al. 2017) on the token embeddings.
 
@@ -37,12 +47,55 @@ def _integrated_gradients(
     pad token's embedding at every position not kept (``keep``: pads, specials), while the
     padding mask stays the input's, so pads and kept tokens score exactly 0. The embedding-dim
     axis is summed, so Σ_tokens = f(x) − f(x′) (completeness, Gauss–Legendre, ``n_steps``).
+
+    With ``n_steps="auto"`` (the default) each text gets the fewest steps, doubling from
+    :data:`IG_START_STEPS` up to ``max_steps``, whose completeness error is at most
+    ``tolerance · max(|f(x) − f(x′)|, 0.1)``: on short snippets and small models 8 steps
+    already meet 1%, where a fixed 32 cost four times as much. An int fixes the steps.
     """
     text_model = _token_model(model)
     baseline = torch.where(keep, ids, torch.full_like(ids, text_model.pad_id))
-    lig = LayerIntegratedGradients(model, text_model.get_input_embeddings())
-    attr = lig.attribute(ids, baselines=baseline, target=target, n_steps=n_steps, internal_batch_size=internal_batch_size)
-    return attr.sum(-1)  # (B, L, D) -> (B, L)
+    layer = text_model.get_input_embeddings()
+    lig = LayerIntegratedGradients(model, layer)
+
+    def run(rows: Tensor | slice, steps: int) -> Tensor:
+        t = target[rows] if isinstance(target, Tensor) and target.dim() > 0 else target
+        attr = lig.attribute(ids[rows], baselines=baseline[rows], target=t, n_steps=steps,
+                             internal_batch_size=internal_batch_size)
+        return attr.sum(-1).detach()  # (B, L, D) -> (B, L)
+
+    if n_steps != "auto":
+        return run(slice(None), int(n_steps))
+    gap = ig_path_gap(model, layer, ids, baseline, target)
+    allowed = tolerance * gap.abs().clamp_min(0.1)
+    steps = IG_START_STEPS
+    scores = run(slice(None), steps)
+    todo = torch.nonzero((scores.sum(1) - gap).abs() > allowed).flatten()
+    while todo.numel() and steps < max_steps:
+        steps *= 2
+        scores[todo] = run(todo, steps)
+        todo = todo[(scores[todo].sum(1) - gap[todo]).abs() > allowed[todo]]
+    return scores
+
+
+@torch.no_grad()
+def ig_path_gap(model: nn.Module, layer: nn.Module, ids: Tensor, baseline: Tensor, target: Tensor | int) -> Tensor:
+    """(B,) f(x) − f(x′) at the two ends of the Integrated Gradients path.
+
+    The path runs the model on ``ids`` (so with the input's padding mask) with the embedding
+    layer's output moved from the baseline's to the input's; its start f(x′) is that forward
+    with the layer's output replaced by the baseline's (not the model run on the baseline
+    ids, which would mask every replaced token as padding).
+    """
+    base_out = layer(baseline)
+    index = torch.as_tensor(target, device=ids.device).expand(ids.shape[0]).view(-1, 1)
+    fx = model(ids).gather(1, index).squeeze(1)
+    handle = layer.register_forward_hook(lambda module, args, out: base_out)
+    try:
+        f_base = model(ids).gather(1, index).squeeze(1)
+    finally:
+        handle.remove()
+    return (fx - f_base).float()
 
 
 @register_explainer("input_x_gradient", "text", requires=[needs_gradients])

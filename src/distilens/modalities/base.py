@@ -112,6 +112,13 @@ class Modality:
         bundle.preprocessing = saved
         return bundle
 
+    # -- evaluation --------------------------------------------------------------------
+
+    def reference(self, bundle: DataBundle, *, seed: int = 0) -> dict[str, Any] | None:
+        """A cheap classical model's result on the same split, the floor a distilled student
+        should clear (metrics.json ``reference``); ``None`` where this kind has none."""
+        return None
+
     # -- models ------------------------------------------------------------------------
 
     def example_inputs(

@@ -29,6 +29,7 @@ from ..errors import DataError
 from ..explain import ExplainInputs, attribute, word_scores
 from ..models.hf import minilm_tokenizer_path
 from ..models.text import TEXT_MODELS
+from ..reference import tfidf_logreg
 from .base import MODALITIES, Modality, read_data
 
 __all__ = ["TextModality", "TEXT_TEACHER", "TEXT_STUDENT", "TEACHER_TOKENIZER", "teacher_tokenizer"]
@@ -94,6 +95,18 @@ class TextModality(Modality):
     def same_preprocessing(self, saved: Preprocessor, fitted: Preprocessor) -> bool:
         """The same column and length, and the same vocabulary (tokenizer.json)."""
         return super().same_preprocessing(saved, fitted) and saved.tokenizer.fingerprint() == fitted.tokenizer.fingerprint()
+
+    # -- evaluation --------------------------------------------------------------------
+
+    def reference(self, bundle: DataBundle, *, seed: int = 0) -> dict[str, Any] | None:
+        """TF-IDF (word 1–2 grams) + logistic regression on the raw texts of the same split
+        (:func:`distilens.reference.tfidf_logreg`): seconds of work, the floor a text student
+        must clear to be worth distilling."""
+        texts = bundle.texts
+        if texts is None or not all(texts.get(s) for s in ("train", "val", "test")):
+            return None
+        return tfidf_logreg(texts["train"], bundle.train.targets, texts["val"], bundle.val.targets,
+                            texts["test"], bundle.test.targets, seed=seed)
 
     # -- models ------------------------------------------------------------------------
 

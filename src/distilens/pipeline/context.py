@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .. import distributed
 from .._version import __version__
 from ..config import RunConfig, dump_config
+from ..data.recipes import with_dataset_defaults
 from ..distill import TrainingDiverged
 from ..errors import ConfigError, DistilensError
 from ..interrupt import check_interrupt, deferred_interrupts
@@ -57,7 +58,9 @@ class Timings:
 
 
 def with_defaults(cfg: RunConfig) -> RunConfig:
-    """``cfg`` with the defaults of the kind of data it names (text: text architectures)."""
+    """``cfg`` with its built-in data set's recipe (:mod:`distilens.data.recipes`), then the defaults of its
+    kind of data (text: text architectures), each only where the config leaves the settings unset."""
+    cfg = with_dataset_defaults(cfg)
     modality = modality_for(cfg.data)
     return modality.with_defaults(cfg) if modality is not None else cfg
 

@@ -38,9 +38,9 @@ class DataResult:
         return len(self.transfer.train) - len(self.bundle.train)
 
     def to_json(self) -> dict[str, Any]:
-        """``dataset``: name, classes, split sizes, how the data is held (and transfer copies)."""
+        """``dataset``: name, classes, split sizes, how the splits were made, how the data is held (and transfer copies)."""
         b = self.bundle
-        dataset = {"name": b.name, "num_classes": b.spec.num_classes, **b.sizes(), **b.loading()}
+        dataset = {"name": b.name, "num_classes": b.spec.num_classes, **b.sizes(), **b.split_record(), **b.loading()}
         if self.transfer is not b:
             dataset["transfer_copies"] = self.copies
         return {"dataset": dataset}

@@ -26,19 +26,24 @@ class EvaluateResult:
         models: Role → metrics.json block (``teacher``, ``student``, ``baseline`` where run).
         predictions: The test logits every number above was computed from (None when the
             result was read back from metrics.json alone).
+        reference: A cheap classical model on the same split (text: TF-IDF + logistic
+            regression, :meth:`~distilens.modalities.Modality.reference`); None where the
+            kind has none.
     """
 
     models: dict[str, dict[str, Any]]
     predictions: Predictions | None = field(default=None, repr=False)
+    reference: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """``teacher``, ``student``, ``baseline`` and ``compression`` of metrics.json."""
-        return {**{r: self.models[r] for r in ROLES if r in self.models}, "compression": compression(self.models)}
+        """``teacher``, ``student``, ``baseline``, ``compression`` (and ``reference``) of metrics.json."""
+        out = {**{r: self.models[r] for r in ROLES if r in self.models}, "compression": compression(self.models)}
+        return {**out, "reference": self.reference} if self.reference is not None else out
 
     @classmethod
     def from_json(cls, metrics: dict[str, Any], predictions: Predictions | None = None) -> "EvaluateResult":
         """The result that wrote ``metrics`` (metrics.json) back."""
-        return cls({r: metrics[r] for r in ROLES if r in metrics}, predictions)
+        return cls({r: metrics[r] for r in ROLES if r in metrics}, predictions, metrics.get("reference"))
 
 
 def compression(models: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -70,4 +75,4 @@ def evaluate_stage(
     train_teacher = cache.logits[: len(bundle.train)].detach().cpu()
     predictions = Predictions(y, logits, bundle.train.targets, train_teacher)
     predictions.save(ctx.staging / PREDICTIONS)
-    return EvaluateResult(models, predictions)
+    return EvaluateResult(models, predictions, data.modality.reference(bundle, seed=ctx.config.seed))

@@ -22,7 +22,7 @@ from .context import RunContext
 from .data import DataResult
 from .evaluate import EvaluateResult
 from .models import build_student, build_teacher
-from .training import ModelFiles, StudentsResult, initialise, train_student, train_teacher
+from .training import ModelFiles, StudentsResult, initialise, run_augment, train_student, train_teacher
 
 __all__ = ["EvidenceResult", "evidence_stage", "evidence_metrics"]
 
@@ -53,7 +53,9 @@ def evidence_stage(
         with ctx.timings.timed("plain_kd"):
             model = build_student(cfg, data)
             initialise(ctx, data, model, teacher)
-            train_student(ctx, ModelFiles("plain_kd", ctx.staging), model, data.transfer, build_objectives(plain), cache, history)
+            online = teacher if cfg.distill.teacher_views == "online" and run_augment(cfg) is not None else None  # as the student
+            train_student(ctx, ModelFiles("plain_kd", ctx.staging), model, data.transfer, build_objectives(plain),
+                          None if online is not None else cache, history, online)
             out["plain_kd"] = model
     if "teacher_reseed" in cfg.explain.references:
         with ctx.timings.timed("teacher_reseed"):
@@ -82,7 +84,7 @@ def _second_teacher(ctx: RunContext, data: DataResult, history: list[dict[str, A
         history.extend(files.previous_history())
         return load_model(files.weights)[0].to(ctx.device)
     model = build_teacher(cfg, data, controls.reseed(cfg.seed))
-    history.extend(train_teacher(ctx, data, files, model, controls.reseed(cfg.seed)))
+    history.extend(train_teacher(ctx, data, files, model, controls.reseed(cfg.seed))[0])
     return model
 
 

@@ -16,6 +16,8 @@ from torch import nn
 from .. import controls
 from ..config import RunConfig
 from ..distill import Objective, build_objectives, check_text_objectives
+from ..distill.objectives import requirements
+from ..errors import ConfigError
 from ..explain import ExplainInputs, choose_methods
 from ..models import build_for_data, load_teacher
 from ..models.text_init import check_teacher_init
@@ -76,6 +78,7 @@ def plan_models(cfg: RunConfig, data: DataResult) -> ModelPlan:
         {"name": l.name, **({"weight": l.weight} if l.weight is not None else {}), **l.options()} for l in cfg.distill.losses
     ])
     check_text_objectives(objectives, data.bundle)
+    _check_augmented_objectives(cfg, objectives)
     controls.check_references(cfg)  # evidence (issue 15): a second teacher that cannot be made fails here
     student = build_student(cfg, data)
     if cfg.teacher.weights:  # checked against the data here, before any training
@@ -90,6 +93,17 @@ def plan_models(cfg: RunConfig, data: DataResult) -> ModelPlan:
     if cfg.student.init == "teacher_embeddings":
         check_teacher_init(student, teacher)  # both read token ids: the student's table can start from the teacher's
     return ModelPlan(teacher, teacher_arch(cfg), student, objectives, inputs, methods, skipped)
+
+
+def _check_augmented_objectives(cfg: RunConfig, objectives: list[Objective]) -> None:
+    """With ``data.augment`` the teacher's logits of each view are known, not its features or maps."""
+    if not cfg.data.augment:
+        return
+    names = [o.name for o in objectives if requirements(o) & {"teacher_features", "teacher_maps"}]
+    if names:
+        raise ConfigError(f"distill.losses: {', '.join(names)} needs the teacher's features or maps, "
+                          "which are not stored for augmented views; with data.augment use logit losses (kd, dkd, ce, "
+                          "leaf_kd), or remove data.augment")
 
 
 def explicit_methods(cfg: RunConfig) -> bool:

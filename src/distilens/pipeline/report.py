@@ -13,7 +13,7 @@ from .context import RunContext
 from .data import DataResult
 from .evaluate import EvaluateResult
 from .explain import ExplainResult
-from .training import StudentsResult
+from .training import StudentsResult, TeacherResult
 
 __all__ = ["StageResult", "ReportResult", "assemble_metrics", "report_stage"]
 
@@ -37,12 +37,15 @@ class ReportResult:
 
 
 def assemble_metrics(
-    ctx: RunContext, data: DataResult, students: StudentsResult, evaluation: EvaluateResult, explanation: ExplainResult
+    ctx: RunContext, data: DataResult, teacher: TeacherResult, students: StudentsResult, evaluation: EvaluateResult,
+    explanation: ExplainResult,
 ) -> dict[str, Any]:
-    """metrics.json (README, "metrics.json"): dataset, models, compression (and how the students were
-    initialised), seed, explanations, environment and the stage times so far."""
+    """metrics.json (README, "metrics.json"): dataset, models, compression, the reference model (how the
+    teacher's head was fitted, how the students were initialised), seed, explanations, environment and
+    the stage times so far."""
     return {
-        **data.to_json(), **evaluation.to_json(), **students.to_json(), "seed": ctx.config.seed, **explanation.to_json(),
+        **data.to_json(), **evaluation.to_json(), **teacher.to_json(), **students.to_json(), "seed": ctx.config.seed,
+        **explanation.to_json(),
         "environment": ctx.environment(), "timing_s": ctx.timings.to_json(),
     }
 

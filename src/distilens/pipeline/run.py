@@ -106,10 +106,10 @@ def _stages(ctx: RunContext) -> RunResult:
             explanation = explain_stage(ctx, plan.explain_inputs, teacher.model, students.student, plan.methods, plan.skipped,
                                         evidence.models)
         with timings.timed("report"):  # the page shows the stage times so far; metrics.json gets the final ones
-            report_stage(ctx, {**assemble_metrics(ctx, data, students, evaluation, explanation), **paired}, data, evaluation,
-                         explanation, history, students.student)
+            report_stage(ctx, {**assemble_metrics(ctx, data, teacher, students, evaluation, explanation), **paired}, data,
+                         evaluation, explanation, history, students.student)
         timings.finish()
-        metrics = {**assemble_metrics(ctx, data, students, evaluation, explanation), **paired}
+        metrics = {**assemble_metrics(ctx, data, teacher, students, evaluation, explanation), **paired}
         atomic_write_json(staging / "metrics.json", metrics)
     return RunResult(ctx.folder.commit(), metrics, timings.seconds)
 
@@ -118,5 +118,8 @@ def _print_data(ctx: RunContext, data: DataResult) -> None:
     """How the data is held, and the transfer set; printed once every input is checked."""
     lazily = f"read lazily from the files by {data.bundle.loading().get('num_workers')} worker process(es)"
     ctx.console.print(f"data: {lazily if data.bundle.train.lazy else 'held in memory'}")
+    split = data.bundle.describe_split()
+    if split is not None:
+        ctx.console.print(f"splits: {split}")
     if data.transfer is not data.bundle:
         ctx.console.print(f"transfer set: {len(data.bundle.train)} training texts + {data.copies} copies labelled by the teacher")

@@ -16,8 +16,10 @@ import torch
 from torch import nn
 
 from .. import distributed
+from ..config import RunConfig
 from ..data import DataBundle, InputSpec
-from ..distill import Objective, SoftLabelCache, fit, fit_teacher, teacher_cache_options
+from ..data.augment import Augment, parse_augment
+from ..distill import CE, Objective, SoftLabelCache, fit, fit_teacher, teacher_cache_options
 from ..io import atomic_write
 from ..models import HFTextClassifier, load_model, save_model
 from ..models.text_init import init_embeddings_from_teacher
@@ -28,8 +30,23 @@ from .models import Arch, ModelPlan, build_student
 
 __all__ = [
     "ModelFiles", "TeacherResult", "CacheResult", "StudentsResult", "teacher_stage", "cache_stage", "students_stage",
-    "train_teacher", "train_student", "initialise",
+    "train_teacher", "train_student", "initialise", "run_augment", "augmentation_record",
 ]
+
+
+def run_augment(cfg: RunConfig) -> Augment | None:
+    """``data.augment`` parsed (the ops every model training on the training split sees), or ``None``."""
+    augment = parse_augment(cfg.data.augment)
+    return augment if augment.ops else None
+
+
+def augmentation_record(cfg: RunConfig) -> dict[str, Any] | None:
+    """metrics.json's ``augmentation``: the ops and where the student's soft labels came from (``None``: none)."""
+    augment = run_augment(cfg)
+    if augment is None:
+        return None
+    k = cfg.distill.stored_views(True)
+    return {"ops": augment.to_config(), "teacher_views": "online" if k is None else {"stored": k}}
 
 
 @dataclass(frozen=True)
@@ -69,14 +86,17 @@ class ModelFiles:
 
 @dataclass
 class TeacherResult:
-    """The trained (or loaded) teacher and its training history (history.csv rows)."""
+    """The trained (or loaded) teacher, its training history (history.csv rows) and, for a
+    frozen-encoder teacher, how its linear head was fitted (``FitResult.head_fit``)."""
 
     model: nn.Module
     history: list[dict[str, Any]] = field(default_factory=list)
+    head_fit: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """Nothing for metrics.json: the teacher's record is history.csv; its numbers come from evaluate."""
-        return {}
+        """``teacher_head_fit`` where the head was fitted to convergence; the teacher's other
+        numbers come from evaluate, its record is history.csv."""
+        return {"teacher_head_fit": self.head_fit} if self.head_fit is not None else {}
 
 
 @dataclass
@@ -102,14 +122,18 @@ class StudentsResult:
     baseline: nn.Module | None
     history: list[dict[str, Any]] = field(default_factory=list)
     init: dict[str, Any] | None = None
+    augmentation: dict[str, Any] | None = None
 
     def models(self) -> dict[str, nn.Module]:
         """Role → model, the baseline where it was trained."""
         return {"student": self.student, **({"baseline": self.baseline} if self.baseline is not None else {})}
 
     def to_json(self) -> dict[str, Any]:
-        """``student_init`` where the students' embeddings started from the teacher's."""
-        return {"student_init": self.init} if self.init is not None else {}
+        """``student_init`` where the students' embeddings started from the teacher's; ``augmentation`` where augmented."""
+        out: dict[str, Any] = {"student_init": self.init} if self.init is not None else {}
+        if self.augmentation is not None:
+            out["augmentation"] = self.augmentation
+        return out
 
 
 def teacher_stage(ctx: RunContext, data: DataResult, plan: ModelPlan) -> TeacherResult:
@@ -121,37 +145,65 @@ def teacher_stage(ctx: RunContext, data: DataResult, plan: ModelPlan) -> Teacher
         return TeacherResult(teacher.to(ctx.device))
     if files.finished():
         return TeacherResult(load_model(files.weights)[0].to(ctx.device), files.previous_history())
-    return TeacherResult(teacher, train_teacher(ctx, data, files, teacher, cfg.seed))
+    history, head_fit = train_teacher(ctx, data, files, teacher, cfg.seed)
+    return TeacherResult(teacher, history, head_fit)
 
 
-def train_teacher(ctx: RunContext, data: DataResult, files: ModelFiles, teacher: nn.Module, seed: int) -> list[dict[str, Any]]:
-    """Train ``teacher`` as ``teacher.train`` says from ``seed`` and save it under ``files``; its history rows.
+def train_teacher(
+    ctx: RunContext, data: DataResult, files: ModelFiles, teacher: nn.Module, seed: int
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Train ``teacher`` as ``teacher.train`` says from ``seed`` and save it under ``files``: its history rows and head fit.
 
     The teacher reads its own token ids; a frozen-encoder teacher (minilm) fits its head on
     features computed once. The second teacher of ``explain.references`` trains here too.
     """
     cfg, tc = ctx.config, ctx.config.teacher.train
     result = fit_teacher(
-        teacher, data.bundle.for_teacher(), epochs=tc.epochs, batch_size=tc.batch_size, lr=tc.lr,
-        weight_decay=tc.weight_decay, warmup_epochs=tc.warmup_epochs, seed=seed,
+        teacher, data.bundle.for_teacher(), epochs=tc.epochs, batch_size=tc.batch_size, optimizer=tc.optimizer, lr=tc.lr,
+        weight_decay=tc.weight_decay, momentum=tc.momentum, warmup_epochs=tc.warmup_epochs, seed=seed,
+        schedule=tc.schedule, milestones=tc.milestones, gamma=tc.gamma, augment=run_augment(cfg),
+        objectives=[CE(label_smoothing=tc.label_smoothing)] if tc.label_smoothing else None,
         on_epoch=ctx.on_epoch(files.role, tc.epochs), checkpoint_path=files.checkpoint, resume=True,
         tensorboard_dir=files.tensorboard, device=ctx.device, precision=cfg.runtime.precision,
     )
     if ctx.world.main:
         save_model(teacher, files.weights, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=data.bundle.for_teacher().spec)
-    return [{"model": files.role, **row} for row in result.history]
+        _warn_head_fit(ctx, result.head_fit)
+    return [{"model": files.role, **row} for row in result.history], result.head_fit
+
+
+def _warn_head_fit(ctx: RunContext, head_fit: dict[str, Any] | None) -> None:
+    """Say when the frozen-encoder teacher's head fit stopped short or chose a decay at the grid's edge."""
+    if head_fit is None:
+        return
+    decays = [row["weight_decay"] for row in head_fit["path"]]
+    if not head_fit["converged"]:
+        ctx.console.print(f"[yellow]warning:[/] the teacher's linear head stopped before converging (largest gradient "
+                          f"entry {head_fit['grad_norm']:.1e}); its accuracy may be below what its features allow")
+    if head_fit["at_grid_edge"]:
+        ctx.console.print(f"[yellow]warning:[/] the teacher's head chose weight decay {head_fit['weight_decay']:g}, at the "
+                          f"edge of the grid {min(decays):g}–{max(decays):g}: a wider grid might validate better")
 
 
 def cache_stage(ctx: RunContext, data: DataResult, teacher: nn.Module, objectives: list[Objective]) -> CacheResult:
-    """The teacher's soft labels: rank 0 reads or builds them and saves the file; the others read it."""
+    """The teacher's soft labels: rank 0 reads or builds them and saves the file; the others read it.
+
+    With ``data.augment`` and stored views (``distill.teacher_views: {stored: K}``, the
+    default) the cache holds K augmented views of every training image and their soft
+    labels; with ``online`` it holds the plain images' (for the report) and the teacher labels
+    each augmented batch during distillation.
+    """
     cfg, train = ctx.config, data.transfer.for_teacher().train
     cache_dir = [Path(cfg.distill.cache_dir)] if cfg.distill.cache_dir else []
+    augment = run_augment(cfg)
+    k = cfg.distill.stored_views(augment is not None)
+    views = {"augment": augment, "views": k, "view_seed": cfg.seed} if k is not None else {}
 
     def build() -> tuple[SoftLabelCache, bool]:
         cache, hit = SoftLabelCache.load_or_build(
             teacher, train, directories=[ctx.staging / "cache", ctx.folder.final / "cache", *cache_dir],
             save_to=ctx.staging / "cache", dtype=cfg.distill.cache.dtype, top_k=cfg.distill.cache.top_k,
-            **teacher_cache_options(objectives),
+            **teacher_cache_options(objectives), **views,
         )
         for folder in cache_dir:
             cache.save(folder)
@@ -160,7 +212,8 @@ def cache_stage(ctx: RunContext, data: DataResult, teacher: nn.Module, objective
     made = distributed.on_main(build)
     key, hit = distributed.broadcast_object((made[0].key, made[1]) if made is not None else None)  # type: ignore[misc]
     if made is not None:
-        ctx.console.print(f"soft labels: {'read from cache' if hit else 'computed'} ({key[:12]})")
+        what = f", {k} stored augmented views of every training image" if k is not None else ""
+        ctx.console.print(f"soft labels: {'read from cache' if hit else 'computed'} ({key[:12]}{what})")
         return CacheResult(*made)
     path = ctx.staging / "cache" / SoftLabelCache.filename(key)
     return CacheResult(SoftLabelCache.load(path, key=key, num_samples=len(train)), hit)
@@ -177,14 +230,16 @@ def students_stage(
     history: list[dict[str, Any]] = []
     with ctx.timings.timed("distill"):
         init = initialise(ctx, data, plan.student, teacher)
-        train_student(ctx, ModelFiles("student", ctx.staging), plan.student, data.transfer, plan.objectives, cache, history)
+        online = teacher if ctx.config.distill.teacher_views == "online" and run_augment(ctx.config) is not None else None
+        train_student(ctx, ModelFiles("student", ctx.staging), plan.student, data.transfer, plan.objectives,
+                      None if online is not None else cache, history, online)
     baseline = None
     if ctx.config.distill.baseline:
         with ctx.timings.timed("baseline"):
             baseline = build_student(ctx.config, data)
             initialise(ctx, data, baseline, teacher)
             train_student(ctx, ModelFiles("baseline", ctx.staging), baseline, data.bundle, None, None, history)
-    return StudentsResult(plan.student, baseline, history, init)
+    return StudentsResult(plan.student, baseline, history, init, augmentation_record(ctx.config))
 
 
 def initialise(ctx: RunContext, data: DataResult, student: nn.Module, teacher: nn.Module) -> dict[str, Any] | None:
@@ -196,9 +251,13 @@ def initialise(ctx: RunContext, data: DataResult, student: nn.Module, teacher: n
 
 def train_student(
     ctx: RunContext, files: ModelFiles, model: nn.Module, bundle: DataBundle, objectives: list[Objective] | None,
-    cache: SoftLabelCache | None, history: list[dict[str, Any]],
+    cache: SoftLabelCache | None, history: list[dict[str, Any]], online_teacher: nn.Module | None = None,
 ) -> None:
-    """Train ``model`` with ``objectives`` (``None``: labels alone) and save it; a finished one is read back."""
+    """Train ``model`` with ``objectives`` (``None``: labels alone) and save it; a finished one is read back.
+
+    With ``data.augment`` it trains on augmented views: the stored views of ``cache``, or
+    fresh ones every epoch labelled by ``online_teacher`` (or by nobody: labels alone).
+    """
     if files.finished():
         model.load_state_dict(load_model(files.weights)[0].state_dict())
         model.to(ctx.device).eval()
@@ -208,7 +267,9 @@ def train_student(
     result = fit(
         model, bundle, objectives=objectives, teacher_cache=cache, epochs=d.epochs, batch_size=d.batch_size,
         optimizer=opt.name, lr=opt.lr, weight_decay=opt.weight_decay, momentum=opt.momentum,
-        warmup_epochs=opt.warmup_epochs, seed=ctx.config.seed + 1, on_epoch=ctx.on_epoch(files.role, d.epochs),
+        warmup_epochs=opt.warmup_epochs, schedule=opt.schedule, milestones=opt.milestones, gamma=opt.gamma,
+        augment=run_augment(ctx.config), online_teacher=online_teacher,
+        seed=ctx.config.seed + 1, on_epoch=ctx.on_epoch(files.role, d.epochs),
         early_stopping=d.early_stopping, monitor=d.monitor, checkpoint_path=files.checkpoint, resume=True,
         tensorboard_dir=files.tensorboard, device=ctx.device, precision=ctx.config.runtime.precision,
     )

@@ -124,6 +124,7 @@ def render_report(
         rows=rows,
         checks=checks,
         compression=metrics.get("compression"),
+        reference=metrics.get("reference"),
         fig={**dict.fromkeys(_FIGURES), **{k: _b64(v) for k, v in figures.items()}},
         methods=[_method_context(m) for m in methods],
         skipped=(metrics.get("explanations") or {}).get("skipped", {}),

@@ -1,0 +1,203 @@
+"""Fashion-MNIST: labels vs KD vs DKD, without augmentation and with it (stored views vs online), and a soft tree.
+
+    PYTHONPATH=src python benchmarks/fashion_mnist.py teacher  --out benchmarks/results/fmnist
+    PYTHONPATH=src python benchmarks/fashion_mnist.py students --out benchmarks/results/fmnist --width 6 --seeds 0 1
+    PYTHONPATH=src python benchmarks/fashion_mnist.py students --out benchmarks/results/fmnist --width 3 --modes labels kd kd+stored
+    PYTHONPATH=src python benchmarks/fashion_mnist.py students --out benchmarks/results/fmnist --tree --seeds 0 1 2 3 4
+    PYTHONPATH=src python benchmarks/fashion_mnist.py summary  --out benchmarks/results/fmnist
+
+The data: the official 10,000 test images (all of them), the student's and teacher's
+training set a stratified, seeded subset of ``--n-train`` of the 54,000 training images (the
+6,000 validation images are carved off first, as ``distilens run`` does), and ``--n-val`` of
+those validation images to pick the best epoch. ``teacher`` trains a cnn of ``--teacher-width``
+with the augmentation and saves it with two soft-label caches: the plain images' and K stored
+augmented views of every training image (fp16). ``students`` trains each (mode, seed) job and
+appends one JSON line per job to ``OUT/results.jsonl`` (so a cut-short run keeps what
+finished). Modes: ``labels`` / ``kd`` / ``dkd`` without augmentation; ``labels+aug`` (labels
+only, augmented); ``kd+stored`` / ``dkd+stored`` (the stored views and their soft labels);
+``kd+online`` (the teacher labels each augmented batch in the step). ``--tree``: a soft
+decision tree, ``tree`` (labels) vs ``tree+leaf_kd``. Epoch times are each job's median
+``time_s`` (training and the validation pass), on one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distilens.data import DataBundle, load_dataset
+from distilens.data.augment import parse_augment
+from distilens.distill import CE, DKD, KD, SoftLabelCache, build_objectives, fit
+from distilens.distill.trainer import evaluate_split
+from distilens.models import build_model
+
+AUGMENT = [{"name": "crop", "padding": 2}, {"name": "hflip"}]
+MODES = ["labels", "labels+aug", "kd", "kd+stored", "kd+online", "dkd", "dkd+stored"]
+
+
+def _stratified(targets: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """``n`` indices, the same number per class, seeded."""
+    g = torch.Generator().manual_seed(seed)
+    classes = int(targets.max()) + 1
+    picks = [torch.nonzero(targets == c).flatten() for c in range(classes)]
+    return torch.sort(torch.cat([p[torch.randperm(len(p), generator=g)[: n // classes]] for p in picks])).values
+
+
+def data(args: argparse.Namespace) -> DataBundle:
+    b = load_dataset("builtin:fashion_mnist", seed=0)
+    train = b.train.subset(_stratified(b.train.targets, args.n_train, 0))
+    val = b.val.subset(_stratified(b.val.targets, args.n_val, 1))
+    return replace(b, train=train, val=val)
+
+
+def _fit_args(args: argparse.Namespace, epochs: int) -> dict[str, Any]:
+    return dict(epochs=epochs, batch_size=args.batch_size, lr=args.lr, device="cpu", precision="fp32")
+
+
+def teacher(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    b, aug = data(args), parse_augment(AUGMENT)
+    torch.manual_seed(0)
+    model = build_model("cnn", b.spec, width=args.teacher_width)
+    t0 = time.perf_counter()
+    r = fit(model, b, augment=aug, seed=0, **_fit_args(args, args.teacher_epochs))
+    train_s = time.perf_counter() - t0
+    torch.save(model.state_dict(), out / "teacher.pt")
+    t0 = time.perf_counter()
+    plain = SoftLabelCache.build(model, b.train, dtype="fp16")
+    plain_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    stored = SoftLabelCache.build(model, b.train, dtype="fp16", augment=aug, views=args.views, view_seed=0)
+    stored_s = time.perf_counter() - t0
+    plain.save(out / "cache")
+    stored.save(out / "cache")
+    acc, _ = evaluate_split(model, b.test)
+    record = {
+        "role": "teacher", "width": args.teacher_width, "params": sum(p.numel() for p in model.parameters()),
+        "epochs": args.teacher_epochs, "n_train": len(b.train), "test_accuracy": acc, "train_s": round(train_s, 1),
+        "epoch_s": round(statistics.median(h["time_s"] for h in r.history), 2), "best_epoch": r.best_epoch,
+        "plain_cache": {"key": plain.key, "seconds": round(plain_s, 1), "bytes": plain.nbytes()},
+        "stored_cache": {"key": stored.key, "views": args.views, "seconds": round(stored_s, 1), "bytes": stored.nbytes()},
+        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }
+    (out / "teacher.json").write_text(json.dumps(record, indent=2))
+    print(json.dumps(record), flush=True)
+
+
+def _objectives(mode: str) -> list:
+    loss = mode.split("+")[0]
+    if loss in ("labels", "tree"):
+        return [CE()]
+    if loss == "kd":
+        return [KD(temperature=4.0), CE(weight=0.1)]
+    if loss == "dkd":
+        return [DKD(alpha=1.0, beta=8.0, temperature=4.0, warmup_epochs=1), CE(weight=1.0)]
+    if loss == "leaf_kd":
+        return build_objectives([{"name": "leaf_kd"}])
+    raise ValueError(mode)
+
+
+def students(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    meta = json.loads((out / "teacher.json").read_text())
+    b, aug = data(args), parse_augment(AUGMENT)
+    t = build_model("cnn", b.spec, width=meta["width"])
+    t.load_state_dict(torch.load(out / "teacher.pt"))
+    t.eval()
+    caches = {
+        "plain": SoftLabelCache.load(out / "cache" / SoftLabelCache.filename(meta["plain_cache"]["key"]),
+                                     key=meta["plain_cache"]["key"], num_samples=len(b.train)),
+        "stored": SoftLabelCache.load(out / "cache" / SoftLabelCache.filename(meta["stored_cache"]["key"]),
+                                      key=meta["stored_cache"]["key"], num_samples=len(b.train)),
+    }
+    modes = ["tree", "tree+leaf_kd"] if args.tree else args.modes
+    arch, arch_args = ("soft_tree", {}) if args.tree else ("cnn", {"width": args.width})
+    for seed in args.seeds:
+        for mode in modes:  # interleaved: machine load hits every mode of a seed alike
+            augmented = "+stored" in mode or "+online" in mode or "+aug" in mode
+            cache = caches["stored"] if "+stored" in mode else caches["plain"] if mode.split("+")[0] in ("kd", "dkd") or mode == "tree+leaf_kd" else None
+            torch.manual_seed(100 + seed)
+            model = build_model(arch, b.spec, **arch_args)
+            t0 = time.perf_counter()
+            r = fit(model, b, objectives=_objectives(mode.replace("tree+", "")), teacher_cache=cache,
+                    augment=aug if augmented else None, online_teacher=t if "+online" in mode else None,
+                    seed=seed, **_fit_args(args, args.epochs))
+            wall = time.perf_counter() - t0
+            acc, _ = evaluate_split(model, b.test)
+            epoch_s = statistics.median(h["time_s"] for h in r.history)
+            row = {
+                "role": "student", "arch": arch, **arch_args, "mode": mode, "seed": seed, "epochs": args.epochs,
+                "params": sum(p.numel() for p in model.parameters()), "test_accuracy": acc,
+                "epoch_s": round(epoch_s, 3), "images_per_s": round(len(b.train) / epoch_s, 1), "wall_s": round(wall, 1),
+                "best_epoch": r.best_epoch, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            }
+            with open(out / "results.jsonl", "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+
+
+def summary(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    meta = json.loads((out / "teacher.json").read_text())
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+    print(f"teacher: cnn width {meta['width']} ({meta['params']:,} params), {meta['epochs']} epochs on "
+          f"{meta['n_train']:,} images, test accuracy {meta['test_accuracy']:.4f}, epoch {meta['epoch_s']} s, "
+          f"stored views: {meta['stored_cache']['views']} × {meta['n_train']:,} in {meta['stored_cache']['seconds']} s, "
+          f"{meta['stored_cache']['bytes'] / 1e6:.2f} MB (plain cache {meta['plain_cache']['bytes'] / 1e6:.2f} MB)\n")
+    groups: dict[tuple[str, Any], dict[str, list[dict]]] = {}
+    for r in rows:
+        groups.setdefault((r["arch"], r.get("width")), {}).setdefault(r["mode"], []).append(r)
+    for (arch, width), by_mode in groups.items():
+        params = next(iter(by_mode.values()))[0]["params"]
+        print(f"### {arch}{f' width {width}' if width else ''}: {params:,} params ({meta['params'] / params:.1f}× fewer than the teacher)\n")
+        print("| mode | seeds | test accuracy (mean ± sd) | per seed | epoch s (median) | images/s | wall s (mean) |")
+        print("|---|---|---|---|---|---|---|")
+        for mode, rs in by_mode.items():
+            accs = [r["test_accuracy"] for r in rs]
+            sd = statistics.stdev(accs) if len(accs) > 1 else 0.0
+            ep = statistics.median(r["epoch_s"] for r in rs)
+            print(f"| {mode} | {len(rs)} | {statistics.mean(accs):.4f} ± {sd:.4f} | {', '.join(f'{a:.4f}' for a in accs)} | "
+                  f"{ep:.2f} | {statistics.median(r['images_per_s'] for r in rs):.0f} | {statistics.mean(r['wall_s'] for r in rs):.0f} |")
+        base = by_mode.get("labels+aug")
+        if base:
+            for mode in ("kd+stored", "dkd+stored", "kd+online"):
+                if mode in by_mode:
+                    paired = [s["epoch_s"] / l["epoch_s"] for s in by_mode[mode] for l in base if l["seed"] == s["seed"]]
+                    print(f"\nepoch-time ratio {mode} / labels+aug: median of {len(paired)} paired seeds "
+                          f"{statistics.median(paired):.3f} (each: {', '.join(f'{p:.3f}' for p in paired)})")
+        print()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("command", choices=["teacher", "students", "summary"])
+    p.add_argument("--out", default="benchmarks/results/fmnist")
+    p.add_argument("--n-train", type=int, default=4000)
+    p.add_argument("--n-val", type=int, default=1000)
+    p.add_argument("--teacher-width", type=int, default=24)
+    p.add_argument("--teacher-epochs", type=int, default=8)
+    p.add_argument("--views", type=int, default=4)
+    p.add_argument("--width", type=int, default=6)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
+    p.add_argument("--tree", action="store_true", help="a soft_tree student: labels vs leaf_kd (no augmentation)")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    {"teacher": teacher, "students": students, "summary": summary}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
