@@ -119,3 +119,25 @@ def test_report_reads_at_1400_and_800_px(tmp_path, request: pytest.FixtureReques
             assert f["width"] >= 0.95 * f["container"] and f["width"] >= 0.8 * min(layout["body"], 1150), f
         shown = [f["caption"].split("Classes shown: ", 1)[-1] for f in overlays if "Classes shown: " in f["caption"]]
         assert shown and len(shown[0].rstrip(".").split(", ")) >= 2, f"the sample shows one class only: {shown}"
+
+
+@pytest.mark.slow
+def test_seeds_summary_renders_in_chromium(tmp_path) -> None:
+    """The aggregate page of `run --seeds` (and a seed's report with the control's sections) in the browser."""
+    _browser_or_skip()
+    from distilens.config import load_config
+    from distilens.seeds import run_seeds
+
+    cfg = load_config(None, [
+        "name=seeds", "teacher.args.width=8", "teacher.train.epochs=2", "student.args.width=4", "distill.epochs=2",
+        "explain.n_samples=8", "explain.references=[teacher_reseed, init]", "explain.sanity=false",
+    ])
+    result = run_seeds(cfg, [0, 1], out=tmp_path / "seeds")
+    for page, shot in ((result.path / "summary.html", "summary.png"), (result.runs[1] / "report.html", "report-seed.png")):
+        seen = render(page, SCREENSHOTS / shot, tmp_path / "profile")
+        broken = [i["alt"] for i in seen["images"] if not (i["complete"] and i["w"] > 0)]
+        assert seen["images"] and not broken, f"{page.name}: images that did not decode: {broken}"
+        external = [u for u in seen["requests"] if not u.startswith(("file://", "data:"))]
+        assert not external, f"{page.name}: network requests: {external}"
+        assert not seen["errors"], f"{page.name}: console errors: {seen['errors']}"
+    assert "2 seeds" in render(result.path / "summary.html", SCREENSHOTS / "summary.png", tmp_path / "profile")["title"][0]

@@ -51,13 +51,29 @@ def run_cmd(
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run in the same folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder (only once the new run succeeds)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars; still prints the summary."),
+    seeds: Optional[str] = typer.Option(
+        None, "--seeds", metavar="SEEDS",
+        help="Run once per seed (0-4, 0,2,5 or 0-2,7) into RUN/seed-N/, then RUN/summary.json and summary.html: what holds across seeds.",
+    ),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="With --seeds: seeds run at once, each in its own process."),
+    same_teacher: bool = typer.Option(
+        False, "--same-teacher", help="With --seeds: train the teacher once (first seed) and reuse it, with its split, for every seed."
+    ),
 ) -> None:
     """Train the teacher, distil the student, evaluate, explain and write the report."""
     from .config import load_config
-    from .distributed import is_main
+    from .distributed import is_main, world
     from .pipeline import run
+    from .report.verdict import print_verdict
 
+    if seeds is None and (jobs != 1 or same_teacher):
+        raise DistilensError(f"{'--jobs' if jobs != 1 else '--same-teacher'} goes with --seeds, e.g. --seeds 0-4")
     cfg = load_config(config, set_ or [])
+    if seeds is not None:
+        if world().size > 1:
+            raise DistilensError("--seeds runs its seeds as separate processes; run it without torchrun")
+        _run_seeds(cfg, seeds, out=out, jobs=jobs, same_teacher=same_teacher, resume=resume, overwrite=overwrite, quiet=quiet)
+        return
     main = is_main()  # under torchrun only rank 0 prints
     err = Console(stderr=True, quiet=quiet or not main)
     try:
@@ -66,6 +82,31 @@ def run_cmd(
         raise _Stopped(exc) from None
     if main:
         _print_summary(result.metrics, result.path)
+        print_verdict(Console(), result.metrics, cfg.report.model_dump())  # the verdict: the console's last lines
+
+
+def _run_seeds(cfg: Any, seeds: str, *, out: Path | None, jobs: int, same_teacher: bool, resume: bool, overwrite: bool,
+               quiet: bool) -> None:
+    """``run --seeds``: one line per finished seed, then the summary's path and the verdict over seeds."""
+    from .report.verdict import print_verdict, summary_verdict_lines
+    from .seeds import parse_seeds, run_seeds
+
+    console = Console(soft_wrap=True)
+
+    def on_seed(seed: int, path: Path, metrics: dict[str, Any], read_back: bool) -> None:
+        s, b = metrics.get("student") or {}, metrics.get("baseline") or {}
+        parts = [f"student {_fmt_pct(s.get('accuracy'))}"] + ([f"label-only {_fmt_pct(b.get('accuracy'))}"] if b else [])
+        console.print(f"seed {seed}: {', '.join(parts)}{' (read back)' if read_back else ''}  {path / 'report.html'}")
+
+    try:
+        result = run_seeds(cfg, parse_seeds(seeds), out=out, jobs=jobs, same_teacher=same_teacher, resume=resume,
+                           overwrite=overwrite, console=Console(stderr=True, quiet=quiet), command=_command_line(), on_seed=on_seed)
+    except KeyboardInterrupt as exc:
+        raise _Stopped(exc) from None
+    t = result.summary["timing_s"]
+    console.print(f"{len(result.runs)} seeds: runs {t['runs_total']:.1f} s, the whole command {t['wall']:.1f} s")
+    console.print(f"summary: {result.path / 'summary.html'}")
+    print_verdict(console, {}, cfg.report.model_dump(), lines=summary_verdict_lines(result.summary, cfg.report.model_dump()))
 
 
 @app.command("explain")

@@ -19,6 +19,7 @@ from .explain import choose_methods
 from .export import export_model
 from .io import atomic_write_json, spreadsheet_safe
 from .modalities import modality_of
+from .explain.evidence import ROLES as EVIDENCE_ROLES
 from .models.io import load_run_model
 from .pipeline import RunContext, explain_stage, saved_data_stage
 from .pipeline.models import explicit_methods
@@ -66,10 +67,13 @@ def explain_run(
     trust = {"allow_import": allow_import, "trust_torchscript": trust_torchscript}
     teacher, _ = load_run_model(run_dir, "teacher", **trust)  # before the data: a refused model costs nothing
     student, _ = load_run_model(run_dir, "student", **trust)
+    # evidence (issue 15): the controls and references the run saved are explained again with the student
+    others = {role: load_run_model(run_dir, role, **trust)[0] for role in EVIDENCE_ROLES if (run_dir / f"{role}.safetensors").is_file()}
     data = saved_data_stage(cfg, run_dir)
     inputs = data.modality.explain_inputs(data.bundle)
     chosen, skipped = choose_methods(cfg.explain.methods, teacher, student, inputs, explicit=explicit_methods(cfg))
-    result = explain_stage(RunContext.of_finished_run(run_dir, cfg, command=command), inputs, teacher, student, chosen, skipped)
+    result = explain_stage(RunContext.of_finished_run(run_dir, cfg, command=command), inputs, teacher, student, chosen, skipped,
+                           others)
     block = result.to_json().get("explanations", {"methods": []})
     metrics["explanations"] = block
     atomic_write_json(metrics_path, metrics)

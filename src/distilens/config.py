@@ -67,6 +67,9 @@ class DataConfig(_Strict):
     lazy: Literal["auto"] | bool = "auto"
     num_workers: int | None = Field(None, ge=0, le=256)  # lazy decoding processes; null: min(4, CPUs - 1)
     max_memory_bytes: int | None = Field(None, ge=1)  # null: 2 GiB
+    # The split (and a procedurally drawn built-in set) follows this seed instead of the run's:
+    # `run --seeds --same-teacher` keeps the teacher's split for every seed (null: the run's seed).
+    split_seed: int | None = Field(None, ge=0)
 
     @field_validator("lazy", mode="before")
     @classmethod
@@ -324,6 +327,10 @@ class ExplainConfig(_Strict):
     sanity: bool = True  # cascading randomisation check (Adebayo et al. 2018), first method
     sanity_samples: int = Field(16, ge=1)
     sanity_layers: int | None = Field(None, ge=1)  # randomise at most this many layers (null: all)
+    # Reference points explained with the same methods (issue 15): teacher_reseed, a second teacher
+    # trained here with another seed (the ceiling); init, the student at its initial weights (the floor).
+    references: list[Literal["teacher_reseed", "init"]] = Field(default_factory=list)
+    reference_teacher: str | None = None  # weights of the second teacher when this run does not train its teacher
 
 
 class ReportConfig(_Strict):

@@ -89,7 +89,8 @@ def load_data(cfg: DataConfig, *, seed: int, teacher_tokenizer: TextTokenizer | 
 
     Args:
         cfg: The ``data`` section of the run config.
-        seed: Seeds the split (and procedurally drawn built-in sets).
+        seed: Seeds the split (and procedurally drawn built-in sets), unless
+            ``cfg.split_seed`` is set (seeds that share one teacher keep its split).
         teacher_tokenizer: Text only: the tokenizer a loaded teacher brings, so that the
             teacher reads its own token ids (``bundle.teacher_view``).
 
@@ -114,7 +115,8 @@ def load_data(cfg: DataConfig, *, seed: int, teacher_tokenizer: TextTokenizer | 
     if cfg.root is not None and scheme != "builtin":
         raise ConfigError(f"data.root applies to built-in data sets read from files (builtin:fashion_mnist), not to {cfg.source}")
     augment = parse_augment(cfg.augment)  # checked before the data is read
-    bundle = SOURCES.get(scheme)(location, cfg, seed, teacher_tokenizer)
+    split_seed = seed if cfg.split_seed is None else cfg.split_seed  # run --seeds --same-teacher keeps the teacher's split
+    bundle = SOURCES.get(scheme)(location, cfg, split_seed, teacher_tokenizer)
     if augment.ops and bundle.spec.kind != "image":
         raise ConfigError(f"data.augment works on images; {cfg.source} is {bundle.spec.kind} data (remove data.augment)")
     return bundle

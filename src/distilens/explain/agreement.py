@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..stats import bootstrap_mean_ci
+
 __all__ = [
     "to_common_grid",
     "spearman",
@@ -208,7 +210,8 @@ class ScoreSummary(TypedDict):
 def summarize(
     scores: dict[str, Tensor], *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> dict[str, ScoreSummary]:
-    """Mean of each score and its percentile-bootstrap interval (Efron & Tibshirani 1993).
+    """Mean of each score and its percentile-bootstrap interval (Efron & Tibshirani 1993;
+    :func:`distilens.stats.bootstrap_mean_ci`).
 
     NaN scores (undefined for a sample, e.g. a constant map) are left out and counted in
     ``n_nan``; all-NaN scores get ``None``. The resampling is seeded, so the interval is
@@ -232,13 +235,8 @@ def summarize(
         if n == 0:
             out[name] = ScoreSummary(mean=None, ci_low=None, ci_high=None, n=0, n_nan=int(values.numel()))
             continue
-        g = torch.Generator().manual_seed(seed)
-        means = finite[torch.randint(0, n, (n_boot, n), generator=g)].mean(1)  # (n_boot,)
-        q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
-        lo, hi = torch.quantile(means, q).tolist()
-        out[name] = ScoreSummary(
-            mean=float(finite.mean()), ci_low=float(lo), ci_high=float(hi), n=n, n_nan=int(values.numel()) - n
-        )
+        mean, lo, hi = bootstrap_mean_ci(finite, n_boot=n_boot, level=level, seed=seed)
+        out[name] = ScoreSummary(mean=mean, ci_low=lo, ci_high=hi, n=n, n_nan=int(values.numel()) - n)
     return out
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from .align import Aligner, default_aligner
 from .attribute import attribute, predicted_class
-from .comparison import Comparison
+from .comparison import Comparison, ModelMaps
 from .hygiene import model_device
 from .inputs import ModelInputs
 
@@ -26,9 +26,14 @@ def compare(
     align: Aligner | None = None,
     target: Tensor | None = None,
     topk: float | None = None,
+    others: Mapping[str, tuple[nn.Module, Tensor | ModelInputs]] | None = None,
     **options: Any,
 ) -> Comparison:
     """Explain ``teacher`` and ``student`` on the same samples for the same target and score agreement.
+
+    Further models (``others``: the label-only baseline, a second teacher, the untrained
+    student) are explained for the same target and scored against the same teacher maps,
+    which are computed once.
 
     Args:
         teacher: The reference model.
@@ -43,33 +48,45 @@ def compare(
         target: (N,) classes to explain; default the teacher's predicted classes.
         topk: Fraction of the units in the top-k overlap; default the aligner's (0.1 of
             pixels or features, 0.2 of a text's words).
+        others: Role → ``(model, its inputs)`` of further models; each reads its inputs as
+            the student or the teacher does (text: the token ids of its own tokenizer).
         **options: Passed to the explainer for both models.
 
     Example:
         >>> cmp = compare(teacher, student, bundle.test.inputs[:64], method="gradcam")
         >>> cmp.summary()["agreement"]["spearman"], cmp.galleries()["same_class_disagree"]
         >>> cmp = compare(t, s, t_enc.ids, student_inputs=s_enc.ids, align=WordAligner(texts, t_enc.offsets, s_enc.offsets))
+        >>> cmp = compare(teacher, student, x, method="gradcam", others={"baseline": (baseline, x)})
+        >>> cmp.others["baseline"].scores["spearman"]   # (N,) the baseline's agreement with the teacher
     """
     t_view = inputs if isinstance(inputs, ModelInputs) else ModelInputs(inputs)
     s_view = t_view if student_inputs is None else student_inputs
     s_view = s_view if isinstance(s_view, ModelInputs) else ModelInputs(s_view)
     align = align if align is not None else default_aligner(t_view.inputs)
-    t_x, s_x = t_view.inputs, s_view.inputs
+    t_x = t_view.inputs
     t_pred = predicted_class(teacher, t_x.to(model_device(teacher))).cpu()
-    s_pred = predicted_class(student, s_x.to(model_device(student))).cpu()
     target = t_pred if target is None else torch.as_tensor(target).cpu()
     t_maps = attribute(teacher, t_x, target, method, **t_view.options(method), **options)
-    s_maps = attribute(student, s_x, target, method, **s_view.options(method), **options)
-    aligned = align.align(t_maps, s_maps)
+    k = align.topk if topk is None else topk
+
+    def explain(model: nn.Module, view: ModelInputs) -> ModelMaps:
+        pred = predicted_class(model, view.inputs.to(model_device(model))).cpu()
+        maps = attribute(model, view.inputs, target, method, **view.options(method), **options)
+        aligned = align.align(t_maps, maps)
+        return ModelMaps(pred, maps, aligned.scores(k), aligned)
+
+    s = explain(student, s_view)
+    rest = {role: explain(model, x if isinstance(x, ModelInputs) else ModelInputs(x)) for role, (model, x) in (others or {}).items()}
     return Comparison(
         method=method,
         inputs=t_x,
         targets=target,
         teacher_pred=t_pred,
-        student_pred=s_pred,
+        student_pred=s.pred,
         teacher_maps=t_maps,
-        student_maps=s_maps,
-        scores=aligned.scores(align.topk if topk is None else topk),
-        aligned=aligned,
+        student_maps=s.maps,
+        scores=s.scores,
+        aligned=s.aligned,
         level=align.level,
+        others=rest,
     )

@@ -3,12 +3,14 @@
 :class:`Aligned` holds both models' maps brought onto the same units by an aligner
 (:mod:`.align`): pixels, features or words. :class:`Comparison` is the whole record of one
 method on one batch: inputs, targets, predictions, each model's own maps, the aligned maps and
-the per-sample agreement.
+the per-sample agreement — and, for the controls and reference points explained against the
+same teacher maps (the label-only baseline, a second teacher, the untrained student), their
+own :class:`ModelMaps`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -17,7 +19,7 @@ from torch import Tensor
 from .agreement import agreement_scores, means, summarize
 from .words import masked_agreement
 
-__all__ = ["Aligned", "Comparison"]
+__all__ = ["Aligned", "Comparison", "ModelMaps"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,23 @@ class Aligned:
 
 
 @dataclass
+class ModelMaps:
+    """A further model explained for the same samples and targets as the student, against the same teacher maps.
+
+    Attributes:
+        pred: (N,) its predicted class.
+        maps: Its attributions, shaped as :func:`~.attribute.attribute` returns them.
+        scores: Per-sample agreement with the teacher's maps, name → (N,) (the student's scores).
+        aligned: Teacher and this model on the common units (``None`` when read back from a file).
+    """
+
+    pred: Tensor
+    maps: Tensor
+    scores: dict[str, Tensor]
+    aligned: Aligned | None = None
+
+
+@dataclass
 class Comparison:
     """Teacher and student explanations of the same inputs and targets.
 
@@ -59,6 +78,8 @@ class Comparison:
         aligned: both maps on common units (see :class:`Aligned`); ``None`` when read back
             from explanations.safetensors.
         level: The units compared: ``"pixel"``, ``"feature"`` or ``"word"``.
+        others: Role → :class:`ModelMaps` of further models explained against the same
+            teacher maps (``baseline``, ``plain_kd``, ``teacher_reseed``, ``init``).
     """
 
     method: str
@@ -71,6 +92,7 @@ class Comparison:
     scores: dict[str, Tensor]
     aligned: Aligned | None = None
     level: str = "pixel"
+    others: dict[str, ModelMaps] = field(default_factory=dict)
 
     def summary(self, *, seed: int = 0) -> dict[str, Any]:
         """Mean agreement (with bootstrap 95% intervals and the spread), and how often the predictions agree.
@@ -78,27 +100,41 @@ class Comparison:
         ``agreement`` holds one float (or ``None``) per score — metrics.json's flat form;
         ``agreement_ci95`` the ``[low, high]`` intervals, ``agreement_std`` the standard
         deviation over samples, and ``agreement_undefined`` how many samples had an
-        undefined (NaN) score.
+        undefined (NaN) score. These are the student's; ``models`` holds the same keys for
+        the student and for every model in :attr:`others`.
         """
-        same = self.teacher_pred == self.student_pred
-        stats = summarize(self.scores, seed=seed)
-        return {
-            "method": self.method,
-            "n_samples": int(self.targets.shape[0]),
-            "agreement": means(stats),
-            "agreement_ci95": {k: [v["ci_low"], v["ci_high"]] for k, v in stats.items()},
-            "agreement_std": {k: _std(v) for k, v in self.scores.items()},
-            "agreement_undefined": {k: v["n_nan"] for k, v in stats.items()},
-            "same_prediction": float(same.float().mean()),
-        }
+        out: dict[str, Any] = {"method": self.method, "n_samples": int(self.targets.shape[0])}
+        out.update(_agreement_summary(self.scores, self.student_pred, self.teacher_pred, seed))
+        if self.others:
+            out["models"] = {"student": _agreement_summary(self.scores, self.student_pred, self.teacher_pred, seed)} | {
+                role: _agreement_summary(m.scores, m.pred, self.teacher_pred, seed) for role, m in self.others.items()
+            }
+        return out
+
+    def role_scores(self, role: str) -> dict[str, Tensor]:
+        """Per-sample agreement with the teacher of ``role`` (``student`` or a key of :attr:`others`)."""
+        return self.scores if role == "student" else self.others[role].scores
+
+    def role_maps(self, role: str) -> Tensor:
+        """The maps of ``role``: ``teacher``, ``student`` or a key of :attr:`others`."""
+        if role in ("teacher", "student"):
+            return self.teacher_maps if role == "teacher" else self.student_maps
+        return self.others[role].maps
 
     _TENSORS = ("inputs", "targets", "teacher_pred", "student_pred", "teacher_maps", "student_maps")
 
     def to_tensors(self) -> dict[str, Tensor]:
-        """Flat ``name → tensor`` dict (for a safetensors file), keys prefixed by the method."""
+        """Flat ``name → tensor`` dict (for a safetensors file), keys prefixed by the method.
+
+        Further models go under ``METHOD/models/ROLE/`` (``pred``, ``maps``, ``score/NAME``).
+        """
         # clone(): safetensors refuses tensors that share memory (targets may be teacher_pred).
         out = {f"{self.method}/{k}": getattr(self, k).detach().cpu().clone() for k in self._TENSORS}
         out.update({f"{self.method}/score/{k}": v.detach().cpu().clone() for k, v in self.scores.items()})
+        for role, m in self.others.items():
+            base = f"{self.method}/models/{role}"
+            out.update({f"{base}/pred": m.pred.detach().cpu().clone(), f"{base}/maps": m.maps.detach().cpu().clone()})
+            out.update({f"{base}/score/{k}": v.detach().cpu().clone() for k, v in m.scores.items()})
         return out
 
     @classmethod
@@ -106,24 +142,53 @@ class Comparison:
         """Inverse of :meth:`to_tensors` for one method."""
         prefix = f"{method}/score/"
         scores = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        return cls(method=method, scores=scores, **{k: tensors[f"{method}/{k}"] for k in cls._TENSORS})
+        others: dict[str, ModelMaps] = {}
+        models = f"{method}/models/"
+        for key in sorted(k for k in tensors if k.startswith(models) and k.endswith("/pred")):
+            role = key[len(models):-len("/pred")]
+            base = f"{models}{role}"
+            role_scores = {k[len(base) + 7:]: v for k, v in tensors.items() if k.startswith(f"{base}/score/")}
+            others[role] = ModelMaps(tensors[key], tensors[f"{base}/maps"], role_scores)
+        return cls(method=method, scores=scores, others=others, **{k: tensors[f"{method}/{k}"] for k in cls._TENSORS})
 
-    def galleries(self, n: int = 8) -> dict[str, list[int]]:
+    def galleries(self, n: int = 8, *, control: str = "baseline") -> dict[str, list[int]]:
         """Rows worth a look, as positions in this comparison.
 
         ``same_class_disagree``: both models predict the same class but explain it most
         differently — "right answer, other reasons" — lowest Spearman first (undefined
         scores last). ``different_class``: the models predict different classes, lowest
-        Spearman first.
+        Spearman first. Where ``control`` (the label-only baseline) was explained too:
+        ``moved_towards``, the rows where the student's Spearman with the teacher exceeds
+        the control's the most (distillation moved the map towards the teacher's), largest
+        gain first, and ``moved_away``, the rows where it falls short the most.
         """
         rho = self.scores["spearman"].clone()
         rho[torch.isnan(rho)] = float("inf")  # undefined agreement: shown last
         same = self.teacher_pred == self.student_pred
         order = torch.argsort(rho, stable=True)
-        return {
+        out = {
             "same_class_disagree": [int(i) for i in order if same[i]][:n],
             "different_class": [int(i) for i in order if not same[i]][:n],
         }
+        if control in self.others:
+            gain = (self.scores["spearman"] - self.others[control].scores["spearman"]).double()
+            defined = ~torch.isnan(gain)
+            down = torch.argsort(torch.where(defined, gain, torch.zeros_like(gain)), descending=True, stable=True)
+            out["moved_towards"] = [int(i) for i in down if defined[i] and gain[i] > 0][:n]
+            out["moved_away"] = [int(i) for i in down.flip(0) if defined[i] and gain[i] < 0][:n]
+        return out
+
+
+def _agreement_summary(scores: dict[str, Tensor], pred: Tensor, teacher_pred: Tensor, seed: int) -> dict[str, Any]:
+    """One model's agreement with the teacher: means, bootstrap 95% intervals, spread, NaN counts, same prediction."""
+    stats = summarize(scores, seed=seed)
+    return {
+        "agreement": means(stats),
+        "agreement_ci95": {k: [v["ci_low"], v["ci_high"]] for k, v in stats.items()},
+        "agreement_std": {k: _std(v) for k, v in scores.items()},
+        "agreement_undefined": {k: v["n_nan"] for k, v in stats.items()},
+        "same_prediction": float((pred == teacher_pred).float().mean()),
+    }
 
 
 def _std(values: Tensor) -> float | None:

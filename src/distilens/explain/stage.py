@@ -22,6 +22,7 @@ from ..data.bundle import Split
 from ..errors import ConfigError, DistilensError
 from .comparison import Comparison
 from .compare import compare
+from .evidence import CONTROLS, ROLES, TEACHER_VIEW_ROLES, agreement_scale, paired_differences
 from .explainers import explainers_for, get_explainer
 from .faithfulness import deletion_insertion
 from .inputs import ExplainInputs, ModelInputs
@@ -154,6 +155,7 @@ def explain_models(
     gallery_size: int = 8,
     options: dict[str, dict[str, Any]] | None = None,
     skip_inapplicable: bool = False,
+    others: Mapping[str, nn.Module] | None = None,
 ) -> tuple[list[Comparison], dict[str, Any]]:
     """Explain teacher and student on the same stratified samples and score them, for any kind of data.
 
@@ -165,6 +167,12 @@ def explain_models(
     ``pointing_game`` per model. The sanity check (cascading randomisation, Adebayo et al.
     2018) runs for the first method only, on the first ``sanity_samples`` samples, to keep
     the stage fast.
+
+    ``others`` adds the controls and reference points (:mod:`.evidence`), explained with
+    the same methods, samples and targets against the same teacher maps: their agreement
+    goes into ``models``, the per-sample paired difference student − control into
+    ``paired``, the scale between floor and ceiling into ``scale``, and the controls get
+    faithfulness (and localisation) rows of their own.
 
     Args:
         teacher, student: Classifiers returning (B, C) logits.
@@ -186,13 +194,17 @@ def explain_models(
         options: Per-method explainer options, e.g. ``{"integrated_gradients": {"n_steps": 64}}``.
         skip_inapplicable: Leave out methods that do not apply (gradcam on tables or MLPs,
             rollout without attention, neuron_importance) instead of raising :class:`DistilensError`.
+        others: Role → model for the roles of :data:`~.evidence.ROLES` (``baseline``,
+            ``plain_kd``, ``teacher_reseed``, ``init``); ``teacher_reseed`` reads the
+            teacher's inputs, the others the student's.
 
     Returns:
         The comparisons (one per method run) and the ``explanations`` block: ``level``
         (pixel, feature, word), ``method``, ``n_samples``, ``agreement`` (+ ``agreement_ci95``,
         ``agreement_std``), ``same_prediction``, ``faithfulness``, ``localization`` (with
-        masks), ``sanity``, ``galleries`` (split indices), and ``methods`` — one such block
-        per method — plus ``sample_indices`` and ``skipped``.
+        masks), ``sanity``, ``galleries`` (split indices), with ``others``: ``models``
+        (role → the same agreement keys), ``paired`` and ``scale``; and ``methods`` — one
+        such block per method — plus ``sample_indices`` and ``skipped``.
 
     Example:
         >>> comparisons, block = explain_models(teacher, student, bundle.test, ["gradcam"], 128, seed=0)
@@ -205,17 +217,27 @@ def explain_models(
     idx = stratified_indices(inputs.labels, n_samples, seed)
     sample = inputs.take(idx)
     run, skipped = _split_methods(methods, teacher, student, sample, skip_inapplicable)
+    unknown = sorted(set(others or {}) - set(ROLES))
+    if unknown:
+        raise ValueError(f"explain_models: unknown roles {unknown}; known: {', '.join(ROLES)}")
+    views = {role: (model, sample.teacher if role in TEACHER_VIEW_ROLES else sample.student) for role, model in (others or {}).items()}
 
     models = {"teacher": (teacher, sample.teacher), "student": (student, sample.student)}
+    faithful = {**models, **{role: views[role] for role in CONTROLS if role in views}}
     comparisons = [
         compare(teacher, student, sample.teacher, student_inputs=sample.student, align=sample.align, method=method,
-                target=sample.targets, topk=topk, **_seed_option(method, sample.teacher, seed), **options.get(method, {}))
+                target=sample.targets, topk=topk, others=views, **_seed_option(method, sample.teacher, seed),
+                **options.get(method, {}))
         for method in run
     ]
     blocks = []
     for cmp in comparisons:
         block = cmp.summary(seed=seed)
-        block["faithfulness"] = _faithfulness(cmp, models, steps, faithfulness_baseline)
+        if views:
+            block["paired"] = paired_differences(cmp, seed=seed)
+            if any(role not in CONTROLS for role in views):
+                block["scale"] = agreement_scale(block["models"])
+        block["faithfulness"] = _faithfulness(cmp, faithful, steps, faithfulness_baseline)
         if sample.masks is not None and cmp.teacher_maps.dim() == 4:
             block["localization"] = _localization(cmp, sample.masks, pointing_tolerance)
         block["galleries"] = {k: [int(idx[i]) for i in v] for k, v in cmp.galleries(gallery_size).items()}
@@ -225,8 +247,9 @@ def explain_models(
     out: dict[str, Any] = {"level": sample.align.level}
     keys = ("method", "n_samples", "agreement", "agreement_ci95", "agreement_std", "same_prediction", "faithfulness")
     out.update({k: first[k] for k in keys})
-    if "localization" in first:
-        out["localization"] = first["localization"]
+    for key in ("localization", "models", "paired", "scale"):
+        if key in first:
+            out[key] = first[key]
     if sanity:
         method, rows = run[0], torch.arange(min(sanity_samples, len(sample)))
         target = comparisons[0].targets[rows]
@@ -247,7 +270,7 @@ def _faithfulness(
     """Per model: mean deletion and insertion AUCs and curves of its own maps on its own inputs."""
     out = {}
     for role, (model, view) in models.items():
-        maps = cmp.teacher_maps if role == "teacher" else cmp.student_maps
+        maps = cmp.role_maps(role)
         removed = baseline if view.replace_id is None else view.replace_id
         curves = deletion_insertion(model, view.inputs, maps, cmp.targets, steps=steps, baseline=removed, keep=view.keep)
         out[role] = _means({k: curves[k] for k in ("deletion_auc", "insertion_auc")})
@@ -256,10 +279,10 @@ def _faithfulness(
 
 
 def _localization(cmp: Comparison, masks: Tensor, tolerance: int) -> dict[str, dict[str, float | None]]:
-    """Per model: mean share of the map inside the object mask, and pointing-game hits."""
+    """Per model (teacher, student and the others): mean share of the map inside the object mask, and pointing-game hits."""
     return {
         role: _means({"mass_in_mask": mass_in_mask(maps, masks), "pointing_game": pointing_game(maps, masks, tolerance)})
-        for role, maps in (("teacher", cmp.teacher_maps), ("student", cmp.student_maps))
+        for role, maps in [(r, cmp.role_maps(r)) for r in ("teacher", "student", *cmp.others)]
     }
 
 
@@ -293,6 +316,7 @@ def explain_stage(
     config: ExplainConfig | None = None,
     seed: int = 0,
     skipped: Mapping[str, str] | None = None,
+    others: Mapping[str, nn.Module] | None = None,
 ) -> dict[str, Any]:
     """The pipeline's explain stage: explain, score, keep the maps in ``folder``, return metrics.json's block.
 
@@ -309,6 +333,8 @@ def explain_stage(
             sanity_layers).
         seed: The run's seed.
         skipped: Methods left out at :func:`choose_methods`, with the reason; recorded.
+        others: The controls and reference points to explain as well (role → model, see
+            :func:`explain_models`): the run passes its label-only ``baseline``.
 
     Returns:
         The ``explanations`` block; ``{"methods": [], "skipped": {...}}`` when no method runs.
@@ -322,7 +348,7 @@ def explain_stage(
     cfg = config or ExplainConfig()
     comparisons, block = explain_models(
         teacher, student, inputs, methods, cfg.n_samples, seed=seed, steps=cfg.steps,
-        sanity=cfg.sanity, sanity_samples=cfg.sanity_samples, sanity_layers=cfg.sanity_layers,
+        sanity=cfg.sanity, sanity_samples=cfg.sanity_samples, sanity_layers=cfg.sanity_layers, others=others,
     )
     rows = torch.tensor(block["sample_indices"], dtype=torch.long)
     inputs.align.take(rows).save(

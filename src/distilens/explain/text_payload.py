@@ -77,6 +77,15 @@ def text_payload(
                 for role, maps in (("teacher", t_words), ("student", s_words))
             },
         }
+        if cmp.others:  # the controls and reference points, word by word: {role: {words, scores, pred}}
+            methods[cmp.method]["models"] = {
+                role: {
+                    "words": [_json_list(m.aligned.student[i, :w]) for i, w in enumerate(width)] if m.aligned is not None else None,
+                    "scores": {k: [_json_float(float(x)) for x in v] for k, v in m.scores.items()},
+                    "pred": m.pred.tolist(),
+                }
+                for role, m in cmp.others.items()
+            }
     return {
         "version": _VERSION,
         "class_names": names,

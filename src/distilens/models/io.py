@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 _FORMAT = "distilens-model/1"
-ROLES = ("teacher", "student", "baseline")
+ROLES = ("teacher", "student", "baseline", "plain_kd", "teacher_reseed", "init")  # the last three: issue 15
 # The fix to suggest when a .safetensors file cannot be parsed.
 UNREADABLE_SAFETENSORS = (
     "it is not a complete safetensors file (cut short, or another format); save or download it again"
@@ -262,7 +262,7 @@ def load_run_model(
     trust_torchscript: bool = False,
     map_location: str | torch.device = "cpu",
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Build ``role`` (teacher, student, baseline) of a run folder: the one way commands load a run's models.
+    """Build ``role`` (teacher, student, baseline, …) of a run folder: the one way commands load a run's models.
 
     A run folder is data: by default a model is built only from a zoo name and safetensors
     weights. A model .json that names an import path (code that runs on import) or
@@ -273,7 +273,8 @@ def load_run_model(
 
     Args:
         run_dir: A folder written by ``distilens run``.
-        role: ``teacher``, ``student`` or ``baseline``.
+        role: ``teacher``, ``student``, ``baseline``, or a control or reference point of the
+            explain stage (``plain_kd``, ``teacher_reseed``, ``init``).
         allow_import: Build an ``import:package.module:factory`` architecture.
         trust_torchscript: Load ``ROLE.torchscript`` (the weights still come from the
             digest-checked ``ROLE.safetensors``).

@@ -49,15 +49,17 @@ class ExplainResult:
 
 def explain_stage(
     ctx: RunContext, inputs: ExplainInputs, teacher: nn.Module, student: nn.Module, methods: list[str],
-    skipped: dict[str, str],
+    skipped: dict[str, str], others: dict[str, nn.Module] | None = None,
 ) -> ExplainResult:
     """Explain with ``methods`` (chosen before training); the maps go into the run folder.
 
+    ``others`` (role → model: the label-only ``baseline``, ``plain_kd``, ``teacher_reseed``,
+    ``init``) are explained the same way against the same teacher maps (the evidence, issue 15).
     The report draws the maps just saved, read back once (:meth:`Explanations.load`).
     """
     if not methods:
         return ExplainResult(None, skipped)
     cfg = ctx.config
     block = explain.explain_stage(teacher, student, inputs, methods, ctx.staging, config=cfg.explain, seed=cfg.seed,
-                                  skipped=skipped)
+                                  skipped=skipped, others=others)
     return ExplainResult(Explanations.load(block, ctx.staging, []), skipped)

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from .. import controls
 from ..config import RunConfig
 from ..distill import Objective, build_objectives, check_text_objectives
 from ..distill.objectives import requirements
@@ -23,7 +24,7 @@ from ..models.text_init import check_teacher_init
 from ..runtime import seed_everything
 from .data import DataResult
 
-__all__ = ["Arch", "ModelPlan", "plan_models", "build_student", "teacher_arch", "explicit_methods"]
+__all__ = ["Arch", "ModelPlan", "plan_models", "build_student", "build_teacher", "teacher_arch", "explicit_methods"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,11 @@ def build_student(cfg: RunConfig, data: DataResult) -> nn.Module:
     return _build(cfg.student.arch, cfg.student.args, data, cfg.seed + 1, "student")
 
 
+def build_teacher(cfg: RunConfig, data: DataResult, seed: int) -> nn.Module:
+    """An untrained teacher of the config's architecture, its weights a function of ``seed``."""
+    return _build(cfg.teacher.arch, cfg.teacher.args, data, seed, "teacher")
+
+
 def plan_models(cfg: RunConfig, data: DataResult) -> ModelPlan:
     """Build the losses, the student and the teacher, and choose the explainers.
 
@@ -73,6 +79,7 @@ def plan_models(cfg: RunConfig, data: DataResult) -> ModelPlan:
     ])
     check_text_objectives(objectives, data.bundle)
     _check_augmented_objectives(cfg, objectives)
+    controls.check_references(cfg)  # evidence (issue 15): a second teacher that cannot be made fails here
     student = build_student(cfg, data)
     if cfg.teacher.weights:  # checked against the data here, before any training
         teacher = load_teacher(
@@ -80,7 +87,7 @@ def plan_models(cfg: RunConfig, data: DataResult) -> ModelPlan:
             trust_torchscript=cfg.teacher.trust_torchscript,
         )
     else:
-        teacher = _build(cfg.teacher.arch, cfg.teacher.args, data, cfg.seed, "teacher")
+        teacher = build_teacher(cfg, data, cfg.seed)
     inputs = data.modality.explain_inputs(data.bundle)
     methods, skipped = choose_methods(cfg.explain.methods, teacher, student, inputs, explicit=explicit_methods(cfg))
     if cfg.student.init == "teacher_embeddings":

@@ -27,6 +27,7 @@ from .context import RunContext
 from .data import DataResult, data_stage
 from .evaluate import evaluate_stage
 from .estimate import print_model_plan
+from .evidence import evidence_metrics, evidence_stage
 from .explain import explain_stage
 from .models import plan_models
 from .report import assemble_metrics, report_stage
@@ -95,19 +96,22 @@ def _stages(ctx: RunContext) -> RunResult:
             with timings.timed("cache"):
                 soft = cache_stage(ctx, data, teacher.model, plan.objectives)
             students = students_stage(ctx, data, plan, teacher.model, soft.cache)  # times "distill" and "baseline"
+            evidence = evidence_stage(ctx, data, teacher.model, students, soft.cache)  # the controls and references
         if not ctx.world.main:  # rank 0 alone evaluates, explains and writes the outputs
             return RunResult(ctx.folder.final, {}, timings.seconds)
-        history = teacher.history + students.history
+        history = teacher.history + students.history + evidence.history
         write_history(staging / HISTORY, history)
         with timings.timed("evaluate"), ctx.stage("evaluating on the test split (latency: models in turn)"):
-            evaluation = evaluate_stage(ctx, data, teacher.model, students.models(), soft.cache)
+            evaluation = evaluate_stage(ctx, data, teacher.model, {**students.models(), **evidence.students()}, soft.cache)
+            paired = evidence_metrics(ctx, data, evaluation)
         with timings.timed("explain"), ctx.stage(f"explaining with {', '.join(plan.methods) or 'no method'}"):
-            explanation = explain_stage(ctx, plan.explain_inputs, teacher.model, students.student, plan.methods, plan.skipped)
+            explanation = explain_stage(ctx, plan.explain_inputs, teacher.model, students.student, plan.methods, plan.skipped,
+                                        evidence.models)
         with timings.timed("report"), ctx.stage("writing report.html"):  # the page shows the stage times so far; metrics.json gets the final ones
-            report_stage(ctx, assemble_metrics(ctx, data, teacher, students, evaluation, explanation), data, evaluation,
-                         explanation, history, students.student)
+            report_stage(ctx, {**assemble_metrics(ctx, data, teacher, students, evaluation, explanation), **paired}, data,
+                         evaluation, explanation, history, students.student)
         timings.finish()
-        metrics = assemble_metrics(ctx, data, teacher, students, evaluation, explanation)
+        metrics = {**assemble_metrics(ctx, data, teacher, students, evaluation, explanation), **paired}
         atomic_write_json(staging / "metrics.json", metrics)
     return RunResult(ctx.folder.commit(), metrics, timings.seconds)
 

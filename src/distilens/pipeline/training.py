@@ -30,7 +30,7 @@ from .models import Arch, ModelPlan, build_student
 
 __all__ = [
     "ModelFiles", "TeacherResult", "CacheResult", "StudentsResult", "teacher_stage", "cache_stage", "students_stage",
-    "run_augment", "augmentation_record",
+    "train_teacher", "train_student", "initialise", "run_augment", "augmentation_record",
 ]
 
 
@@ -139,27 +139,37 @@ class StudentsResult:
 def teacher_stage(ctx: RunContext, data: DataResult, plan: ModelPlan) -> TeacherResult:
     """A loaded teacher is saved as it is; otherwise it trains on its own view of the data."""
     cfg, files, teacher = ctx.config, ModelFiles("teacher", ctx.staging), plan.teacher
-    spec = data.bundle.for_teacher().spec
     if cfg.teacher.weights:
         if ctx.world.main:
-            _save_loaded_teacher(teacher, ctx.staging, plan.teacher_arch, spec)
+            _save_loaded_teacher(teacher, ctx.staging, plan.teacher_arch, data.bundle.for_teacher().spec)
         return TeacherResult(teacher.to(ctx.device))
     if files.finished():
         return TeacherResult(load_model(files.weights)[0].to(ctx.device), files.previous_history())
-    tc = cfg.teacher.train
-    # The teacher reads its own token ids; a frozen-encoder teacher (minilm) fits its head on features computed once.
+    history, head_fit = train_teacher(ctx, data, files, teacher, cfg.seed)
+    return TeacherResult(teacher, history, head_fit)
+
+
+def train_teacher(
+    ctx: RunContext, data: DataResult, files: ModelFiles, teacher: nn.Module, seed: int
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """Train ``teacher`` as ``teacher.train`` says from ``seed`` and save it under ``files``: its history rows and head fit.
+
+    The teacher reads its own token ids; a frozen-encoder teacher (minilm) fits its head on
+    features computed once. The second teacher of ``explain.references`` trains here too.
+    """
+    cfg, tc = ctx.config, ctx.config.teacher.train
     result = fit_teacher(
         teacher, data.bundle.for_teacher(), epochs=tc.epochs, batch_size=tc.batch_size, optimizer=tc.optimizer, lr=tc.lr,
-        weight_decay=tc.weight_decay, momentum=tc.momentum, warmup_epochs=tc.warmup_epochs, seed=cfg.seed,
+        weight_decay=tc.weight_decay, momentum=tc.momentum, warmup_epochs=tc.warmup_epochs, seed=seed,
         schedule=tc.schedule, milestones=tc.milestones, gamma=tc.gamma, augment=run_augment(cfg),
         objectives=[CE(label_smoothing=tc.label_smoothing)] if tc.label_smoothing else None,
-        on_epoch=ctx.on_epoch("teacher", tc.epochs), checkpoint_path=files.checkpoint, resume=True,
+        on_epoch=ctx.on_epoch(files.role, tc.epochs), checkpoint_path=files.checkpoint, resume=True,
         tensorboard_dir=files.tensorboard, device=ctx.device, precision=cfg.runtime.precision,
     )
     if ctx.world.main:
-        save_model(teacher, files.weights, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=spec)
+        save_model(teacher, files.weights, arch=cfg.teacher.arch, args=cfg.teacher.args, spec=data.bundle.for_teacher().spec)
         _warn_head_fit(ctx, result.head_fit)
-    return TeacherResult(teacher, [{"model": "teacher", **row} for row in result.history], result.head_fit)
+    return [{"model": files.role, **row} for row in result.history], result.head_fit
 
 
 def _warn_head_fit(ctx: RunContext, head_fit: dict[str, Any] | None) -> None:
@@ -219,27 +229,27 @@ def students_stage(
     """
     history: list[dict[str, Any]] = []
     with ctx.timings.timed("distill"):
-        init = _initialise(ctx, data, plan.student, teacher)
+        init = initialise(ctx, data, plan.student, teacher)
         online = teacher if ctx.config.distill.teacher_views == "online" and run_augment(ctx.config) is not None else None
-        _train_student(ctx, ModelFiles("student", ctx.staging), plan.student, data.transfer, plan.objectives,
-                       None if online is not None else cache, history, online)
+        train_student(ctx, ModelFiles("student", ctx.staging), plan.student, data.transfer, plan.objectives,
+                      None if online is not None else cache, history, online)
     baseline = None
     if ctx.config.distill.baseline:
         with ctx.timings.timed("baseline"):
             baseline = build_student(ctx.config, data)
-            _initialise(ctx, data, baseline, teacher)
-            _train_student(ctx, ModelFiles("baseline", ctx.staging), baseline, data.bundle, None, None, history)
+            initialise(ctx, data, baseline, teacher)
+            train_student(ctx, ModelFiles("baseline", ctx.staging), baseline, data.bundle, None, None, history)
     return StudentsResult(plan.student, baseline, history, init, augmentation_record(ctx.config))
 
 
-def _initialise(ctx: RunContext, data: DataResult, student: nn.Module, teacher: nn.Module) -> dict[str, Any] | None:
+def initialise(ctx: RunContext, data: DataResult, student: nn.Module, teacher: nn.Module) -> dict[str, Any] | None:
     """``student.init``: the student's token embeddings from the teacher's (in place), or as built."""
     if ctx.config.student.init != "teacher_embeddings":
         return None
     return init_embeddings_from_teacher(student, teacher, data.bundle.tokenizer, data.bundle.for_teacher().tokenizer)
 
 
-def _train_student(
+def train_student(
     ctx: RunContext, files: ModelFiles, model: nn.Module, bundle: DataBundle, objectives: list[Objective] | None,
     cache: SoftLabelCache | None, history: list[dict[str, Any]], online_teacher: nn.Module | None = None,
 ) -> None:

@@ -21,7 +21,9 @@ from ..modalities import modality_of
 from ..models.soft_tree import SoftDecisionTree
 from .figures import feature_importance_bars, heatmap_grid, row_attributions, spread_by_class
 from .html import render_report, write_report
+from .evidence_plots import evidence_figures  # evidence (issue 15)
 from .inputs import Predictions, ReportInputs
+from .verdict import verdict_lines  # evidence (issue 15)
 from .plots import (
     agreement_distribution,
     class_similarity,
@@ -47,40 +49,8 @@ GRID_ROWS = 8
 
 
 def verdict(metrics: dict[str, Any], thresholds: dict[str, float]) -> list[dict[str, str]]:
-    """Green/amber/red checks of the student against the teacher (and the baseline).
-
-    Args:
-        metrics: metrics.json content.
-        thresholds: ``max_accuracy_drop``, ``min_agreement`` and ``margin`` (fractions).
-    """
-    t, s = metrics.get("teacher"), metrics.get("student")
-    if not t or not s:
-        return []
-    margin = thresholds["margin"]
-    drop = t["accuracy"] - s["accuracy"]
-    limit = thresholds["max_accuracy_drop"]
-    checks = [{
-        "what": "accuracy drop vs teacher",
-        "value": f"{100 * drop:+.1f} points (limit {100 * limit:.1f})",
-        "status": "green" if drop <= limit else "amber" if drop <= limit + margin else "red",
-    }]
-    if s.get("agreement") is not None:
-        need = thresholds["min_agreement"]
-        a = s["agreement"]
-        checks.append({
-            "what": "top-1 agreement with teacher",
-            "value": f"{100 * a:.1f}% (at least {100 * need:.0f}%)",
-            "status": "green" if a >= need else "amber" if a >= need - margin else "red",
-        })
-    b = metrics.get("baseline")
-    if b:
-        gain = s["accuracy"] - b["accuracy"]
-        checks.append({
-            "what": "distillation vs label-only student",
-            "value": f"{100 * gain:+.1f} points accuracy, agreement {100 * s.get('agreement', 0):.1f}% vs {100 * b.get('agreement', 0):.1f}%",
-            "status": "green" if gain >= 0 else "amber" if gain >= -margin else "red",
-        })
-    return checks
+    """The verdict's lines (:func:`distilens.report.verdict.verdict_lines`) as the report's rows ``{what, value, status}``."""
+    return [{"what": line.topic, "value": line.text, "status": line.status} for line in verdict_lines(metrics, thresholds)]
 
 
 def write_run_report(run_dir: str | Path, *, command: str | None = None) -> Path:
@@ -177,17 +147,15 @@ def _explanation_figures(cmp: Comparison, spec: InputSpec, labels: Tensor) -> di
         out["bars"] = feature_importance_bars(cmp, spec.feature_names)
         out["rows"] = row_attributions(cmp, spec.feature_names)
     out["distribution"] = agreement_distribution(scores, cmp.method)
+    out.update(evidence_figures(cmp, names, pixels=modality_of(spec).align == "pixels" and cmp.teacher_maps.dim() >= 3))  # evidence
     return out
 
 
 def gallery_maps(cmp: Comparison) -> dict[str, Any]:
     """Role → maps the galleries draw: teacher, student and, where it was explained, the label-only baseline."""
     maps = {"teacher": cmp.teacher_maps, "student": cmp.student_maps}
-    # SEAM (branch evidence, issue 15): Comparison.others (role → ModelMaps) arrives with evidence; after the
-    # merge this reads `if "baseline" in cmp.others: maps["baseline"] = cmp.others["baseline"].maps`.
-    others = getattr(cmp, "others", None) or {}
-    if "baseline" in others:
-        maps["baseline"] = others["baseline"].maps
+    if "baseline" in cmp.others:  # the label-only control, explained against the same teacher maps
+        maps["baseline"] = cmp.others["baseline"].maps
     return maps
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import jinja2
 
 from ..io import atomic_write_text
+from .evidence_view import evidence_context
 
 __all__ = ["render_report", "write_report"]
 
@@ -70,7 +71,8 @@ def _method_context(entry: dict[str, Any]) -> dict[str, Any]:
     figures = {k: _b64(v) for k, v in entry["figures"].items()}
     return {"method": block["method"], "n": block.get("n_samples"), "same": _fmt(block.get("same_prediction"), "pct"),
             "scores": scores, "faith": faith, "local": local, "fig": figures,
-            "grid_classes": entry.get("grid_classes", [])}  # reviewer (issue 19): the true classes of the sample drawn
+            "grid_classes": entry.get("grid_classes", []),  # reviewer (issue 19): the true classes of the sample drawn
+            "ev": evidence_context(block)}  # evidence (issue 15): every model's agreement, paired differences, scale
 
 
 def render_report(

@@ -17,7 +17,12 @@ __all__ = ["text_context", "word_segments", "score_colour"]
 #: Red for words that support the explained class, blue for words that speak against it.
 _POSITIVE = (214, 39, 40)
 _NEGATIVE = (31, 119, 180)
-_GALLERIES = (("same_class_disagree", "Same answer, other words"), ("different_class", "Different answers"))
+_GALLERIES = (
+    ("same_class_disagree", "Same answer, other words"),
+    ("different_class", "Different answers"),
+    ("moved_towards", "Where distillation moved the student's words most towards the teacher's (vs the label-only student)"),
+    ("moved_away", "Where distillation moved the student's words most away from the teacher's (vs the label-only student)"),
+)
 
 
 def score_colour(value: float | None, scale: float) -> str:
@@ -67,6 +72,8 @@ def _row(payload: dict[str, Any], method: dict[str, Any], pos: int) -> dict[str,
     text, spans = payload["texts"][pos], payload["words"][pos]
     labels = payload.get("labels")
     rho = method["scores"].get("spearman", [None] * (pos + 1))[pos]
+    baseline = (method.get("models") or {}).get("baseline") or {}
+    b_rho = baseline.get("scores", {}).get("spearman", [None] * (pos + 1))[pos] if baseline else None
     return {
         "index": payload["sample_indices"][pos],
         "target": _name(names, payload["targets"][pos]),
@@ -76,6 +83,8 @@ def _row(payload: dict[str, Any], method: dict[str, Any], pos: int) -> dict[str,
         "spearman": "–" if rho is None else f"{rho:.2f}",
         "teacher": word_segments(text, spans, method["teacher"][pos]),
         "student": word_segments(text, spans, method["student"][pos]),
+        "baseline": word_segments(text, spans, baseline["words"][pos]) if baseline.get("words") else None,
+        "baseline_spearman": "–" if b_rho is None else f"{b_rho:.2f}",
     }
 
 
@@ -112,7 +121,7 @@ def text_context(payload: dict[str, Any], *, rows: int = 8, gallery_rows: int = 
             ],
             "galleries": [
                 {"title": title, "rows": [_row(payload, method, p) for p in method["galleries"].get(key, [])[:gallery_rows]]}
-                for key, title in _GALLERIES
+                for key, title in _GALLERIES if key in method["galleries"]  # the moved ones need the baseline
             ],
         })
     return {"methods": out, "skipped": payload.get("skipped", {})}

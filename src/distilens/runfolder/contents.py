@@ -23,7 +23,7 @@ __all__ = ["MARKER", "MARKER_FORMAT", "RUN_FILES", "Contents", "classify", "walk
 
 MARKER = ".distilens-run"
 MARKER_FORMAT = "distilens-run/1"
-_ROLE = r"(teacher|student|baseline)"
+_ROLE = r"(teacher|student|baseline|plain_kd|teacher_reseed|init)"  # evidence (issue 15): controls and references
 #: Every file a run, ``explain``, ``export`` (default --out) or ``predict --explain`` (default
 #: heatmaps) writes into a run folder, as paths relative to it.
 RUN_FILES = re.compile(
