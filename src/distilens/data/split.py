@@ -24,7 +24,6 @@ from typing import Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from ..errors import DataError
@@ -111,6 +110,7 @@ class SplitIndices:
 
 def _stratified(index: np.ndarray, labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``index`` cut into (rest, held out) with ``share`` held out per class; sklearn's ValueError passes."""
+    from sklearn.model_selection import train_test_split  # on use: importing distilens.data stays cheap
     rest, held = train_test_split(index, test_size=share, stratify=labels, random_state=seed)
     return rest, held
 

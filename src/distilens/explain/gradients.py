@@ -7,11 +7,13 @@ versions for text models are in :mod:`.tokens`.
 
 from __future__ import annotations
 
+# Captum is imported inside the functions that use it: importing the explain package (as
+# `distilens list` and every command's start do) does not pay for it.
+
 import warnings
 from typing import Any, Literal
 
 import torch
-from captum.attr import DeepLift, InputXGradient, IntegratedGradients, NoiseTunnel, Saliency
 from torch import Tensor, nn
 
 from ..errors import DistilensError
@@ -48,12 +50,14 @@ def baseline_like(baseline: Baseline, x: Tensor) -> float | Tensor:
 @register_explainer("saliency", "image", "table", requires=[needs_gradients])
 def _saliency(model: nn.Module, x: Tensor, target: Tensor | int) -> Tensor:
     """|∂f_target/∂x| (Simonyan et al. 2014)."""
+    from captum.attr import Saliency
     return Saliency(model).attribute(x, target=target, abs=True)
 
 
 @register_explainer("input_x_gradient", "image", "table", requires=[needs_gradients])
 def _input_x_gradient(model: nn.Module, x: Tensor, target: Tensor | int) -> Tensor:
     """x ⊙ ∂f_target/∂x (Shrikumar et al. 2016); on a linear model, w ⊙ x exactly."""
+    from captum.attr import InputXGradient
     return InputXGradient(model).attribute(x, target=target)
 
 
@@ -72,6 +76,7 @@ def _integrated_gradients(
     The default baseline 0 is the training mean, since inputs are normalised; pass a float
     or a tensor of one input's shape for another reference.
     """
+    from captum.attr import IntegratedGradients
     return IntegratedGradients(model).attribute(
         x, baselines=baseline_like(baseline, x), target=target, n_steps=n_steps, internal_batch_size=internal_batch_size
     )
@@ -86,6 +91,7 @@ def _deeplift(model: nn.Module, x: Tensor, target: Tensor | int, baseline: Basel
     with warnings.catch_warnings():
         # Captum announces, every call, that it hooks the activations (and removes them).
         warnings.filterwarnings("ignore", message=r"Setting forward, backward hooks", category=UserWarning)
+        from captum.attr import DeepLift
         return DeepLift(model).attribute(x, baselines=baseline_like(baseline, x), target=target)
 
 
@@ -109,6 +115,7 @@ def _smoothgrad(
     """
     if base not in ("saliency", "integrated_gradients"):
         raise DistilensError(f"smoothgrad: base must be 'saliency' or 'integrated_gradients', got '{base}'")
+    from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
     inner = Saliency(model) if base == "saliency" else IntegratedGradients(model)
     extra: dict[str, Any] = {"abs": True} if base == "saliency" else {"n_steps": n_steps}
     tunnel = NoiseTunnel(inner)

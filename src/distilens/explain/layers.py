@@ -6,9 +6,11 @@ inputs (``neuron_importance`` also for tables).
 
 from __future__ import annotations
 
+# Captum is imported inside the functions that use it: importing the explain package (as
+# `distilens list` and every command's start do) does not pay for it.
+
 import torch
 import torch.nn.functional as F
-from captum.attr import LayerConductance, LayerGradCam
 from torch import Tensor, nn
 
 from ..errors import DistilensError
@@ -34,6 +36,7 @@ def _gradcam(model: nn.Module, x: Tensor, target: Tensor | int, layer: str = "au
     (B, 1, H, W) upsampled to the input (or (B, 1, h, w) with ``upsample=False``).
     """
     name = last_spatial_layer(model, x) if layer == "auto" else layer
+    from captum.attr import LayerGradCam
     cam = LayerGradCam(model, get_layer(model, name)).attribute(x, target=target, relu_attributions=True)
     return _upsample(cam, x) if upsample else cam
 
@@ -101,6 +104,7 @@ def _neuron_importance(
     one. Σ_units ≈ f(x) − f(x′) (completeness, as for Integrated Gradients).
     """
     name = unit_layer(model, x) if layer == "auto" else layer
+    from captum.attr import LayerConductance
     cond = LayerConductance(model, get_layer(model, name)).attribute(
         x, baselines=baseline_like(baseline, x), target=target, n_steps=n_steps, internal_batch_size=internal_batch_size
     )

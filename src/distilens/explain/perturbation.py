@@ -8,12 +8,14 @@ one feature at a time; images in square patches (occlusion) or square superpixel
 
 from __future__ import annotations
 
+# Captum is imported inside the functions that use it: importing the explain package (as
+# `distilens list` and every command's start do) does not pay for it.
+
 import math
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from captum.attr import KernelShap, Lime, Occlusion
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -46,6 +48,7 @@ def _occlusion(
     the patches that cover it. Tables: one feature at a time (``window``/``stride`` must
     stay unset, since columns have no neighbours). Shaped like the inputs.
     """
+    from captum.attr import Occlusion
     occ = Occlusion(model)
     if x.dim() == 2:
         if window not in (None, 1) or stride not in (None, 1):
@@ -167,6 +170,7 @@ def _kernel_shap(
     ``baseline`` (0 = the training mean). ``n_samples`` coalitions per input, drawn from a
     generator seeded with ``seed``. Shaped like the inputs.
     """
+    from captum.attr import KernelShap
     return _surrogate(KernelShap, model, x, target, n_samples, block, baseline, seed, perturbations_per_eval)
 
 
@@ -189,6 +193,8 @@ def _lime(
     cosine distance to the input (``kernel_width``), the surrogate is a ridge regression
     (``alpha``; Captum's default lasso often zeroes every weight). Seeded by ``seed``.
     """
+    from captum.attr import Lime
+
     return _surrogate(
         Lime, model, x, target, n_samples, block, baseline, seed, perturbations_per_eval,
         interpretable_model=WeightedRidge(alpha),

@@ -10,10 +10,12 @@ perturbs; :func:`~.attribute.attribute` zeroes the pad positions of the result.
 
 from __future__ import annotations
 
+# Captum is imported inside the functions that use it: importing the explain package (as
+# `distilens list` and every command's start do) does not pay for it.
+
 from typing import Literal
 
 import torch
-from captum.attr import LayerGradientXActivation, LayerIntegratedGradients
 from torch import Tensor, nn
 
 from ..errors import DistilensError
@@ -56,6 +58,7 @@ def _integrated_gradients(
     text_model = _token_model(model)
     baseline = torch.where(keep, ids, torch.full_like(ids, text_model.pad_id))
     layer = text_model.get_input_embeddings()
+    from captum.attr import LayerIntegratedGradients
     lig = LayerIntegratedGradients(model, layer)
 
     def run(rows: Tensor | slice, steps: int) -> Tensor:
@@ -101,6 +104,7 @@ def ig_path_gap(model: nn.Module, layer: nn.Module, ids: Tensor, baseline: Tenso
 @register_explainer("input_x_gradient", "text", requires=[needs_gradients])
 def _input_x_gradient(model: nn.Module, ids: Tensor, target: Tensor | int, keep: Tensor) -> Tensor:
     """Input × gradient on the token embeddings (Shrikumar et al. 2016; Denil et al. 2014): e_i · ∂f/∂e_i."""
+    from captum.attr import LayerGradientXActivation
     attr = LayerGradientXActivation(model, _token_model(model).get_input_embeddings()).attribute(ids, target=target)
     return attr.sum(-1)  # (B, L, D) -> (B, L)
 
