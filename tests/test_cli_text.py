@@ -34,6 +34,8 @@ def test_run_writes_metrics_tokenizer_and_report(runs, student: str) -> None:
         assert (run / name).is_file(), name
     m = json.loads((run / "metrics.json").read_text())
     copies = m["dataset"].pop("transfer_copies", 0)
+    split = m["dataset"].pop("split")  # no split given: test and val drawn with the seed
+    assert split == {"test": "seeded", "val": "seeded", "seed": 0, "test_fraction": 0.2, "val_fraction": 0.1}
     assert m["dataset"] == {"name": "reviews", "num_classes": 2, "n_train": 140, "n_val": 20, "n_test": 40, "loading": "memory"}
     assert (140 < copies <= 280) == (student == "text_cnn")  # most texts give two distinct copies
     with safe_open(str(run / "predictions.safetensors"), "pt") as f:

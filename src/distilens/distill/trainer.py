@@ -18,11 +18,12 @@ flags stay on the device and are read once, at its end.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -97,11 +98,9 @@ def fit(
         tensorboard_dir: Write the history's scalars there when ``tensorboard`` is installed.
         schedule, milestones, gamma: ``cosine`` (to 0 over the epochs) or ``step`` (×``gamma``
             after each milestone epoch), after the warm-up.
-        augment: Augment the training images (never val/test): epoch e sees views drawn from
-            (seed, e, sample) alone, so lazy loading and data-parallel shares see the same
-            pixels (:mod:`distilens.distill.views`). With a ``teacher_cache`` of stored views
-            (``SoftLabelCache.build(..., augment=, views=K)``) epoch e trains on stored view
-            (e − 1) mod K and its soft labels instead.
+        augment: Augment the training images: epoch e's views depend on (seed, e, sample) alone
+            (:mod:`distilens.distill.views`); with a cache of K stored views, epoch e trains on
+            view (e − 1) mod K and its soft labels.
         online_teacher: The teacher labels each augmented batch in the step (eval mode, no
             gradients) instead of a cache (``distill.teacher_views: online``).
 
@@ -112,10 +111,7 @@ def fit(
         >>> cache = SoftLabelCache.build(teacher, bundle.train)
         >>> fit(student, bundle, objectives=[KD(temperature=4.0), CE(weight=0.1)], teacher_cache=cache)
     """
-    if monitor not in ("val_accuracy", "val_loss"):
-        raise ValueError(f"monitor must be 'val_accuracy' or 'val_loss', got {monitor!r}")
-    if resume and checkpoint_path is None:
-        raise ValueError("resume=True needs checkpoint_path")
+    _check_fit_args(monitor, resume, checkpoint_path)
     dev = resolve_device(device) if isinstance(device, str) else device
     dtype = amp_dtype(precision, dev)
     objectives = [o.to(dev) for o in objectives or [CE()]]
@@ -125,22 +121,14 @@ def fit(
     plan = StepPlan(model.to(dev), objectives, teacher_cache, bundle.train, dev, dtype, online_teacher=online_teacher)
     sync = GradientSync([model, *objectives])  # every process starts from rank 0's weights
     steps = count_batches(len(bundle.train), batch_size, sync.world.size)
-    signature = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                     momentum=momentum, warmup_epochs=warmup_epochs, grad_clip=grad_clip, seed=seed,
-                     n_train=len(bundle.train), objectives=[repr(o) for o in objectives])
-    if schedule != "cosine":
-        signature.update(schedule=schedule, milestones=list(milestones), gamma=gamma)
-    if views is not None:
-        signature.update(augment=views.augment.to_config(), views="stored" if views.stored is not None else
-                         "online" if online_teacher is not None else "epoch")
-    state = TrainState.create(model, objectives, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                              momentum=momentum, total_steps=epochs * steps, warmup_steps=int(round(warmup_epochs * steps)),
-                              seed=seed, fp16=dtype is torch.float16, device=dev, signature=signature, schedule=schedule,
-                              milestone_steps=[int(m) * steps for m in milestones], gamma=gamma)
+    settings = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                    momentum=momentum, warmup_epochs=warmup_epochs, grad_clip=grad_clip, seed=seed, schedule=schedule,
+                    milestones=list(milestones), gamma=gamma)
+    state = _train_state(model, objectives, settings, steps, len(bundle.train), views, online_teacher is not None,
+                         fp16=dtype is torch.float16, device=dev)
     if resume and Path(checkpoint_path).is_file():  # type: ignore[arg-type]
         state.resume(checkpoint_path)  # type: ignore[arg-type]
-    writer = _tensorboard(tensorboard_dir) if sync.world.main else None
-    try:
+    with _tensorboard(tensorboard_dir if sync.world.main else None) as writer:
         while state.epoch < epochs and not state.stopped_early:
             t0 = time.perf_counter()
             row = train_epoch(state, plan, sync, bundle.train, batch_size, grad_clip, checkpoint_path, views)
@@ -152,12 +140,40 @@ def fit(
                 _log_scalars(writer, row)
             if on_epoch is not None and sync.world.main:
                 on_epoch(row)
-    finally:
-        if writer is not None:
-            writer.close()
     result = state.finish()
     model.eval()
     return result
+
+
+def _check_fit_args(monitor: str, resume: bool, checkpoint_path: str | Path | None) -> None:
+    if monitor not in ("val_accuracy", "val_loss"):
+        raise ValueError(f"monitor must be 'val_accuracy' or 'val_loss', got {monitor!r}")
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs checkpoint_path")
+
+
+def _train_state(
+    model: nn.Module, objectives: list[Objective], settings: dict[str, Any], steps: int, n_train: int,
+    views: TrainingViews | None, online: bool, *, fp16: bool, device: torch.device,
+) -> TrainState:
+    """A fresh :class:`TrainState` for ``settings`` (fit's optimiser and schedule arguments); its
+    signature (what a checkpoint must match to be resumed) also names the data size, the
+    objectives and the augmented views, and leaves the default cosine schedule's keys out so
+    that older checkpoints still resume."""
+    signature = {k: v for k, v in settings.items() if k not in ("schedule", "milestones", "gamma")}
+    signature.update(n_train=n_train, objectives=[repr(o) for o in objectives])
+    if settings["schedule"] != "cosine":
+        signature.update(schedule=settings["schedule"], milestones=settings["milestones"], gamma=settings["gamma"])
+    if views is not None:
+        signature.update(augment=views.augment.to_config(),
+                         views="stored" if views.stored is not None else "online" if online else "epoch")
+    return TrainState.create(
+        model, objectives, optimizer=settings["optimizer"], lr=settings["lr"], weight_decay=settings["weight_decay"],
+        momentum=settings["momentum"], total_steps=settings["epochs"] * steps,
+        warmup_steps=int(round(settings["warmup_epochs"] * steps)), seed=settings["seed"], fp16=fp16, device=device,
+        signature=signature, schedule=settings["schedule"],
+        milestone_steps=[int(m) * steps for m in settings["milestones"]], gamma=settings["gamma"],
+    )
 
 
 def _training_views(
@@ -283,13 +299,20 @@ def _log_scalars(writer: Any, row: dict[str, float]) -> None:
             writer.add_scalar(name, value, row["epoch"])
 
 
-def _tensorboard(log_dir: str | Path | None) -> Any:
-    """A SummaryWriter, or None when no directory is asked for or tensorboard is not installed."""
+@contextlib.contextmanager
+def _tensorboard(log_dir: str | Path | None) -> Iterator[Any]:
+    """A SummaryWriter (closed on exit), or None when no directory is asked for or tensorboard is not installed."""
     if log_dir is None:
-        return None
+        yield None
+        return
     if importlib.util.find_spec("tensorboard") is None:
-        warnings.warn("tensorboard is not installed; skipping TensorBoard logging (pip install tensorboard)", stacklevel=3)
-        return None
+        warnings.warn("tensorboard is not installed; skipping TensorBoard logging (pip install tensorboard)", stacklevel=4)
+        yield None
+        return
     from torch.utils.tensorboard import SummaryWriter  # a broken install raises: not our call to hide
 
-    return SummaryWriter(str(log_dir))
+    writer = SummaryWriter(str(log_dir))
+    try:
+        yield writer
+    finally:
+        writer.close()

@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -33,11 +33,25 @@ from ..data.augment import Augment
 from ..data.bundle import Split, iterate_batches
 from ..models.modes import eval_mode
 
-if TYPE_CHECKING:
-    from .teacher_cache import SoftLabelCache
+
+class StoredViews(Protocol):
+    """What :class:`TrainingViews` reads of a soft-label cache holding stored views
+    (:class:`~distilens.distill.teacher_cache.SoftLabelCache`; a Protocol, so this module,
+    which the cache imports, does not import it back)."""
+
+    views: int
+
+    def rows(self, index: Tensor, view: int = 0) -> Tensor:
+        """The cache rows of samples ``index`` in view ``view``."""
+        ...
+
+    def view_params(self, index: Tensor, view: int) -> tuple[Tensor, ...]:
+        """Each op's stored parameters of samples ``index`` in view ``view``."""
+        ...
 
 __all__ = [
-    "view_generator", "epoch_params", "stored_params", "stored_view", "rows_of_view", "label_stored_views", "TrainingViews",
+    "StoredViews", "view_generator", "epoch_params", "stored_params", "stored_view", "rows_of_view", "label_stored_views",
+    "TrainingViews",
 ]
 
 _VERSION = "distilens-views/1"
@@ -139,7 +153,7 @@ class TrainingViews:
         >>> x_view = views.apply(x, idx)
     """
 
-    def __init__(self, augment: Augment, n: int, size: tuple[int, int], *, seed: int, stored: "SoftLabelCache | None" = None):
+    def __init__(self, augment: Augment, n: int, size: tuple[int, int], *, seed: int, stored: StoredViews | None = None):
         self.augment, self.n, self.size, self.seed, self.stored = augment, int(n), size, int(seed), stored
         self.view = 0
         self._params: tuple[Tensor, ...] | None = None
