@@ -108,6 +108,8 @@ def test_predict_explain_out_names_each_heatmap_after_its_input(finished_runs, c
     rows = list(csv.DictReader((tmp_path / "p.csv").open(encoding="utf-8")))
     assert rows and all(Path(r["heatmap"]).is_file() for r in rows)
     assert len({r["heatmap"] for r in rows}) == len(rows)
+    with Image.open(rows[0]["heatmap"]) as png:  # the input, and the map drawn over it: two panels side by side
+        assert png.width > 1.6 * png.height
     first = rows[0]
     assert Path(first["heatmap"]).name == Path(first["source"]).with_suffix("").as_posix().replace("/", "-") + ".heatmap.png"
     stdout = cli("predict", str(run.path), str(photos), cwd=run.work).stdout

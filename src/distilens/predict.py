@@ -54,7 +54,8 @@ def predict(
         ``probability``; with
         ``explain``, ``attribution``: a (C, H, W) CPU tensor for images (or (1, H, W)
         for gradcam), a ``{feature: value}`` dict for tables, a ``[(word, score), ...]``
-        list for texts (token scores summed per word of the text, in text order).
+        list for texts (token scores summed per word of the text, in text order), and
+        ``input``: the row's model input (CPU tensor), over which image maps are drawn.
 
     Example:
         >>> rows = predict(student, spec, None, "new_photos/")
@@ -82,6 +83,7 @@ def predict(
                 }
                 if maps is not None:
                     row["attribution"] = maps[i]
+                    row["input"] = x[i].detach().cpu()  # what the map is drawn over
                 rows.append(row)
     finally:
         model.train(was_training)

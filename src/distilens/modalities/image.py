@@ -25,13 +25,14 @@ class ImageModality(TensorModality):
         return data.source.startswith("imagefolder:")
 
     def write_attributions(self, rows: list[dict[str, Any]], folder: Path) -> None:
-        """Each row's map as a heatmap PNG in ``folder``, named after its input (``cats/1.png`` → ``cats-1.heatmap.png``,
-        numbered where two inputs share a name); the row names its file (``heatmap``)."""
+        """Each row's map as a PNG in ``folder``: the input beside the map drawn over it, named after the input
+        (``cats/1.png`` → ``cats-1.heatmap.png``, numbered where two inputs share a name); the row names its file
+        (``heatmap``)."""
         used: set[str] = set()
         for row in rows:
-            attr = row.pop("attribution", None)
+            attr, image = row.pop("attribution", None), row.pop("input", None)
             if attr is not None:
-                png = heatmap_png(attr, f"{row['source']} → {row['class']}")
+                png = heatmap_png(attr, f"{row['source']} → {row['class']}", image=image)
                 row["heatmap"] = str(atomic_write_bytes(folder / _heatmap_name(str(row["source"]), used), png))
 
 
