@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -231,6 +233,14 @@ def test_compare_uses_the_teachers_prediction_for_both(cnn_pair, digits) -> None
     assert all(isinstance(v, float) for v in summary["agreement"].values())
     lo, hi = summary["agreement_ci95"]["spearman"]
     assert lo <= summary["agreement"]["spearman"] <= hi
+    # Printed, the summary is a table (one row per score, 3 decimals); as data it is a plain JSON-able dict.
+    lines = repr(summary).splitlines()
+    assert lines[0].startswith("saliency · 8 inputs · same prediction as the teacher: student ")
+    assert lines[1].split() == ["score", "student", "95%", "interval", "sd"]
+    row = next(line for line in lines if line.startswith("spearman "))
+    assert f"{summary['agreement']['spearman']:.3f}" in row and f"[{lo:.3f}, {hi:.3f}]" in row
+    assert len(lines) == 2 + len(summary["agreement"]) and str(summary) == repr(summary)
+    assert json.loads(json.dumps(summary)) == dict(summary)
 
 
 def test_galleries_split_same_and_different_predictions() -> None:

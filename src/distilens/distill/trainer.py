@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from ..distributed import GradientSync, broadcast, is_main, reduce_epoch_metrics, world
 from ..data.augment import Augment
 from ..data.bundle import DataBundle, Split, count_batches, iterate_batches
+from ..config import DistillConfig
 from ..errors import DistilensError
 from ..models.modes import eval_mode, train_mode
 from ..runtime import amp_dtype, resolve_device
@@ -63,11 +64,16 @@ def evaluate_split(model: nn.Module, split: Split, batch_size: int = 512) -> tup
     return correct / n, loss_sum / n
 
 
+#: ``fit``'s defaults are the CLI's ``distill`` section's (one set of defaults for both).
+_CLI = DistillConfig()
+_OPT = _CLI.optimizer
+
+
 def fit(
     model: nn.Module, bundle: DataBundle, *, objectives: list[Objective] | None = None,
-    teacher_cache: SoftLabelCache | None = None, epochs: int = 20, batch_size: int = 64,
-    optimizer: Literal["adamw", "sgd"] = "adamw", lr: float = 3e-3, weight_decay: float = 1e-4, momentum: float = 0.9,
-    warmup_epochs: float = 0.0, grad_clip: float | None = None, seed: int = 0, device: str | torch.device = "auto",
+    teacher_cache: SoftLabelCache | None = None, epochs: int = _CLI.epochs, batch_size: int = _CLI.batch_size,
+    optimizer: Literal["adamw", "sgd"] = _OPT.name, lr: float = _OPT.lr, weight_decay: float = _OPT.weight_decay,
+    momentum: float = _OPT.momentum, warmup_epochs: float = _OPT.warmup_epochs, grad_clip: float | None = None, seed: int = 0, device: str | torch.device = "auto",
     precision: str = "auto", on_epoch: Callable[[dict[str, float]], None] | None = None,
     early_stopping: int | None = None, monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy",
     checkpoint_path: str | Path | None = None, resume: bool = False, tensorboard_dir: str | Path | None = None,

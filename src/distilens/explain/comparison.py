@@ -19,7 +19,7 @@ from torch import Tensor
 from .agreement import agreement_scores, means, summarize
 from .words import masked_agreement
 
-__all__ = ["Aligned", "Comparison", "ModelMaps"]
+__all__ = ["AgreementSummary", "Aligned", "Comparison", "ModelMaps"]
 
 
 @dataclass(frozen=True)
@@ -94,16 +94,25 @@ class Comparison:
     level: str = "pixel"
     others: dict[str, ModelMaps] = field(default_factory=dict)
 
-    def summary(self, *, seed: int = 0) -> dict[str, Any]:
+    def summary(self, *, seed: int = 0) -> "AgreementSummary":
         """Mean agreement (with bootstrap 95% intervals and the spread), and how often the predictions agree.
 
-        ``agreement`` holds one float (or ``None``) per score — metrics.json's flat form;
-        ``agreement_ci95`` the ``[low, high]`` intervals, ``agreement_std`` the standard
-        deviation over samples, and ``agreement_undefined`` how many samples had an
-        undefined (NaN) score. These are the student's; ``models`` holds the same keys for
-        the student and for every model in :attr:`others`.
+        A dict (metrics.json's form) that prints as a table. ``agreement`` holds one float (or
+        ``None``) per score; ``agreement_ci95`` the ``[low, high]`` intervals,
+        ``agreement_std`` the standard deviation over samples, and ``agreement_undefined``
+        how many samples had an undefined (NaN) score. These are the student's; ``models``
+        holds the same keys for the student and for every model in :attr:`others`.
+
+        Example:
+            >>> cmp.summary()  # doctest: +SKIP
+            integrated_gradients · 64 inputs · same prediction on 98.4%
+            score      student  95% interval     sd
+            spearman   0.452    [0.421, 0.483]   0.121
+            ...
+            >>> cmp.summary()["agreement"]["spearman"]  # doctest: +SKIP
+            0.4521
         """
-        out: dict[str, Any] = {"method": self.method, "n_samples": int(self.targets.shape[0])}
+        out = AgreementSummary(method=self.method, n_samples=int(self.targets.shape[0]))
         out.update(_agreement_summary(self.scores, self.student_pred, self.teacher_pred, seed))
         if self.others:
             out["models"] = {"student": _agreement_summary(self.scores, self.student_pred, self.teacher_pred, seed)} | {
@@ -177,6 +186,37 @@ class Comparison:
             out["moved_towards"] = [int(i) for i in down if defined[i] and gain[i] > 0][:n]
             out["moved_away"] = [int(i) for i in down.flip(0) if defined[i] and gain[i] < 0][:n]
         return out
+
+
+class AgreementSummary(dict):
+    """:meth:`Comparison.summary`'s numbers: a plain dict for code and JSON, a table when printed."""
+
+    def __repr__(self) -> str:
+        return self.table()
+
+    __str__ = __repr__
+
+    def table(self) -> str:
+        """The scores one per row: each model's mean, the student's 95% interval and spread."""
+        models = self.get("models") or {"student": self}
+        same = ", ".join(f"{role} {_pct(m.get('same_prediction'))}" for role, m in models.items())
+        lines = [f"{self.get('method')} · {self.get('n_samples')} inputs · same prediction as the teacher: {same}"]
+        rows = [["score", *models, "95% interval", "sd"]]
+        for score, value in (self.get("agreement") or {}).items():
+            low, high = (self.get("agreement_ci95") or {}).get(score, [None, None])
+            rows.append([score, *(_num(m["agreement"].get(score)) for m in models.values()),
+                         f"[{_num(low)}, {_num(high)}]", _num((self.get("agreement_std") or {}).get(score))])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        return "\n".join(lines)
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None or value != value else f"{value:.3f}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
 
 
 def _agreement_summary(scores: dict[str, Tensor], pred: Tensor, teacher_pred: Tensor, seed: int) -> dict[str, Any]:
