@@ -76,7 +76,7 @@ class StepPlan:
         split: The training split (its first two rows are the example).
         device: Where the student trains.
         dtype: The autocast dtype, ``None`` for fp32.
-        online_teacher: A teacher (on ``device``) that labels every batch in the step, in
+        online_teacher: A teacher (moved to ``device``) that labels every batch in the step, in
             eval mode without gradients (``distill.teacher_views: online``), instead of the cache.
 
     Raises:
@@ -89,7 +89,7 @@ class StepPlan:
         device: torch.device, dtype: torch.dtype | None, online_teacher: nn.Module | None = None,
     ) -> None:
         self.model, self.objectives, self.cache, self.device, self.dtype = model, objectives, cache, device, dtype
-        self.online_teacher = online_teacher
+        self.online_teacher = online_teacher.to(device) if online_teacher is not None else None
         self.needs = [requirements(o) for o in objectives]
         self.union: frozenset[str] = frozenset().union(*self.needs)
         check_cache(objectives, self.union, cache, len(split), online=online_teacher is not None)

@@ -34,6 +34,7 @@ from ..data.bundle import DataBundle, Split, count_batches, iterate_batches
 from ..config import DistillConfig
 from ..errors import DistilensError
 from ..models.modes import eval_mode, train_mode
+from ..progress import ProgressArg, Report, reporter
 from ..runtime import amp_dtype, resolve_device
 from .checkpoint import save_checkpoint
 from .objectives import CE, Objective
@@ -73,12 +74,13 @@ def fit(
     model: nn.Module, bundle: DataBundle, *, objectives: list[Objective] | None = None,
     teacher_cache: SoftLabelCache | None = None, epochs: int = _CLI.epochs, batch_size: int = _CLI.batch_size,
     optimizer: Literal["adamw", "sgd"] = _OPT.name, lr: float = _OPT.lr, weight_decay: float = _OPT.weight_decay,
-    momentum: float = _OPT.momentum, warmup_epochs: float = _OPT.warmup_epochs, grad_clip: float | None = None, seed: int = 0, device: str | torch.device = "auto",
+    momentum: float = _OPT.momentum, warmup_epochs: float = _OPT.warmup_epochs, grad_clip: float | None = None,
+    seed: int = 0, device: str | torch.device = "auto",
     precision: str = "auto", on_epoch: Callable[[dict[str, float]], None] | None = None,
     early_stopping: int | None = None, monitor: Literal["val_accuracy", "val_loss"] = "val_accuracy",
     checkpoint_path: str | Path | None = None, resume: bool = False, tensorboard_dir: str | Path | None = None,
     schedule: Literal["cosine", "step"] = "cosine", milestones: Sequence[int] = (), gamma: float = 0.1,
-    augment: Augment | None = None, online_teacher: nn.Module | None = None,
+    augment: Augment | None = None, online_teacher: nn.Module | None = None, progress: ProgressArg = None,
 ) -> FitResult:
     """Train ``model`` (in place, on ``device``; in eval mode at the end) on ``bundle.train`` with a weighted sum of objectives.
 
@@ -109,6 +111,8 @@ def fit(
             view (e − 1) mod K and its soft labels.
         online_teacher: The teacher labels each augmented batch in the step (eval mode, no
             gradients) instead of a cache (``distill.teacher_views: online``).
+        progress: Steps of each epoch on a bar (``None``: when stderr is a terminal), or a
+            ``(label, step, steps)`` callback (:mod:`distilens.progress`).
 
     Raises:
         TrainingDiverged: a loss became NaN/inf (the last good checkpoint is kept).
@@ -122,8 +126,6 @@ def fit(
     dtype = amp_dtype(precision, dev)
     objectives = [o.to(dev) for o in objectives or [CE()]]
     views = _training_views(augment, teacher_cache, online_teacher, bundle.train, seed)
-    if online_teacher is not None:
-        online_teacher.to(dev)
     plan = StepPlan(model.to(dev), objectives, teacher_cache, bundle.train, dev, dtype, online_teacher=online_teacher)
     sync = GradientSync([model, *objectives])  # every process starts from rank 0's weights
     steps = count_batches(len(bundle.train), batch_size, sync.world.size)
@@ -134,21 +136,36 @@ def fit(
                          fp16=dtype is torch.float16, device=dev)
     if resume and Path(checkpoint_path).is_file():  # type: ignore[arg-type]
         state.resume(checkpoint_path)  # type: ignore[arg-type]
-    with _tensorboard(tensorboard_dir if sync.world.main else None) as writer:
+    with reporter(progress if sync.world.main else False, "fit") as report, _tensorboard(
+            tensorboard_dir if sync.world.main else None) as writer:
         while state.epoch < epochs and not state.stopped_early:
             t0 = time.perf_counter()
-            row = train_epoch(state, plan, sync, bundle.train, batch_size, grad_clip, checkpoint_path, views)
+            row = train_epoch(state, plan, sync, bundle.train, batch_size, grad_clip, checkpoint_path, views,
+                              _epoch_report(report, state.epoch + 1, epochs))
             row.update(_validate(model, bundle.val, dev), time_s=time.perf_counter() - t0)
             state.end_epoch(row, monitor, early_stopping, epochs)
-            if checkpoint_path is not None and sync.world.main:
-                save_checkpoint(checkpoint_path, state.state_dict())
-            if writer is not None:
-                _log_scalars(writer, row)
-            if on_epoch is not None and sync.world.main:
-                on_epoch(row)
+            _publish(row, state, checkpoint_path, writer, on_epoch if sync.world.main else None, sync.world.main)
     result = state.finish()
     model.eval()
     return result
+
+
+def _publish(
+    row: dict[str, float], state: TrainState, checkpoint_path: str | Path | None, writer: Any,
+    on_epoch: Callable[[dict[str, float]], None] | None, main: bool,
+) -> None:
+    """The end of an epoch: the checkpoint (rank 0), TensorBoard's scalars, then ``on_epoch``."""
+    if checkpoint_path is not None and main:
+        save_checkpoint(checkpoint_path, state.state_dict())
+    if writer is not None:
+        _log_scalars(writer, row)
+    if on_epoch is not None:
+        on_epoch(row)
+
+
+def _epoch_report(report: Report | None, epoch: int, epochs: int) -> Callable[[int, int], None] | None:
+    """``on_step`` for :func:`train_epoch`: ``report("epoch e/E", step, steps)``."""
+    return None if report is None else lambda step, steps: report(f"epoch {epoch}/{epochs}", step, steps)
 
 
 def _check_fit_args(monitor: str, resume: bool, checkpoint_path: str | Path | None) -> None:
@@ -205,11 +222,13 @@ def _training_views(
 def train_epoch(
     state: TrainState, plan: StepPlan, sync: GradientSync, split: Split, batch_size: int,
     grad_clip: float | None = None, checkpoint_path: str | Path | None = None, views: TrainingViews | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> dict[str, float]:
     """One pass over ``split`` (this process's share of it), one optimisation step per batch.
 
     With ``views`` every batch is replaced by this epoch's augmented views of it, and the
     cache rows read are those of the epoch's stored view (where the views are stored).
+    ``on_step(step, steps)`` is called after each step.
 
     Returns:
         The epoch's history row so far: epoch, lr, the mean loss and terms, train_accuracy.
@@ -244,6 +263,8 @@ def train_epoch(
             state.scaler.update()
             state.scheduler.step()
             state.optimizer.zero_grad(set_to_none=True)
+            if on_step is not None:
+                on_step(i + 1, steps)
     return meter.row(epoch, steps, state.optimizer.param_groups[0]["lr"], checkpoint_path)
 
 

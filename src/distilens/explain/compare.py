@@ -7,6 +7,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from ..progress import ProgressArg, reporter
 from .align import Aligner, default_aligner
 from .attribute import attribute, predicted_class
 from .comparison import Comparison, ModelMaps
@@ -27,6 +28,7 @@ def compare(
     target: Tensor | None = None,
     topk: float | None = None,
     others: Mapping[str, tuple[nn.Module, Tensor | ModelInputs]] | None = None,
+    progress: ProgressArg = None,
     **options: Any,
 ) -> Comparison:
     """Explain ``teacher`` and ``student`` on the same samples for the same target and score agreement.
@@ -50,6 +52,8 @@ def compare(
             pixels or features, 0.2 of a text's words).
         others: Role → ``(model, its inputs)`` of further models; each reads its inputs as
             the student or the teacher does (text: the token ids of its own tokenizer).
+        progress: The models explained so far on a bar (``None``: when stderr is a terminal),
+            or a ``(label, done, total)`` callback (:mod:`distilens.progress`).
         **options: Passed to the explainer for both models.
 
     Example:
@@ -66,7 +70,6 @@ def compare(
     t_x = t_view.inputs
     t_pred = predicted_class(teacher, t_x.to(model_device(teacher))).cpu()
     target = t_pred if target is None else torch.as_tensor(target).cpu()
-    t_maps = attribute(teacher, t_x, target, method, **t_view.options(method), **options)
     k = align.topk if topk is None else topk
 
     def explain(model: nn.Module, view: ModelInputs) -> ModelMaps:
@@ -75,8 +78,22 @@ def compare(
         aligned = align.align(t_maps, maps)
         return ModelMaps(pred, maps, aligned.scores(k), aligned)
 
-    s = explain(student, s_view)
-    rest = {role: explain(model, x if isinstance(x, ModelInputs) else ModelInputs(x)) for role, (model, x) in (others or {}).items()}
+    roles = ["teacher", "student", *(others or {})]
+    with reporter(progress, f"compare ({method})") as report:
+
+        def explaining(i: int) -> None:  # i models explained so far
+            if report is not None:
+                report(roles[i] if i < len(roles) else "done", i, len(roles))
+
+        explaining(0)
+        t_maps = attribute(teacher, t_x, target, method, **t_view.options(method), **options)
+        explaining(1)
+        s = explain(student, s_view)
+        rest: dict[str, ModelMaps] = {}
+        for i, (role, (model, x)) in enumerate((others or {}).items(), start=2):
+            explaining(i)
+            rest[role] = explain(model, x if isinstance(x, ModelInputs) else ModelInputs(x))
+        explaining(len(roles))
     return Comparison(
         method=method,
         inputs=t_x,

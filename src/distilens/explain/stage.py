@@ -226,7 +226,7 @@ def explain_models(
     faithful = {**models, **{role: views[role] for role in CONTROLS if role in views}}
     comparisons = [
         compare(teacher, student, sample.teacher, student_inputs=sample.student, align=sample.align, method=method,
-                target=sample.targets, topk=topk, others=views, **_seed_option(method, sample.teacher, seed),
+                target=sample.targets, topk=topk, others=views, progress=False, **_seed_option(method, sample.teacher, seed),
                 **options.get(method, {}))
         for method in run
     ]

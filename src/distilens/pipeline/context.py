@@ -170,17 +170,21 @@ class RunContext:
             yield
         self.console.print(f"{doing}: done in {time.perf_counter() - t0:.1f} s")
 
-    def on_epoch(self, role: str, epochs: int) -> Callable[[dict[str, Any]], None]:
-        """The callback ``fit`` calls after each epoch's checkpoint: a progress bar and Ctrl-C."""
+    def on_epoch(self, role: str, epochs: int) -> "EpochBar":
+        """``role``'s bar: ``fit``'s ``on_epoch`` (after each epoch's checkpoint; Ctrl-C) and, as
+        ``.step``, its ``progress`` (the steps of the epoch under way)."""
+        return EpochBar(self.progress, role, epochs)
+
+    def waiting(self, role: str) -> Callable[[str], None]:
+        """A bar row for work without steps (the soft-label pass); call the result with its outcome when done."""
         bar = self.progress
-        task = bar.add_task(role, total=epochs, status="") if bar is not None else None
+        task = bar.add_task(role, total=None, status="") if bar is not None else None
 
-        def on_epoch(row: dict[str, Any]) -> None:
+        def done(status: str) -> None:
             if bar is not None and task is not None:
-                bar.update(task, advance=1, status=f"loss {row['loss']:.3f}  val acc {100 * row['val_accuracy']:.1f}%")
-            check_interrupt(role, int(row["epoch"]), epochs)
+                bar.update(task, total=1, completed=1, status=status)
 
-        return on_epoch
+        return done
 
     def environment(self) -> dict[str, str]:
         """The ``environment`` block of metrics.json: versions, device, processes, platform."""
@@ -192,6 +196,27 @@ class RunContext:
             "processes": str(self.world.size),
             "platform": platform.platform(),
         }
+
+
+class EpochBar:
+    """One model's row of the training bars: epochs done, the last epoch's loss and accuracy, and
+    the running epoch's steps (long epochs are not minutes of a frozen bar)."""
+
+    def __init__(self, bar: Progress | None, role: str, epochs: int) -> None:
+        self.bar, self.role, self.epochs, self.last = bar, role, epochs, ""
+        self.task = bar.add_task(role, total=epochs, status="") if bar is not None else None
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        """After each epoch's checkpoint: advance, show its loss and accuracy, honour Ctrl-C."""
+        self.last = f"loss {row['loss']:.3f}  val acc {100 * row['val_accuracy']:.1f}%"
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, advance=1, status=self.last)
+        check_interrupt(self.role, int(row["epoch"]), self.epochs)
+
+    def step(self, label: str, done: int, total: int) -> None:
+        """``fit``'s ``progress`` callback: the epoch under way, ``done`` of ``total`` steps."""
+        if self.bar is not None and self.task is not None:
+            self.bar.update(self.task, status=f"{label}: step {done}/{total}  {self.last}".rstrip())
 
 
 def _check_cache_dir(path: Path) -> None:

@@ -163,7 +163,8 @@ def train_teacher(
         weight_decay=tc.weight_decay, momentum=tc.momentum, warmup_epochs=tc.warmup_epochs, seed=seed,
         schedule=tc.schedule, milestones=tc.milestones, gamma=tc.gamma, augment=run_augment(cfg),
         objectives=[CE(label_smoothing=tc.label_smoothing)] if tc.label_smoothing else None,
-        on_epoch=ctx.on_epoch(files.role, tc.epochs), checkpoint_path=files.checkpoint, resume=True,
+        on_epoch=(bar := ctx.on_epoch(files.role, tc.epochs)), progress=bar.step, checkpoint_path=files.checkpoint,
+        resume=True,
         tensorboard_dir=files.tensorboard, device=ctx.device, precision=cfg.runtime.precision,
     )
     if ctx.world.main:
@@ -209,7 +210,9 @@ def cache_stage(ctx: RunContext, data: DataResult, teacher: nn.Module, objective
             cache.save(folder)
         return cache, hit
 
+    done = ctx.waiting("soft labels")  # the teacher's pass over the training set: a row on the bars meanwhile
     made = distributed.on_main(build)
+    done("read from cache" if made is not None and made[1] else "computed")
     key, hit = distributed.broadcast_object((made[0].key, made[1]) if made is not None else None)  # type: ignore[misc]
     if made is not None:
         what = f", {k} stored augmented views of every training image" if k is not None else ""
@@ -269,7 +272,7 @@ def train_student(
         optimizer=opt.name, lr=opt.lr, weight_decay=opt.weight_decay, momentum=opt.momentum,
         warmup_epochs=opt.warmup_epochs, schedule=opt.schedule, milestones=opt.milestones, gamma=opt.gamma,
         augment=run_augment(ctx.config), online_teacher=online_teacher,
-        seed=ctx.config.seed + 1, on_epoch=ctx.on_epoch(files.role, d.epochs),
+        seed=ctx.config.seed + 1, on_epoch=(bar := ctx.on_epoch(files.role, d.epochs)), progress=bar.step,
         early_stopping=d.early_stopping, monitor=d.monitor, checkpoint_path=files.checkpoint, resume=True,
         tensorboard_dir=files.tensorboard, device=ctx.device, precision=ctx.config.runtime.precision,
     )
