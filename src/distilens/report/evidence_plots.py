@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..explain.comparison import Comparison
-from .figures import MODEL_COLOURS, plt, png_bytes
+from .figures import MODEL_COLOURS, overlay, plt, png_bytes
 
 __all__ = ["agreement_pairs", "moved_gallery", "evidence_figures", "seed_differences"]
 
@@ -62,35 +62,37 @@ def evidence_figures(cmp: Comparison, class_names: Sequence[str], *, pixels: boo
     return out
 
 
-def _image(x: Any) -> np.ndarray:
+def _gray(x: Any) -> np.ndarray:
+    """(C, H, W) input → (H, W) grey in [0, 1], the background of the overlays."""
     a = x.detach().float().cpu()
     a = (a - a.min()) / (a.max() - a.min() + 1e-12)
-    return a[0].numpy() if a.shape[0] == 1 else a[:3].permute(1, 2, 0).numpy()
+    return a.mean(0).numpy()
 
 
 def moved_gallery(cmp: Comparison, class_names: Sequence[str], order: Sequence[int], title: str, control: str = "baseline") -> bytes:
-    """Rows of input | teacher | distilled student | label-only student, one colour scale per row; ρ in the titles."""
+    """Rows of input | teacher | distilled student | label-only student, each map drawn over the input
+    (:func:`~.figures.overlay`) on its own colour scale: agreement is a rank correlation, so each
+    map's shape is what is compared, not its size; ρ in the titles."""
     maps = {role: cmp.role_maps(role) for role in ("teacher", "student")}
     maps[control] = cmp.others[control].maps
     maps = {k: (v.sum(1) if v.dim() == 4 else v).cpu().numpy() for k, v in maps.items()}
     signed = any(bool((m < 0).any()) for m in maps.values())
     cmap = "PuOr_r" if signed else "viridis"
     rho_s, rho_c = cmp.scores["spearman"], cmp.others[control].scores["spearman"]
-    fig, axes = plt.subplots(len(order), 4, figsize=(8.0, 2.0 * len(order)), squeeze=False)
+    fig, axes = plt.subplots(len(order), 4, figsize=(9.6, 2.3 * len(order)), squeeze=False, layout="constrained")
     for row, i in enumerate(order):
-        vmax = float(max(np.abs(m[i]).max() for m in maps.values()) or 1e-12)
-        axes[row, 0].imshow(_image(cmp.inputs[i]), cmap="gray")
+        background = _gray(cmp.inputs[i])
+        axes[row, 0].imshow(background, cmap="gray", vmin=0, vmax=1)
         axes[row, 0].set_title(f"explained: {class_names[int(cmp.targets[i])]}", fontsize=8)
         panels = (("teacher", "teacher"), ("student", f"distilled  ρ={float(rho_s[i]):.2f}"),
                   (control, f"label-only  ρ={float(rho_c[i]):.2f}"))
         for col, (role, label) in enumerate(panels, start=1):
-            axes[row, col].imshow(maps[role][i], cmap=cmap, vmin=-vmax if signed else 0.0, vmax=vmax)
+            vmax = float(np.abs(maps[role][i]).max()) or 1e-12
+            overlay(axes[row, col], background, maps[role][i], cmap, -vmax if signed else 0.0, vmax)
             axes[row, col].set_title(label, fontsize=8)
-        for ax in axes[row]:
-            ax.set_xticks([])
-            ax.set_yticks([])
+        axes[row, 0].set_xticks([])
+        axes[row, 0].set_yticks([])
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
     return png_bytes(fig)
 
 
