@@ -171,6 +171,9 @@ def test_integrated_gradients_auto_steps_meet_the_completeness_tolerance_where_8
     fixed = {n: attribute(model, IDS, target, method="integrated_gradients", n_steps=n) for n in (8, 16, 32, 64)}
     used = [next(n for n, f in fixed.items() if torch.allclose(auto[row], f[row], rtol=0, atol=1e-6)) for row in range(3)]
     assert used == [32, 16, 16]  # the fewest steps that meet the tolerance, per text
+    capped = attribute(model, IDS, target, method="integrated_gradients", max_steps=20)  # 8, 16, then 20: never above
+    torch.testing.assert_close(capped[0], attribute(model, IDS, target, method="integrated_gradients", n_steps=20)[0],
+                               rtol=0, atol=1e-6)
 
 
 def test_integrated_gradients_auto_steps_stop_at_8_on_a_linear_model() -> None:

@@ -119,6 +119,8 @@ def test_a_frozen_encoder_teachers_head_is_fitted_to_convergence_not_by_epochs()
     assert all(torch.equal(v, encoder[k]) for k, v in teacher.encoder.state_dict().items())
     assert not teacher.training  # left in eval mode, like fit
     assert len(result.history) == 1 and seen == result.history and result.best_epoch == 1
+    assert {"epoch", "loss", "train_accuracy", "val_loss", "val_accuracy", "time_s"} <= set(result.history[0])
+    assert "weight_decay" not in result.history[0]  # a history row holds losses and accuracies; the decay is in head_fit
     fit = result.head_fit
     assert fit is not None and fit["converged"] and fit["weight_decay"] == expected.weight_decay
     assert len(fit["path"]) == len(DEFAULT_WEIGHT_DECAYS) and result.best_val_accuracy == max(

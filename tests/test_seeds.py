@@ -118,3 +118,35 @@ def test_seeds_end_to_end_with_parallel_jobs_a_shared_teacher_and_resume(tmp_pat
     # without --resume or --overwrite an existing folder of seeds is refused
     r = _cli("run", *TINY, "--seeds", "0", "--out", str(out), cwd=tmp_path)
     assert r.returncode == 2 and "pass --resume" in r.stderr
+
+
+def test_a_seed_process_that_dies_without_a_result_is_an_error_not_a_hang() -> None:
+    """--jobs N: a child killed (or out of memory) before it reports is reported, not waited for."""
+    from queue import Queue
+
+    from distilens.seeds import _next_report
+
+    class Dead:
+        exitcode = -9
+
+    class Alive:
+        exitcode = None
+
+    queue: Queue = Queue()
+    seed, status, message = _next_report(queue, {3: Alive(), 4: Dead()})
+    assert (seed, status) == (4, "error") and "exit code -9" in message
+    queue.put((3, "ok", "runs/x/seed-3"))
+    assert _next_report(queue, {3: Alive()}) == (3, "ok", "runs/x/seed-3")
+
+
+@pytest.mark.parametrize("sets, match", [
+    (["teacher.arch=minilm", "teacher.args={finetune: head}"], "same teacher again"),
+    (["teacher.arch=minilm", "teacher.args={finetune: all}", "data.tokenizer=word"], "cannot be matched to words"),
+])
+def test_a_second_teacher_that_would_not_be_one_is_refused(sets, match) -> None:
+    from distilens.config import load_config
+    from distilens.controls import check_references
+
+    base = ["data.source=csv:reviews.csv", "data.text=text", "data.target=label", "explain.references=[teacher_reseed]"]
+    with pytest.raises(ConfigError, match=match):
+        check_references(load_config(None, [*base, *sets]))

@@ -62,6 +62,16 @@ def test_teacher_no_better_than_a_linear_model_is_red_and_first() -> None:
     assert lines[0].status == "amber" and "barely above" in lines[0].text
 
 
+def test_a_text_runs_tfidf_reference_is_the_linear_model_when_it_is_stronger() -> None:
+    reference = {"name": "tfidf_logreg", "test_accuracy": 0.95}
+    lines = verdict_lines(_metrics(reference=reference))  # TF-IDF 95.0% > ridge 93.0% and the teacher's 99%: still green
+    assert lines[0].status == "green" and "TF-IDF + logistic regression: 95.0%" in lines[0].text
+    lines = verdict_lines(_metrics(teacher={"accuracy": 0.94}, reference=reference))  # above ridge, below TF-IDF
+    assert lines[0].status == "red" and "TF-IDF + logistic regression: 95.0%" in lines[0].text
+    lines = verdict_lines(_metrics(reference={"test_accuracy": 0.5}))  # weaker: the ridge classifier stays
+    assert "ridge classifier on pixels" in lines[0].text
+
+
 def test_zero_gain_is_never_green() -> None:
     fid = {"student_minus_baseline": {"accuracy": _pd(0.0, 0.0, 0.0, p=1.0), "agreement": _pd(0.0, -0.004, 0.004, p=1.0)}}
     lines = _by_topic(verdict_lines(_metrics(fidelity=fid)), "vs label-only")

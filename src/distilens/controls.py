@@ -65,7 +65,10 @@ def check_references(cfg: RunConfig) -> None:
     Raises:
         ConfigError: ``teacher_reseed`` with a teacher loaded from ``teacher.weights`` (its
             training is not known here) and no ``explain.reference_teacher``; or
-            ``explain.reference_teacher`` without ``teacher_reseed`` in the references.
+            ``explain.reference_teacher`` without ``teacher_reseed`` in the references; or a
+            second teacher that would not be one (a frozen encoder's head, fitted to the same
+            optimum whatever the seed) or could not be compared (its own tokens against a
+            word-level student).
     """
     refs, given = cfg.explain.references, cfg.explain.reference_teacher
     if "teacher_reseed" in refs and cfg.teacher.weights and not given:
@@ -75,3 +78,18 @@ def check_references(cfg: RunConfig) -> None:
         )
     if given and "teacher_reseed" not in refs:
         raise ConfigError("explain.reference_teacher is set but explain.references lacks teacher_reseed; add it or unset the weights")
+    if "teacher_reseed" not in refs or given:
+        return
+    own_tokens = cfg.teacher.arch == "minilm" or str(cfg.teacher.weights or "").startswith("hf:")
+    if cfg.teacher.arch == "minilm" and cfg.teacher.args.get("finetune", "head") == "head":
+        raise ConfigError(
+            "explain.references: teacher_reseed with a frozen-encoder teacher (minilm, finetune: head) would fit the same "
+            "convex head on the same features: the same teacher again, not a second one; use finetune: last_k or all, "
+            "or drop teacher_reseed"
+        )
+    if cfg.data.text is not None and own_tokens and cfg.data.tokenizer == "word":
+        raise ConfigError(
+            "explain.references: teacher_reseed reads the teacher's tokens while the student reads words "
+            "(data.tokenizer: word), and the second teacher's scores cannot be matched to words yet; "
+            "set data.tokenizer: teacher, or drop teacher_reseed"
+        )

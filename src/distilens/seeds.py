@@ -34,6 +34,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 from typing import Any, Callable
 
 import torch
@@ -268,7 +269,25 @@ def _worker(cfg: RunConfig, seed: int, folder: str, resume: bool, overwrite: boo
     except KeyboardInterrupt:
         queue.put((seed, "interrupted", ""))
         return
+    except BaseException as exc:  # reported to the parent, which would otherwise wait for this seed forever
+        queue.put((seed, "error", f"{type(exc).__name__}: {exc}"))
+        raise
     queue.put((seed, "ok", folder))
+
+
+def _next_report(queue: Any, running: dict[int, Any]) -> tuple[int, str, str]:
+    """The next ``(seed, status, message)`` a child reports; a child that died without reporting
+    (killed, out of memory) is reported here as an error instead of being waited for forever."""
+    while True:
+        try:
+            return queue.get(timeout=5.0)
+        except Empty:
+            for seed, proc in running.items():
+                if proc.exitcode is not None:
+                    try:  # its report may have arrived just as it exited
+                        return queue.get(timeout=1.0)
+                    except Empty:
+                        return seed, "error", f"the process stopped with exit code {proc.exitcode} without a result"
 
 
 def _run_parallel(
@@ -304,7 +323,7 @@ def _run_parallel(
                 console.print(f"seed {seed}: started ({threads} thread{'s' if threads > 1 else ''}) → {folder}")
             if not running:
                 break
-            seed, status, message = queue.get()
+            seed, status, message = _next_report(queue, running)
             running.pop(seed).join()
             if status == "ok":
                 finish(seed, Path(message), False)

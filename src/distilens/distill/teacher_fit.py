@@ -120,8 +120,7 @@ def _fit_head(
         train_accuracy = float((train_logits.argmax(1).cpu() == bundle.train.targets).float().mean())
     chosen = next(row for row in found.path if row["weight_decay"] == found.weight_decay)
     row = {"epoch": 1, "lr": 0.0, "loss": train_loss, "train_accuracy": train_accuracy, "val_loss": chosen["val_loss"],
-           "val_accuracy": chosen["val_accuracy"], "weight_decay": found.weight_decay,
-           "time": time.perf_counter() - start}
+           "val_accuracy": chosen["val_accuracy"], "time_s": time.perf_counter() - start}  # the decay: in head_fit
     if (on_epoch := fit_args.get("on_epoch")) is not None:
         on_epoch(row)
     summary = {"method": "lbfgs_logistic_regression", "weight_decay": found.weight_decay, "converged": found.converged,

@@ -75,7 +75,7 @@ def _integrated_gradients(
     scores = run(slice(None), steps)
     todo = torch.nonzero((scores.sum(1) - gap).abs() > allowed).flatten()
     while todo.numel() and steps < max_steps:
-        steps *= 2
+        steps = min(2 * steps, max_steps)
         scores[todo] = run(todo, steps)
         todo = todo[(scores[todo].sum(1) - gap[todo]).abs() > allowed[todo]]
     return scores

@@ -126,6 +126,16 @@ def _num(d: Mapping[str, Any] | None, *keys: str) -> float | None:
 # --------------------------------------------------------------------------- the questions
 
 
+def _with_reference(simple: Mapping[str, Any] | None, reference: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """``simple_models`` whose linear model is a text run's TF-IDF + logistic regression ``reference``
+    where that one scores higher: the teacher is judged against the stronger cheap model."""
+    accuracy = (reference or {}).get("test_accuracy")
+    linear = _num(simple or {}, "linear", "accuracy")
+    if accuracy is None or (linear is not None and linear >= accuracy):
+        return simple
+    return {**(simple or {}), "linear": {"model": "TF-IDF + logistic regression", "accuracy": accuracy}}
+
+
 def _teacher_line(teacher_acc: float | None, simple: Mapping[str, Any] | None, margin: float, n_seeds: int | None) -> list[VerdictLine]:
     """Is the teacher better than the majority class and a linear model? Red when not: first line."""
     if teacher_acc is None or not simple:
@@ -263,7 +273,7 @@ def verdict_lines(metrics: Mapping[str, Any], thresholds: Mapping[str, float] | 
     th = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
     t, s, b = metrics.get("teacher") or {}, metrics.get("student") or {}, metrics.get("baseline") or {}
     t_acc, s_acc = _num(t, "accuracy"), _num(s, "accuracy")
-    lines = _teacher_line(t_acc, metrics.get("simple_models"), th["margin"], None)
+    lines = _teacher_line(t_acc, _with_reference(metrics.get("simple_models"), metrics.get("reference")), th["margin"], None)
     if t_acc is None or s_acc is None:
         return lines
     lines.append(_accuracy_line(t_acc, s_acc, th["max_accuracy_drop"], th["margin"]))
