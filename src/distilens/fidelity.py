@@ -20,12 +20,13 @@ from typing import Any, Mapping
 from torch import Tensor
 
 from .distill.functional import kl_divergence
+from .explain.evidence import CONTROLS
 from .stats import paired_difference
 
 __all__ = ["per_sample_fidelity", "fidelity_block", "logits_from_tensors", "FIDELITY_CONTROLS"]
 
 #: The models the student is compared with, sample by sample, when their logits are there.
-FIDELITY_CONTROLS = ("baseline", "plain_kd")
+FIDELITY_CONTROLS = CONTROLS  # the controls the explanations are paired with, paired the same way here
 
 
 def per_sample_fidelity(teacher_logits: Tensor, logits: Tensor, targets: Tensor) -> dict[str, Tensor]:

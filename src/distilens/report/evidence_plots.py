@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..explain.comparison import Comparison
-from .figures import MODEL_COLOURS, overlay, plt, png_bytes
+from .figures import MODEL_COLOURS, grey_background, overlay, plt, png_bytes
 
 __all__ = ["agreement_pairs", "moved_gallery", "evidence_figures", "seed_differences"]
 
@@ -62,13 +62,6 @@ def evidence_figures(cmp: Comparison, class_names: Sequence[str], *, pixels: boo
     return out
 
 
-def _gray(x: Any) -> np.ndarray:
-    """(C, H, W) input → (H, W) grey in [0, 1], the background of the overlays."""
-    a = x.detach().float().cpu()
-    a = (a - a.min()) / (a.max() - a.min() + 1e-12)
-    return a.mean(0).numpy()
-
-
 def moved_gallery(cmp: Comparison, class_names: Sequence[str], order: Sequence[int], title: str, control: str = "baseline") -> bytes:
     """Rows of input | teacher | distilled student | label-only student, each map drawn over the input
     (:func:`~.figures.overlay`) on its own colour scale: agreement is a rank correlation, so each
@@ -81,7 +74,7 @@ def moved_gallery(cmp: Comparison, class_names: Sequence[str], order: Sequence[i
     rho_s, rho_c = cmp.scores["spearman"], cmp.others[control].scores["spearman"]
     fig, axes = plt.subplots(len(order), 4, figsize=(9.6, 2.3 * len(order)), squeeze=False, layout="constrained")
     for row, i in enumerate(order):
-        background = _gray(cmp.inputs[i])
+        background = grey_background(cmp.inputs[i])
         axes[row, 0].imshow(background, cmap="gray", vmin=0, vmax=1)
         axes[row, 0].set_title(f"explained: {class_names[int(cmp.targets[i])]}", fontsize=8)
         panels = (("teacher", "teacher"), ("student", f"distilled  ρ={float(rho_s[i]):.2f}"),

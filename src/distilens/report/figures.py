@@ -20,7 +20,8 @@ import torch  # noqa: E402
 from ..explain.comparison import Comparison  # noqa: E402
 
 __all__ = [
-    "row_attributions", "heatmap_png", "png_bytes", "heatmap_grid", "overlay", "spread_by_class", "collect_text_overlaps",
+    "row_attributions", "heatmap_png", "grey_background", "png_bytes", "heatmap_grid", "overlay", "spread_by_class",
+    "collect_text_overlaps",
     "text_overlaps", "feature_importance_bars", "training_curves", "MODEL_COLOURS", "plt",
 ]
 
@@ -98,7 +99,7 @@ def _image(x: torch.Tensor) -> np.ndarray:
     return a[0].numpy() if a.shape[0] == 1 else a[:3].permute(1, 2, 0).numpy()
 
 
-def _gray(x: torch.Tensor) -> np.ndarray:
+def grey_background(x: torch.Tensor) -> np.ndarray:
     """(C, H, W) input → (H, W) grey in [0, 1]: the background of an overlay."""
     a = _image(x)
     return a if a.ndim == 2 else a.mean(-1)
@@ -187,7 +188,7 @@ def heatmap_grid(
         heat = {r: flat[r][i].cpu().numpy() for r in roles}
         vmax = float(max(max(np.abs(h).max() for h in heat.values()), 1e-12))
         vmin = -vmax if signed else 0.0
-        background = _gray(cmp.inputs[i])
+        background = grey_background(cmp.inputs[i])
         image = _image(cmp.inputs[i])
         axes[row, 0].imshow(image, cmap="gray" if image.ndim == 2 else None)
         axes[row, 0].set_xticks([])
@@ -266,7 +267,7 @@ def heatmap_png(attribution: torch.Tensor, title: str, image: torch.Tensor | Non
         left.set_xticks([])
         left.set_yticks([])
         left.set_title("input", fontsize=8)
-        overlay(ax, _gray(image), a, _DIVERGING, -vmax, vmax)
+        overlay(ax, grey_background(image), a, _DIVERGING, -vmax, vmax)
         im = ScalarMappable(Normalize(-vmax, vmax), _DIVERGING)
     fig.colorbar(im, ax=ax, shrink=0.8, label="attribution")
     ax.set_title("\n".join(textwrap.wrap(title, 40)), fontsize=8)
