@@ -6,10 +6,19 @@
     PYTHONPATH=src python benchmarks/fashion_mnist.py students --out benchmarks/results/fmnist --tree --seeds 0 1 2 3 4
     PYTHONPATH=src python benchmarks/fashion_mnist.py summary  --out benchmarks/results/fmnist
 
+At full scale (every training image, a ResNet teacher; the protocol of BENCHMARKS.md's
+"Fashion-MNIST at full scale")::
+
+    PYTHONPATH=src python benchmarks/fashion_mnist.py teacher  --out OUT --n-train 0 --n-val 0 \
+        --teacher-arch resnet20 --teacher-epochs 12
+    PYTHONPATH=src python benchmarks/fashion_mnist.py students --out OUT --n-train 0 --n-val 0 \
+        --width 16 --epochs 10 --modes labels labels+aug kd kd+stored dkd
+
 The data: the official 10,000 test images (all of them), the student's and teacher's
 training set a stratified, seeded subset of ``--n-train`` of the 54,000 training images (the
-6,000 validation images are carved off first, as ``distilens run`` does), and ``--n-val`` of
-those validation images to pick the best epoch. ``teacher`` trains a cnn of ``--teacher-width``
+6,000 validation images are carved off first, as ``distilens run`` does; 0: all of them), and
+``--n-val`` of those validation images to pick the best epoch (0: all). ``teacher`` trains a
+``--teacher-arch`` (a ``cnn`` of ``--teacher-width``, or a named size such as ``resnet20``)
 with the augmentation and saves it with two soft-label caches: the plain images' and K stored
 augmented views of every training image (fp16). ``students`` trains each (mode, seed) job and
 appends one JSON line per job to ``OUT/results.jsonl`` (so a cut-short run keeps what
@@ -53,9 +62,15 @@ def _stratified(targets: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 
 def data(args: argparse.Namespace) -> DataBundle:
     b = load_dataset("builtin:fashion_mnist", seed=0)
-    train = b.train.subset(_stratified(b.train.targets, args.n_train, 0))
-    val = b.val.subset(_stratified(b.val.targets, args.n_val, 1))
+    train = b.train.subset(_stratified(b.train.targets, args.n_train, 0)) if args.n_train else b.train
+    val = b.val.subset(_stratified(b.val.targets, args.n_val, 1)) if args.n_val else b.val
     return replace(b, train=train, val=val)
+
+
+def _teacher_model(spec: Any, meta: dict[str, Any]) -> torch.nn.Module:
+    """The teacher's architecture as ``teacher.json`` names it (older records: a cnn of ``width``)."""
+    arch = meta.get("arch", "cnn")
+    return build_model(arch, spec, width=meta["width"]) if arch == "cnn" else build_model(arch, spec)
 
 
 def _fit_args(args: argparse.Namespace, epochs: int) -> dict[str, Any]:
@@ -67,7 +82,7 @@ def teacher(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     b, aug = data(args), parse_augment(AUGMENT)
     torch.manual_seed(0)
-    model = build_model("cnn", b.spec, width=args.teacher_width)
+    model = _teacher_model(b.spec, {"arch": args.teacher_arch, "width": args.teacher_width})
     t0 = time.perf_counter()
     r = fit(model, b, augment=aug, seed=0, **_fit_args(args, args.teacher_epochs))
     train_s = time.perf_counter() - t0
@@ -82,7 +97,7 @@ def teacher(args: argparse.Namespace) -> None:
     stored.save(out / "cache")
     acc, _ = evaluate_split(model, b.test)
     record = {
-        "role": "teacher", "width": args.teacher_width, "params": sum(p.numel() for p in model.parameters()),
+        "role": "teacher", "arch": args.teacher_arch, "width": args.teacher_width if args.teacher_arch == "cnn" else None, "params": sum(p.numel() for p in model.parameters()),
         "epochs": args.teacher_epochs, "n_train": len(b.train), "test_accuracy": acc, "train_s": round(train_s, 1),
         "epoch_s": round(statistics.median(h["time_s"] for h in r.history), 2), "best_epoch": r.best_epoch,
         "plain_cache": {"key": plain.key, "seconds": round(plain_s, 1), "bytes": plain.nbytes()},
@@ -106,25 +121,38 @@ def _objectives(mode: str) -> list:
     raise ValueError(mode)
 
 
-def students(args: argparse.Namespace) -> None:
-    out = Path(args.out)
+def _needs_teacher(mode: str) -> bool:
+    return mode.split("+")[0] in ("kd", "dkd") or mode in ("tree+leaf_kd", "kd+online")
+
+
+def _teacher_and_caches(out: Path, b: DataBundle) -> tuple[torch.nn.Module, dict[str, SoftLabelCache]]:
     meta = json.loads((out / "teacher.json").read_text())
-    b, aug = data(args), parse_augment(AUGMENT)
-    t = build_model("cnn", b.spec, width=meta["width"])
+    t = _teacher_model(b.spec, meta)
     t.load_state_dict(torch.load(out / "teacher.pt"))
     t.eval()
     caches = {
-        "plain": SoftLabelCache.load(out / "cache" / SoftLabelCache.filename(meta["plain_cache"]["key"]),
-                                     key=meta["plain_cache"]["key"], num_samples=len(b.train)),
-        "stored": SoftLabelCache.load(out / "cache" / SoftLabelCache.filename(meta["stored_cache"]["key"]),
-                                      key=meta["stored_cache"]["key"], num_samples=len(b.train)),
+        name: SoftLabelCache.load(out / "cache" / SoftLabelCache.filename(meta[f"{name}_cache"]["key"]),
+                                  key=meta[f"{name}_cache"]["key"], num_samples=len(b.train))
+        for name in ("plain", "stored")
     }
-    modes = ["tree", "tree+leaf_kd"] if args.tree else args.modes
-    arch, arch_args = ("soft_tree", {}) if args.tree else ("cnn", {"width": args.width})
+    return t, caches
+
+
+def students(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    b, aug = data(args), parse_augment(AUGMENT)
+    if args.tree:
+        modes = [m for m in args.modes if m.startswith("tree")] or ["tree", "tree+leaf_kd"]
+    else:
+        modes = [m for m in args.modes if not m.startswith("tree")]
+    # label-only modes run without a teacher, so they can start while it trains
+    t, caches = _teacher_and_caches(out, b) if any(map(_needs_teacher, modes)) else (None, {})
+    arch, arch_args = ("soft_tree", {"depth": args.tree_depth}) if args.tree else ("cnn", {"width": args.width})
     for seed in args.seeds:
         for mode in modes:  # interleaved: machine load hits every mode of a seed alike
             augmented = "+stored" in mode or "+online" in mode or "+aug" in mode
-            cache = caches["stored"] if "+stored" in mode else caches["plain"] if mode.split("+")[0] in ("kd", "dkd") or mode == "tree+leaf_kd" else None
+            cache = caches["stored"] if "+stored" in mode else caches["plain"] if _needs_teacher(mode) else None
             torch.manual_seed(100 + seed)
             model = build_model(arch, b.spec, **arch_args)
             t0 = time.perf_counter()
@@ -135,7 +163,7 @@ def students(args: argparse.Namespace) -> None:
             acc, _ = evaluate_split(model, b.test)
             epoch_s = statistics.median(h["time_s"] for h in r.history)
             row = {
-                "role": "student", "arch": arch, **arch_args, "mode": mode, "seed": seed, "epochs": args.epochs,
+                "role": "student", "arch": arch, **arch_args, "mode": mode, "n_train": len(b.train), "seed": seed, "epochs": args.epochs,
                 "params": sum(p.numel() for p in model.parameters()), "test_accuracy": acc,
                 "epoch_s": round(epoch_s, 3), "images_per_s": round(len(b.train) / epoch_s, 1), "wall_s": round(wall, 1),
                 "best_epoch": r.best_epoch, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
@@ -149,16 +177,18 @@ def summary(args: argparse.Namespace) -> None:
     out = Path(args.out)
     meta = json.loads((out / "teacher.json").read_text())
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
-    print(f"teacher: cnn width {meta['width']} ({meta['params']:,} params), {meta['epochs']} epochs on "
+    name = meta.get("arch", "cnn") + (f" width {meta['width']}" if meta.get("width") else "")
+    print(f"teacher: {name} ({meta['params']:,} params), {meta['epochs']} epochs on "
           f"{meta['n_train']:,} images, test accuracy {meta['test_accuracy']:.4f}, epoch {meta['epoch_s']} s, "
           f"stored views: {meta['stored_cache']['views']} × {meta['n_train']:,} in {meta['stored_cache']['seconds']} s, "
           f"{meta['stored_cache']['bytes'] / 1e6:.2f} MB (plain cache {meta['plain_cache']['bytes'] / 1e6:.2f} MB)\n")
     groups: dict[tuple[str, Any], dict[str, list[dict]]] = {}
     for r in rows:
-        groups.setdefault((r["arch"], r.get("width")), {}).setdefault(r["mode"], []).append(r)
+        groups.setdefault((r["arch"], r.get("width") or r.get("depth")), {}).setdefault(r["mode"], []).append(r)
     for (arch, width), by_mode in groups.items():
         params = next(iter(by_mode.values()))[0]["params"]
-        print(f"### {arch}{f' width {width}' if width else ''}: {params:,} params ({meta['params'] / params:.1f}× fewer than the teacher)\n")
+        size = f" depth {width}" if arch == "soft_tree" and width else f" width {width}" if width else ""
+        print(f"### {arch}{size}: {params:,} params ({meta['params'] / params:.1f}× fewer than the teacher)\n")
         print("| mode | seeds | test accuracy (mean ± sd) | per seed | epoch s (median) | images/s | wall s (mean) |")
         print("|---|---|---|---|---|---|---|")
         for mode, rs in by_mode.items():
@@ -183,6 +213,7 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/fmnist")
     p.add_argument("--n-train", type=int, default=4000)
     p.add_argument("--n-val", type=int, default=1000)
+    p.add_argument("--teacher-arch", default="cnn", help="cnn (of --teacher-width) or a named size: resnet8, resnet20, …")
     p.add_argument("--teacher-width", type=int, default=24)
     p.add_argument("--teacher-epochs", type=int, default=8)
     p.add_argument("--views", type=int, default=4)
@@ -191,8 +222,9 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--modes", nargs="+", default=MODES, choices=MODES)
+    p.add_argument("--modes", nargs="+", default=MODES, choices=[*MODES, "tree", "tree+leaf_kd"])
     p.add_argument("--tree", action="store_true", help="a soft_tree student: labels vs leaf_kd (no augmentation)")
+    p.add_argument("--tree-depth", type=int, default=4, help="the soft tree's depth (Frosst & Hinton used 8 on MNIST)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
