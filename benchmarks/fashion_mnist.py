@@ -138,6 +138,11 @@ def _teacher_and_caches(out: Path, b: DataBundle) -> tuple[torch.nn.Module, dict
     return t, caches
 
 
+def _student_file(arch: str, arch_args: dict[str, Any], mode: str, seed: int) -> str:
+    size = "-".join(f"{k}{v}" for k, v in arch_args.items())
+    return f"{arch}-{size}-{mode}-seed{seed}.pt"
+
+
 def students(args: argparse.Namespace) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -161,6 +166,8 @@ def students(args: argparse.Namespace) -> None:
                     seed=seed, **_fit_args(args, args.epochs))
             wall = time.perf_counter() - t0
             acc, _ = evaluate_split(model, b.test)
+            (out / "students").mkdir(exist_ok=True)  # for the explanations' evidence (``explain``)
+            torch.save(model.state_dict(), out / "students" / _student_file(arch, arch_args, mode, seed))
             epoch_s = statistics.median(h["time_s"] for h in r.history)
             row = {
                 "role": "student", "arch": arch, **arch_args, "mode": mode, "n_train": len(b.train), "seed": seed, "epochs": args.epochs,
