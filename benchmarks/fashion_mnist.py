@@ -214,9 +214,77 @@ def summary(args: argparse.Namespace) -> None:
         print()
 
 
+#: Each distilled mode and the label-only student of the same seed it is paired with.
+CONTROL = {"kd": "labels", "dkd": "labels", "kd+stored": "labels+aug", "dkd+stored": "labels+aug",
+           "kd+online": "labels+aug", "tree+leaf_kd": "tree"}
+
+
+def explain(args: argparse.Namespace) -> None:
+    """Agreement with the teacher's maps, distilled student vs its label-only control, per seed and over seeds."""
+    from distilens.explain import ExplainInputs, explain_models
+    from distilens.explain.stage import inapplicable_reason
+    from distilens.summary import t_interval
+
+    out = Path(args.out)
+    b = data(args)
+    teacher_model, _ = _teacher_and_caches(out, b)
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
+    found: dict[tuple[str, str, int], Path] = {}
+    for r in rows:
+        size = {k: r[k] for k in ("width", "depth") if r.get(k) is not None}
+        path = out / "students" / _student_file(r["arch"], size, r["mode"], r["seed"])
+        if path.is_file():
+            found[(f"{r['arch']} {' '.join(f'{k} {v}' for k, v in size.items())}", r["mode"], r["seed"])] = path
+    lines = []
+    for (name, mode, seed), path in sorted(found.items()):
+        control = found.get((name, CONTROL.get(mode, ""), seed))
+        if control is None or (args.arch and not name.startswith(args.arch)):
+            continue
+        arch, _, rest = name.partition(" ")
+        size = dict(zip(rest.split()[::2], map(int, rest.split()[1::2])))
+        models = {}
+        for role, file in (("student", path), ("baseline", control)):
+            models[role] = build_model(arch, b.spec, **size)
+            models[role].load_state_dict(torch.load(file))
+            models[role].eval()
+        inputs = ExplainInputs.from_split(b.test)
+        methods = [m for m in args.methods if inapplicable_reason(m, teacher_model, models["student"], inputs) is None]
+        t0 = time.perf_counter()  # a soft tree has no useful gradients: occlusion explains it
+        _, block = explain_models(teacher_model, models["student"], inputs, methods or ["occlusion"], args.n_explain,
+                                  seed=seed, sanity=False, others={"baseline": models["baseline"]})
+        for m in block["methods"]:
+            pd = m["paired"]["student_minus_baseline"][SCORE]
+            row = {"student": name, "mode": mode, "control": CONTROL[mode], "seed": seed, "method": m["method"],
+                   "n_samples": m["n_samples"], "student_spearman": m["models"]["student"]["agreement"][SCORE],
+                   "baseline_spearman": m["models"]["baseline"]["agreement"][SCORE], "difference": pd["mean"],
+                   "ci_low": pd["ci_low"], "ci_high": pd["ci_high"], "seconds": round(time.perf_counter() - t0, 1)}
+            lines.append(row)
+            print(json.dumps(row), flush=True)
+    with open(out / "explain.jsonl", "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in lines))
+    print(f"\n| student | distilled vs control | method | seeds | distilled {SCORE} | label-only {SCORE} | "
+          "distilled − label-only (95% t-interval over seeds) | seeds whose per-sample 95% CI excludes 0 (above/below) |")
+    print("|---|---|---|---|---|---|---|---|")
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for r in lines:
+        groups.setdefault((r["student"], r["mode"], r["method"]), []).append(r)
+    for (name, mode, method), rs in groups.items():
+        diffs = [r["difference"] for r in rs]
+        lo, hi = t_interval(diffs)
+        interval = f" [{lo:+.3f}, {hi:+.3f}]" if lo is not None else ""
+        above = sum(r["ci_low"] > 0 for r in rs)
+        below = sum(r["ci_high"] < 0 for r in rs)
+        print(f"| {name} | {mode} vs {rs[0]['control']} | {method} | {len(rs)} | "
+              f"{statistics.mean(r['student_spearman'] for r in rs):.3f} | {statistics.mean(r['baseline_spearman'] for r in rs):.3f} | "
+              f"{statistics.mean(diffs):+.3f}{interval} | {above}/{below} |")
+
+
+SCORE = "spearman"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=["teacher", "students", "summary"])
+    p.add_argument("command", choices=["teacher", "students", "summary", "explain"])
     p.add_argument("--out", default="benchmarks/results/fmnist")
     p.add_argument("--n-train", type=int, default=4000)
     p.add_argument("--n-val", type=int, default=1000)
@@ -233,9 +301,12 @@ def main() -> None:
     p.add_argument("--tree", action="store_true", help="a soft_tree student: labels vs leaf_kd (no augmentation)")
     p.add_argument("--tree-depth", type=int, default=4, help="the soft tree's depth (Frosst & Hinton used 8 on MNIST)")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--methods", nargs="+", default=["gradcam", "integrated_gradients"], help="explain: the methods")
+    p.add_argument("--n-explain", type=int, default=128, help="explain: test images explained per pair (stratified)")
+    p.add_argument("--arch", default=None, help="explain: only students of this architecture (cnn, soft_tree)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    {"teacher": teacher, "students": students, "summary": summary}[args.command](args)
+    {"teacher": teacher, "students": students, "summary": summary, "explain": explain}[args.command](args)
 
 
 if __name__ == "__main__":
