@@ -9,6 +9,7 @@ import pytest
 
 from distilens.config import load_config
 from distilens.data.recipes import with_dataset_defaults
+from distilens.report.inputs import Predictions
 from e2e import invoke
 from test_fashion_mnist import make_copy
 
@@ -27,6 +28,9 @@ def test_run_with_augmentation_records_splits_and_views(tmp_path: Path, views: s
     assert (m["dataset"]["n_train"], m["dataset"]["n_val"], m["dataset"]["n_test"]) == (90, 10, 20)
     assert m["augmentation"]["teacher_views"] == record
     assert [op["name"] for op in m["augmentation"]["ops"]] == ["crop", "hflip"]
+    preds = Predictions.load(tmp_path / "run" / "predictions.safetensors")
+    k = record["stored"] if isinstance(record, dict) else 1  # the similarity figure reads every stored view
+    assert preds.train_teacher.shape[0] == preds.train_targets.shape[0] == 90 * k
 
 
 def test_feature_losses_are_refused_with_augmentation(tmp_path: Path) -> None:

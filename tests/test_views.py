@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from distilens.data.augment import parse_augment
-from distilens.distill import SoftLabelCache
+from distilens.distill import CE, KD, SoftLabelCache, fit
 from distilens.distill.views import TrainingViews, epoch_params, stored_params, stored_view
 from distilens.models import build_model
 
@@ -70,7 +71,6 @@ def test_views_depend_on_seed_epoch_and_sample_only() -> None:
 from pathlib import Path  # noqa: E402
 
 from distilens.data.imagefolder import load_imagefolder  # noqa: E402
-from distilens.distill import KD, fit  # noqa: E402
 from distilens.distill.step_plan import StepPlan  # noqa: E402
 
 
@@ -162,3 +162,14 @@ def test_stored_views_of_a_lazy_split_equal_in_memory(tmp_path: Path) -> None:
         caches.append(SoftLabelCache.build(teacher, bundle.train, batch_size=4, augment=aug, views=2))
     assert torch.equal(caches[0].logits, caches[1].logits)  # the same views, the same labels (keys differ: a lazy
     # split's fingerprint is its files')
+
+
+def test_a_plain_cache_with_augmentation_is_refused_for_teacher_losses(digits) -> None:
+    aug = parse_augment(AUG[:2])
+    teacher = build_model("cnn", digits.spec, width=4).eval()
+    plain = SoftLabelCache.build(teacher, digits.train)
+    student = build_model("cnn", digits.spec, width=2)
+    with pytest.raises(ValueError, match="soft labels of the plain images, but augment= trains on augmented views"):
+        fit(student, digits, objectives=[KD(), CE()], teacher_cache=plain, epochs=1, augment=aug)
+    # labels alone do not read the cache: augmentation is fine with it
+    fit(student, digits, objectives=[CE()], teacher_cache=plain, epochs=1, batch_size=512, augment=aug)

@@ -92,6 +92,7 @@ class StepPlan:
         self.online_teacher = online_teacher.to(device) if online_teacher is not None else None
         self.needs = [requirements(o) for o in objectives]
         self.union: frozenset[str] = frozenset().union(*self.needs)
+        self.uses_teacher = bool(self.union & _TEACHER_NEEDS)
         check_cache(objectives, self.union, cache, len(split), online=online_teacher is not None)
         if cache is not None:
             cache.to(device)

@@ -125,8 +125,8 @@ def fit(
     dev = resolve_device(device) if isinstance(device, str) else device
     dtype = amp_dtype(precision, dev)
     objectives = [o.to(dev) for o in objectives or [CE()]]
-    views = _training_views(augment, teacher_cache, online_teacher, bundle.train, seed)
     plan = StepPlan(model.to(dev), objectives, teacher_cache, bundle.train, dev, dtype, online_teacher=online_teacher)
+    views = _training_views(augment, teacher_cache, online_teacher, bundle.train, seed, plan.uses_teacher)
     sync = GradientSync([model, *objectives])  # every process starts from rank 0's weights
     steps = count_batches(len(bundle.train), batch_size, sync.world.size)
     settings = dict(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
@@ -200,9 +200,14 @@ def _train_state(
 
 
 def _training_views(
-    augment: Augment | None, cache: SoftLabelCache | None, online_teacher: nn.Module | None, split: Split, seed: int
+    augment: Augment | None, cache: SoftLabelCache | None, online_teacher: nn.Module | None, split: Split, seed: int,
+    uses_teacher: bool,
 ) -> TrainingViews | None:
-    """The views epochs train on: fresh per epoch, a cache's stored ones, or none (no augmentation)."""
+    """The views epochs train on: fresh per epoch, a cache's stored ones, or none (no augmentation).
+
+    Soft labels must be those of the view trained on: a plain cache (one row per image) with
+    augmentation and an objective that reads the teacher is refused.
+    """
     stored = cache if cache is not None and cache.augment is not None else None
     if augment is None or not augment.ops:
         if stored is not None:
@@ -210,6 +215,11 @@ def _training_views(
         if online_teacher is not None:
             raise ValueError("online_teacher labels augmented views; pass augment= (without augmentation use a cache)")
         return None
+    if uses_teacher and stored is None and online_teacher is None:
+        raise ValueError(
+            "the teacher cache holds soft labels of the plain images, but augment= trains on augmented views; "
+            "build it with augment= and views=K (stored views) or pass online_teacher="
+        )
     if stored is not None:
         if online_teacher is not None:
             raise ValueError("pass a cache of stored views or an online teacher, not both")

@@ -75,7 +75,9 @@ def evaluate_stage(
     """Run every model once on the test split (the teacher on its own view), score, save predictions.safetensors.
 
     ``cache`` may also cover transfer copies appended after the training rows; only the
-    training rows' soft labels are kept (the report's class-similarity figure).
+    training rows' soft labels are kept (the report's class-similarity figure). A cache of K
+    stored augmented views keeps all K·N rows (view-major), each with its image's label: the
+    soft labels the student learned from, not view 0's alone.
     """
     bundle = data.bundle
     y = bundle.test.targets
@@ -88,7 +90,8 @@ def evaluate_stage(
     latency = measure_latencies(timed)  # interleaved, so a busy machine slows every model alike
     for role, block in latency["models"].items():
         models[role].update(block)
-    train_teacher = cache.logits[: len(bundle.train)].detach().cpu()
-    predictions = Predictions(y, logits, bundle.train.targets, train_teacher)
+    views = cache.views if cache.augment is not None else 1
+    train_teacher = cache.logits[: views * len(bundle.train)].detach().cpu()
+    predictions = Predictions(y, logits, bundle.train.targets.repeat(views), train_teacher)
     predictions.save(ctx.staging / PREDICTIONS)
     return EvaluateResult(models, predictions, data.modality.reference(bundle, seed=ctx.config.seed), latency["environment"])

@@ -47,7 +47,8 @@ class Predictions:
         targets: (N,) test labels.
         logits: Role (``teacher``, ``student``, ``baseline``) → (N, C) test logits, on the CPU.
         train_targets: (M,) training labels.
-        train_teacher: (M, C) the teacher's soft labels (logits) of the training split.
+        train_teacher: (M, C) the teacher's soft labels (logits) of the training split; with K
+            stored augmented views, of every view (M = K·N, view-major, labels repeated).
 
     Example:
         >>> preds = Predictions.load("runs/x/predictions.safetensors")
