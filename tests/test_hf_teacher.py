@@ -286,3 +286,14 @@ def test_run_with_an_hf_teacher_reloads_from_the_run_folder(bert_dir):
 def test_run_with_the_minilm_teacher_fits_its_head_and_reloads(tmp_path):
     meta, teacher = _run_and_reload(tmp_path, "teacher.arch=minilm")
     assert meta["arch"] == "minilm" and set(teacher.state_dict()) == {"head.weight", "head.bias", "encoder_sha256"}
+
+
+def test_the_sanity_cascade_randomises_a_transformer_layer_at_a_time(bert_dir):
+    from distilens.explain.sanity import parameter_layers
+
+    folder, _ = bert_dir
+    teacher, _ = load_hf_teacher(f"hf:{folder}", SPEC2)
+    steps = parameter_layers(teacher)
+    layers = [s for s in steps if ".encoder.layer." in s]
+    assert layers == ["hf_model.bert.encoder.layer.1", "hf_model.bert.encoder.layer.0"]  # 16 linear/norm modules, 2 steps
+    assert steps[0] == "hf_model.classifier" and steps[-1].endswith("word_embeddings") and len(steps) == 8

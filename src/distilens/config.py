@@ -326,7 +326,7 @@ class ExplainConfig(_Strict):
     steps: int = Field(16, ge=2, le=1000)  # deletion/insertion steps
     sanity: bool = True  # cascading randomisation check (Adebayo et al. 2018), first method
     sanity_samples: int = Field(16, ge=1)
-    sanity_layers: int | None = Field(None, ge=1)  # randomise at most this many layers (null: all)
+    sanity_layers: int | None = Field(None, ge=1)  # randomise at most this many steps (null: all; a repeated block is one)
     # Reference points explained with the same methods (issue 15): teacher_reseed, a second teacher
     # trained here with another seed (the ceiling); init, the student at its initial weights (the floor).
     references: list[Literal["teacher_reseed", "init"]] = Field(default_factory=list)
