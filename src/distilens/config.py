@@ -195,8 +195,10 @@ class StudentConfig(_Strict):
     arch: str = "cnn"
     args: dict[str, Any] = Field(default_factory=lambda data: default_args("student", data.get("arch", "cnn")))
     # Text: start the student's token embeddings from the teacher's input embeddings (piece
-    # means + PCA for a word vocabulary, the teacher's rows for its own ids; models/text_init.py).
-    init: Literal["random", "teacher_embeddings"] = "random"
+    # means + PCA for a word vocabulary, the teacher's rows for its own ids; models/text_init.py);
+    # teacher_layers: the student is the teacher's architecture with fewer layers, started from
+    # the trained teacher's (DistilBERT-style; models/layer_init.py).
+    init: Literal["random", "teacher_embeddings", "teacher_layers"] = "random"
 
 
 class OptimizerConfig(_Strict):
@@ -371,6 +373,15 @@ class RunConfig(_Strict):
         if self.distill.teacher_views is not None and not self.data.augment:
             raise ValueError("distill.teacher_views applies with data.augment; without augmentation the teacher's soft "
                              "labels are computed once (remove distill.teacher_views or set data.augment)")
+        return self
+
+    @model_validator(mode="after")
+    def _layers_from_the_same_architecture(self) -> "RunConfig":
+        if self.student.init == "teacher_layers" and self.student.arch != self.teacher.arch:
+            raise ValueError(
+                "student.init teacher_layers starts the student from the teacher's layers, so student.arch must be "
+                f"teacher.arch ('{self.teacher.arch}', not '{self.student.arch}') with fewer layers in student.args"
+            )
         return self
 
     @model_validator(mode="after")
