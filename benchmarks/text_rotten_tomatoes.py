@@ -14,7 +14,9 @@ kept in ``--cache`` and reused by later runs.
 Students, each trained with ``--seeds`` seeds (test accuracy mean ± std over seeds):
 ``embedding_bag`` (with and without hashed bigrams), ``text_cnn``, ``bilstm`` and a d=32
 ``tiny_transformer_words`` on a word-level vocabulary; ``tiny_transformer`` (d=64) on the
-teacher's WordPiece ids (needed by attention_kd). Each with labels only (CE), KD (kd T=4 +
+teacher's WordPiece ids (needed by attention_kd); with ``--only minilm_l3`` (and
+``--teacher-finetune all``) the layer-truncated teacher: MiniLM with 3 of its 6 layers,
+started from the fine-tuned teacher's layers 0, 2 and 4 (``student.init: teacher_layers``). Each with labels only (CE), KD (kd T=4 +
 0.1·ce, distilens' default), for the WordPiece transformer KD + attention_kd (heads=1), and
 with ``--transfer-copies K`` also on the training texts plus up to K perturbed copies of
 each (``distill.transfer_copies``; ``--transfer-method drop`` as in round 2 or ``tang``, Tang
@@ -54,6 +56,7 @@ from distilens.evaluate import cost_metrics, measure_latency
 from distilens.explain import attribute, special_token_mask, word_agreement
 from distilens.models import build_model, count_params
 from distilens.models.hf import minilm_tokenizer_path
+from distilens.models.layer_init import init_layers_from_teacher
 from distilens.models.tap import group_heads
 from distilens.models.text_init import init_embeddings_from_teacher
 from distilens.reference import tfidf_logreg
@@ -71,6 +74,10 @@ STUDENTS: dict[str, dict[str, Any]] = {  # arch, args, ids ("word" | "teacher"),
                                "lr": 1e-3, "epochs": 8},
     "tiny_transformer": {"arch": "tiny_transformer", "args": {"dim": 64, "layers": 2, "heads": 4}, "ids": "teacher",
                          "lr": 1e-3, "epochs": 8},
+    # the layer-truncated teacher (DistilBERT-style), started from the fine-tuned teacher's layers 0, 2, 4
+    # (student.init: teacher_layers); only with --teacher-finetune all, and only when named in --only
+    "minilm_l3": {"arch": "minilm", "args": {"finetune": "all", "layers": 3}, "ids": "teacher", "lr": 5e-5, "epochs": 2,
+                  "init": "teacher_layers", "opt_in": True},
 }
 
 
@@ -321,8 +328,10 @@ def main() -> None:
         explain = WordAgreement(teacher.model, bundle, teacher.t_test, args.explain,
                                 Path(args.cache) / f"minilm-{tag}-ig{args.explain}-{key}.safetensors")
     for name, s in STUDENTS.items():
-        if args.only and name not in args.only:
+        if (args.only and name not in args.only) or (s.get("opt_in") and not (args.only and name in args.only)):
             continue
+        if s.get("init") == "teacher_layers" and args.teacher_finetune != "all":
+            raise SystemExit(f"{name} starts from the fine-tuned teacher's layers: pass --teacher-finetune all")
         data = wordpiece if s["ids"] == "teacher" else bundle
         modes = {"labels": [CE()], "kd": [KD(temperature=4.0), CE(weight=0.1)]}
         if s["arch"] == "tiny_transformer" and s["ids"] == "teacher":  # attention_kd: the same token sequences
@@ -357,7 +366,9 @@ def train_students(args: argparse.Namespace, s: dict[str, Any], data: DataBundle
     for seed in range(args.seeds):
         torch.manual_seed(seed)
         student = build_model(s["arch"], data.spec, **s["args"])
-        if args.init == "teacher_embeddings":
+        if s.get("init") == "teacher_layers":
+            init = init_layers_from_teacher(student, teacher.model)
+        elif args.init == "teacher_embeddings":
             t_tok = data.tokenizer if s["ids"] == "teacher" else data.for_teacher().tokenizer
             init = init_embeddings_from_teacher(student, teacher.model, data.tokenizer, t_tok)
         objs = [type(o)(**_options(o)) for o in objectives]  # fresh modules per seed

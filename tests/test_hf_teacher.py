@@ -286,3 +286,40 @@ def test_run_with_an_hf_teacher_reloads_from_the_run_folder(bert_dir):
 def test_run_with_the_minilm_teacher_fits_its_head_and_reloads(tmp_path):
     meta, teacher = _run_and_reload(tmp_path, "teacher.arch=minilm")
     assert meta["arch"] == "minilm" and set(teacher.state_dict()) == {"head.weight", "head.bias", "encoder_sha256"}
+
+
+def test_the_sanity_cascade_randomises_a_transformer_layer_at_a_time(bert_dir):
+    from distilens.explain.sanity import parameter_layers
+
+    folder, _ = bert_dir
+    teacher, _ = load_hf_teacher(f"hf:{folder}", SPEC2)
+    steps = parameter_layers(teacher)
+    layers = [s for s in steps if ".encoder.layer." in s]
+    assert layers == ["hf_model.bert.encoder.layer.1", "hf_model.bert.encoder.layer.0"]  # 16 linear/norm modules, 2 steps
+    assert steps[0] == "hf_model.classifier" and steps[-1].endswith("word_embeddings") and len(steps) == 8
+
+
+@needs_minilm
+def test_a_layer_truncated_minilm_starts_from_the_trained_teachers_layers(minilm, tmp_path):
+    import copy
+
+    from distilens.models.layer_init import init_layers_from_teacher
+
+    model, tokenizer = minilm
+    teacher = copy.deepcopy(model)  # "trained": its layer 2 and head differ from the package's
+    with torch.no_grad():
+        teacher.encoder.encoder.layer[2].output.dense.weight.mul_(1.5)
+        teacher.head.weight.add_(0.25)
+    student = build_model("minilm", SPEC2, finetune="all", layers=3)
+    assert len(student.encoder.encoder.layer) == student.encoder.config.num_hidden_layers == 3
+    info = init_layers_from_teacher(student, teacher)
+    assert info["layers"] == {"encoder.encoder.layer": [0, 2, 4]}
+    mine, theirs = student.encoder.encoder.layer[1], teacher.encoder.encoder.layer[2]
+    assert torch.equal(mine.output.dense.weight, theirs.output.dense.weight)
+    assert torch.equal(student.head.weight, teacher.head.weight)
+    # The truncated student saves and loads as its own 3-layer architecture.
+    save_model(student, tmp_path / "s.safetensors", arch="minilm", args={"finetune": "all", "layers": 3}, spec=SPEC2)
+    loaded = load_model(tmp_path / "s.safetensors")[0].eval()
+    ids = tokenizer.encode(TOY[:3], max_length=32).ids
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids), student.eval()(ids), rtol=0, atol=0)

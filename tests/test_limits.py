@@ -169,7 +169,8 @@ def test_error_messages_name_only_config_keys_that_exist() -> None:
     import ast
     import re
 
-    from distilens.config import RunConfig, _nested_model
+    from distilens.config import RunConfig
+    from distilens.config.files import _nested_model
 
     dotted = re.compile(r"(?<![\w./:-])(data|teacher|student|distill|explain|report|runtime)\.([A-Za-z_]+(?:\.[A-Za-z_]+)*)")
     after_set = re.compile(r"\bset ([a-z]+_[a-z_]+)\b(?![.(])")  # "set grad_clip": a key named alone

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from distilens.explain import cascading_randomization
-from distilens.explain.sanity import parameter_layers
+from distilens.explain.sanity import cascade_steps, parameter_layers
 from distilens.models import build_model
 from distilens.testing import assert_no_hooks
 
@@ -63,3 +63,24 @@ def test_max_layers_stops_early_and_mlps_work(trained, digits) -> None:
     assert out["layers"] == ["head", "features.1"]
     # An MLP on images gives input-shaped maps: SSIM applies; the sanity check still works.
     assert all(isinstance(v, float) for v in out["spearman"])
+
+
+def test_a_repeated_block_is_one_step_of_the_cascade() -> None:
+    from distilens.models.text import REFERENCE_TEXT_SPEC
+
+    torch.manual_seed(0)
+    model = build_model("tiny_transformer", REFERENCE_TEXT_SPEC, dim=16, layers=2, heads=2).eval()
+    assert parameter_layers(model) == ["head", "norm", "blocks.1", "blocks.0", "positions", "embedding"]
+    ids = torch.randint(1, REFERENCE_TEXT_SPEC.vocab_size, (3, 7))
+    before = copy.deepcopy(model.blocks[0].state_dict())
+    out = cascading_randomization(model, ids, method="input_x_gradient", max_layers=3)
+    assert out["layers"] == ["head", "norm", "blocks.1"]
+    assert all(torch.equal(v, model.blocks[0].state_dict()[k]) for k, v in before.items())  # on a copy
+
+    # One step re-initialises every parameter module inside the block; every module is in one step.
+    work = copy.deepcopy(model)
+    steps = cascade_steps(work)
+    inside = {id(m) for m in work.blocks[1].modules() if any(True for _ in m.parameters(recurse=False))}
+    assert {id(m) for m in steps["blocks.1"]} == inside and len(inside) > 2
+    assert sum(len(v) for v in steps.values()) == sum(
+        1 for n, m in work.named_modules() if n and any(True for _ in m.parameters(recurse=False)))

