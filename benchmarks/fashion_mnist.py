@@ -219,6 +219,11 @@ CONTROL = {"kd": "labels", "dkd": "labels", "kd+stored": "labels+aug", "dkd+stor
            "kd+online": "labels+aug", "tree+leaf_kd": "tree"}
 
 
+def _display(arch: str, size: tuple[tuple[str, int], ...]) -> str:
+    """``cnn width 16``: a student's name in the tables."""
+    return " ".join([arch, *(f"{k} {v}" for k, v in size)])
+
+
 def explain(args: argparse.Namespace) -> None:
     """Agreement with the teacher's maps, distilled student vs its label-only control, per seed and over seeds."""
     from distilens.explain import ExplainInputs, explain_models
@@ -229,25 +234,24 @@ def explain(args: argparse.Namespace) -> None:
     b = data(args)
     teacher_model, _ = _teacher_and_caches(out, b)
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines() if line.strip()]
-    found: dict[tuple[str, str, int], Path] = {}
+    found: dict[tuple[str, tuple[tuple[str, int], ...], str, int], Path] = {}  # (arch, size, mode, seed) → weights
     for r in rows:
-        size = {k: r[k] for k in ("width", "depth") if r.get(k) is not None}
-        path = out / "students" / _student_file(r["arch"], size, r["mode"], r["seed"])
+        size = tuple((k, r[k]) for k in ("width", "depth") if r.get(k) is not None)
+        path = out / "students" / _student_file(r["arch"], dict(size), r["mode"], r["seed"])
         if path.is_file():
-            found[(f"{r['arch']} {' '.join(f'{k} {v}' for k, v in size.items())}", r["mode"], r["seed"])] = path
+            found[(r["arch"], size, r["mode"], r["seed"])] = path
+    inputs = ExplainInputs.from_split(b.test)
     lines = []
-    for (name, mode, seed), path in sorted(found.items()):
-        control = found.get((name, CONTROL.get(mode, ""), seed))
-        if control is None or (args.arch and not name.startswith(args.arch)):
+    for (arch, size, mode, seed), path in sorted(found.items(), key=lambda kv: (_display(*kv[0][:2]), *kv[0][2:])):
+        name = _display(arch, size)
+        control = found.get((arch, size, CONTROL.get(mode, ""), seed))
+        if control is None or (args.arch and arch != args.arch):
             continue
-        arch, _, rest = name.partition(" ")
-        size = dict(zip(rest.split()[::2], map(int, rest.split()[1::2])))
         models = {}
         for role, file in (("student", path), ("baseline", control)):
-            models[role] = build_model(arch, b.spec, **size)
+            models[role] = build_model(arch, b.spec, **dict(size))
             models[role].load_state_dict(torch.load(file))
             models[role].eval()
-        inputs = ExplainInputs.from_split(b.test)
         methods = [m for m in args.methods if inapplicable_reason(m, teacher_model, models["student"], inputs) is None]
         t0 = time.perf_counter()  # a soft tree has no useful gradients: occlusion explains it
         _, block = explain_models(teacher_model, models["student"], inputs, methods or ["occlusion"], args.n_explain,

@@ -328,7 +328,7 @@ def main() -> None:
         explain = WordAgreement(teacher.model, bundle, teacher.t_test, args.explain,
                                 Path(args.cache) / f"minilm-{tag}-ig{args.explain}-{key}.safetensors")
     for name, s in STUDENTS.items():
-        if (args.only and name not in args.only) or (s.get("opt_in") and not (args.only and name in args.only)):
+        if name not in (args.only or [n for n, t in STUDENTS.items() if not t.get("opt_in")]):
             continue
         if s.get("init") == "teacher_layers" and args.teacher_finetune != "all":
             raise SystemExit(f"{name} starts from the fine-tuned teacher's layers: pass --teacher-finetune all")

@@ -140,7 +140,7 @@ class StepPlan:
     ) -> list[StepTensors]:
         union, cache, model = self.union, self.cache, self.model
         teacher_logits = teacher_target = None
-        if self.online_teacher is not None and union & _TEACHER_NEEDS:
+        if self.online_teacher is not None and self.uses_teacher:
             teacher_logits = self._teach(x)
             teacher_target = teacher_logits.argmax(1)
             cache = None

@@ -90,7 +90,7 @@ def evaluate_stage(
     latency = measure_latencies(timed)  # interleaved, so a busy machine slows every model alike
     for role, block in latency["models"].items():
         models[role].update(block)
-    views = cache.views if cache.augment is not None else 1
+    views = cache.views  # 1 for a plain cache (with or without transfer copies)
     train_teacher = cache.logits[: views * len(bundle.train)].detach().cpu()
     predictions = Predictions(y, logits, bundle.train.targets.repeat(views), train_teacher)
     predictions.save(ctx.staging / PREDICTIONS)
