@@ -181,3 +181,20 @@ def test_text_blocks_have_the_same_faithfulness_and_sanity_keys_as_images(cnn_pa
     assert text["sanity"]["student"]["layers"] == ["head", "hidden", "emb"]
     for model in (teacher, student, *cnn_pair):
         assert_no_hooks(model)
+
+
+def test_curves_of_texts_cut_to_their_length_equal_each_text_alone() -> None:
+    """Rows are run sorted by length and cut to the longest in their batch: the same curves as one text at a time."""
+    model = TinyAttention(vocab=12, seed=3).eval()
+    g = torch.Generator().manual_seed(0)
+    lengths = [9, 2, 5, 12, 1, 7]
+    ids = torch.zeros(len(lengths), 16, dtype=torch.long)  # trailing pads up to 16
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.randint(1, 12, (n,), generator=g)
+    maps = torch.randn(ids.shape, generator=g).masked_fill(ids == PAD, 0.0)
+    target = torch.tensor([0, 1, 1, 0, 1, 0])
+    together = deletion_insertion(model, ids, maps, target, steps=4, baseline=UNK, batch_size=7)
+    for i, n in enumerate(lengths):
+        alone = deletion_insertion(model, ids[i : i + 1, :n], maps[i : i + 1, :n], target[i : i + 1], steps=4, baseline=UNK)
+        for key in ("deletion", "insertion"):
+            torch.testing.assert_close(together[key][i : i + 1], alone[key], rtol=0, atol=1e-6)

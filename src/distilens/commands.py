@@ -73,7 +73,7 @@ def explain_run(
     inputs = data.modality.explain_inputs(data.bundle)
     chosen, skipped = choose_methods(cfg.explain.methods, teacher, student, inputs, explicit=explicit_methods(cfg))
     result = explain_stage(RunContext.of_finished_run(run_dir, cfg, command=command), inputs, teacher, student, chosen, skipped,
-                           others)
+                           others, reuse_teacher=False)  # the folder may come from elsewhere: explained afresh
     block = result.to_json().get("explanations", {"methods": []})
     metrics["explanations"] = block
     atomic_write_json(metrics_path, metrics)

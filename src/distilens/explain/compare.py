@@ -28,6 +28,7 @@ def compare(
     target: Tensor | None = None,
     topk: float | None = None,
     others: Mapping[str, tuple[nn.Module, Tensor | ModelInputs]] | None = None,
+    teacher_maps: Tensor | None = None,
     progress: ProgressArg = None,
     **options: Any,
 ) -> Comparison:
@@ -52,6 +53,8 @@ def compare(
             pixels or features, 0.2 of a text's words).
         others: Role → ``(model, its inputs)`` of further models; each reads its inputs as
             the student or the teacher does (text: the token ids of its own tokenizer).
+        teacher_maps: The teacher's maps for ``target``, computed before (read back by
+            :class:`~.teacher_memo.TeacherMemo`); needs ``target``.
         progress: The models explained so far on a bar (``None``: when stderr is a terminal),
             or a ``(label, done, total)`` callback (:mod:`distilens.progress`).
         **options: Passed to the explainer for both models.
@@ -63,6 +66,8 @@ def compare(
         >>> cmp = compare(teacher, student, x, method="gradcam", others={"baseline": (baseline, x)})
         >>> cmp.others["baseline"].scores["spearman"]   # (N,) the baseline's agreement with the teacher
     """
+    if teacher_maps is not None and target is None:
+        raise ValueError("compare: teacher_maps were computed for some target; pass that target too")
     t_view = inputs if isinstance(inputs, ModelInputs) else ModelInputs(inputs)
     s_view = t_view if student_inputs is None else student_inputs
     s_view = s_view if isinstance(s_view, ModelInputs) else ModelInputs(s_view)
@@ -86,7 +91,10 @@ def compare(
                 report(roles[i] if i < len(roles) else "done", i, len(roles))
 
         explaining(0)
-        t_maps = attribute(teacher, t_x, target, method, **t_view.options(method), **options)
+        if teacher_maps is None:
+            t_maps = attribute(teacher, t_x, target, method, **t_view.options(method), **options)
+        else:
+            t_maps = teacher_maps
         explaining(1)
         s = explain(student, s_view)
         rest: dict[str, ModelMaps] = {}

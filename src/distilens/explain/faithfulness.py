@@ -7,6 +7,7 @@ a faithful map makes it rise fast (high AUC). Features are pixels, table columns
 tokens of a text (removed by dropping them, or by replacing them with an [UNK]-like token).
 Each sample costs ``steps + 1`` forward passes, all batched, whatever the number of
 features (per-pixel flipping would cost one per feature; see ``benchmarks/explain_speed.py``).
+Token ids are run in batches of similar length, each cut to its longest row.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ class _Removal:
 
     ``x``: the model's input; ``relevance``: (B, D) scores of the D locations; ``movable``:
     (B, D) bool, the locations that may be removed; ``removed``: ``x`` with everything
-    removed; ``grid``: how a (B, S, D) choice of locations broadcasts against ``x``.
+    removed; ``grid``: how a (B, S, D) choice of locations broadcasts against ``x``;
+    ``pad``: the pad id of token ids (trailing pads are cut before the forward pass).
     """
 
     x: Tensor
@@ -92,6 +94,7 @@ class _Removal:
     removed: Tensor
     grid: Callable[[Tensor], Tensor]
     batch_size: int
+    pad: int | None = None
 
 
 def _dense_removal(model: nn.Module, inputs: Tensor, maps: Tensor, baseline: Any, keep: Tensor | None) -> _Removal:
@@ -114,7 +117,7 @@ def _token_removal(model: nn.Module, ids: Tensor, maps: Tensor, baseline: Any, k
     if keep is not None:
         movable &= ~keep.to(ids.device).bool()
     removed = torch.where(movable, torch.full_like(ids, pad if baseline is None else int(baseline)), ids)
-    return _Removal(ids, maps.float(), movable, removed, lambda c: c, 256)
+    return _Removal(ids, maps.float(), movable, removed, lambda c: c, 256, pad)
 
 
 _REMOVALS: dict[Kind, Callable[..., _Removal]] = {"image": _dense_removal, "table": _dense_removal, "text": _token_removal}
@@ -178,8 +181,29 @@ def deletion_insertion(
     with eval_mode(model):
         for name, batch in (("deletion", deleted), ("insertion", inserted)):
             flat = batch.reshape(b * (steps + 1), *r.x.shape[1:])
-            probs = torch.cat([model(chunk).float().softmax(1) for chunk in flat.split(batch_size or r.batch_size)])
+            probs = _probabilities(model, flat, batch_size or r.batch_size, r.pad)
             curve = probs.gather(1, tgt.view(-1, 1)).view(b, steps + 1)
             out[name] = curve.cpu()
             out[f"{name}_auc"] = torch.trapezoid(curve, dx=1.0 / steps, dim=1).cpu()
+    return out
+
+
+def _probabilities(model: nn.Module, flat: Tensor, batch_size: int, pad: int | None) -> Tensor:
+    """(N, C) softmax of ``model`` on ``flat``; token ids sorted by length and each batch cut to its longest row.
+
+    A text model's output does not depend on trailing padding (see :func:`~.attribute.attribute`),
+    and most texts are far shorter than the padded length: the cut saves most of the cost.
+    """
+    if pad is None:
+        return torch.cat([model(chunk).float().softmax(1) for chunk in flat.split(batch_size)])
+    n, width = flat.shape
+    length = ((flat != pad) * torch.arange(1, width + 1, device=flat.device)).amax(1)  # last real token + 1
+    out: Tensor | None = None
+    for rows in length.argsort(stable=True).split(batch_size):
+        probs = model(flat[rows, : max(int(length[rows].max()), 1)]).float().softmax(1)
+        if out is None:
+            out = probs.new_empty(n, probs.shape[1])
+        out[rows] = probs
+    if out is None:
+        raise DistilensError("faithfulness: no samples to perturb")
     return out

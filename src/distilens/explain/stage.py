@@ -11,8 +11,10 @@ nothing here depends on the kind of data.
 from __future__ import annotations
 
 import math
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -20,14 +22,17 @@ from torch import Tensor, nn
 from ..config import ExplainConfig
 from ..data.bundle import Split
 from ..errors import ConfigError, DistilensError
+from .attribute import attribute, predicted_class
 from .comparison import Comparison
 from .compare import compare
 from .evidence import CONTROLS, ROLES, TEACHER_VIEW_ROLES, agreement_scale, paired_differences
 from .explainers import explainers_for, get_explainer
 from .faithfulness import deletion_insertion
+from .hygiene import model_device
 from .inputs import ExplainInputs, ModelInputs
 from .localization import mass_in_mask, pointing_game
 from .sanity import cascading_randomization
+from .teacher_memo import TeacherMemo
 
 __all__ = ["stratified_indices", "inapplicable_reason", "choose_methods", "explain_models", "explain_stage", "FALLBACK_METHOD"]
 
@@ -156,6 +161,7 @@ def explain_models(
     options: dict[str, dict[str, Any]] | None = None,
     skip_inapplicable: bool = False,
     others: Mapping[str, nn.Module] | None = None,
+    memo: TeacherMemo | None = None,
 ) -> tuple[list[Comparison], dict[str, Any]]:
     """Explain teacher and student on the same stratified samples and score them, for any kind of data.
 
@@ -197,6 +203,9 @@ def explain_models(
         others: Role → model for the roles of :data:`~.evidence.ROLES` (``baseline``,
             ``plain_kd``, ``teacher_reseed``, ``init``); ``teacher_reseed`` reads the
             teacher's inputs, the others the student's.
+        memo: Where the teacher's maps, faithfulness and sanity results are read from when
+            an earlier run computed them for the same teacher, samples and settings, and kept
+            for the next (:class:`~.teacher_memo.TeacherMemo`); ``None``: always computed.
 
     Returns:
         The comparisons (one per method run) and the ``explanations`` block: ``level``
@@ -204,7 +213,9 @@ def explain_models(
         ``agreement_std``), ``same_prediction``, ``faithfulness``, ``localization`` (with
         masks), ``sanity``, ``galleries`` (split indices), with ``others``: ``models``
         (role → the same agreement keys), ``paired`` and ``scale``; and ``methods`` — one
-        such block per method — plus ``sample_indices`` and ``skipped``.
+        such block per method — plus ``sample_indices``, ``skipped``, ``timing_s`` (seconds
+        of ``teacher_attributions``, ``attributions`` of the other models, ``faithfulness``,
+        ``sanity``) and, with ``memo``, ``teacher_memo`` (``hit``, ``computed`` or ``partial``).
 
     Example:
         >>> comparisons, block = explain_models(teacher, student, bundle.test, ["gradcam"], 128, seed=0)
@@ -224,12 +235,20 @@ def explain_models(
 
     models = {"teacher": (teacher, sample.teacher), "student": (student, sample.student)}
     faithful = {**models, **{role: views[role] for role in CONTROLS if role in views}}
-    comparisons = [
-        compare(teacher, student, sample.teacher, student_inputs=sample.student, align=sample.align, method=method,
-                target=sample.targets, topk=topk, others=views, progress=False, **_seed_option(method, sample.teacher, seed),
-                **options.get(method, {}))
-        for method in run
-    ]
+    clock = _Clock()
+    target = sample.targets
+    if target is None:
+        target = predicted_class(teacher, sample.teacher.inputs.to(model_device(teacher))).cpu()
+    comparisons = []
+    for method in run:
+        opts = {**_seed_option(method, sample.teacher, seed), **options.get(method, {})}
+        with clock("teacher_attributions"):
+            t_maps = _teacher_maps(teacher, sample.teacher, target, method, opts, memo)
+        with clock("attributions"):
+            comparisons.append(compare(
+                teacher, student, sample.teacher, student_inputs=sample.student, align=sample.align, method=method,
+                target=target, topk=topk, others=views, teacher_maps=t_maps, progress=False, **opts,
+            ))
     blocks = []
     for cmp in comparisons:
         block = cmp.summary(seed=seed)
@@ -237,7 +256,8 @@ def explain_models(
             block["paired"] = paired_differences(cmp, seed=seed)
             if any(role not in CONTROLS for role in views):
                 block["scale"] = agreement_scale(block["models"])
-        block["faithfulness"] = _faithfulness(cmp, faithful, steps, faithfulness_baseline)
+        with clock("faithfulness"):
+            block["faithfulness"] = _faithfulness(cmp, faithful, steps, faithfulness_baseline, memo)
         if sample.masks is not None and cmp.teacher_maps.dim() == 4:
             block["localization"] = _localization(cmp, sample.masks, pointing_tolerance)
         block["galleries"] = {k: [int(idx[i]) for i in v] for k, v in cmp.galleries(gallery_size).items()}
@@ -252,29 +272,72 @@ def explain_models(
             out[key] = first[key]
     if sanity:
         method, rows = run[0], torch.arange(min(sanity_samples, len(sample)))
-        target = comparisons[0].targets[rows]
-        out["sanity"] = {"method": method} | {
-            role: _sanity(model, view.take(rows), target, method, seed, sanity_layers, options.get(method, {}))
-            for role, (model, view) in models.items()
-        }
+        with clock("sanity"):
+            out["sanity"] = {"method": method} | {
+                role: _sanity(model, view.take(rows), target[rows], method, seed, sanity_layers, options.get(method, {}),
+                              memo if role == "teacher" else None)
+                for role, (model, view) in models.items()
+            }
     out["galleries"] = first["galleries"]
     out["methods"] = blocks
     out["sample_indices"] = idx.tolist()
     out["skipped"] = skipped
+    out["timing_s"] = clock.seconds
+    if memo is not None:
+        out["teacher_memo"] = memo.status
     return comparisons, out
 
 
+class _Clock:
+    """Seconds per part of the stage, rounded to milliseconds."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, part: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[part] = round(self.seconds.get(part, 0.0) + time.perf_counter() - t0, 3)
+
+
+def _teacher_maps(
+    teacher: nn.Module, view: ModelInputs, target: Tensor, method: str, options: dict[str, Any], memo: TeacherMemo | None
+) -> Tensor:
+    """The teacher's maps of ``method`` for ``target`` on its own inputs, through ``memo`` where given."""
+    given = {**view.options(method), **options}
+
+    def compute() -> Tensor:
+        return attribute(teacher, view.inputs, target, method, **given)
+
+    if memo is None:
+        return compute()
+    return memo.tensor("maps", view.inputs, target, {"method": method, **given}, compute)
+
+
 def _faithfulness(
-    cmp: Comparison, models: Mapping[str, tuple[nn.Module, ModelInputs]], steps: int, baseline: Any
+    cmp: Comparison, models: Mapping[str, tuple[nn.Module, ModelInputs]], steps: int, baseline: Any,
+    memo: TeacherMemo | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Per model: mean deletion and insertion AUCs and curves of its own maps on its own inputs."""
+    """Per model: mean deletion and insertion AUCs and curves of its own maps on its own inputs (the teacher's through ``memo``)."""
     out = {}
     for role, (model, view) in models.items():
         maps = cmp.role_maps(role)
         removed = baseline if view.replace_id is None else view.replace_id
-        curves = deletion_insertion(model, view.inputs, maps, cmp.targets, steps=steps, baseline=removed, keep=view.keep)
-        out[role] = _means({k: curves[k] for k in ("deletion_auc", "insertion_auc")})
-        out[role].update({f"{k}_curve": _mean_curve(curves[k]) for k in ("deletion", "insertion")})
+
+        def compute(model: nn.Module = model, view: ModelInputs = view, maps: Tensor = maps, removed: Any = removed
+                    ) -> dict[str, Any]:
+            curves = deletion_insertion(model, view.inputs, maps, cmp.targets, steps=steps, baseline=removed, keep=view.keep)
+            scores = _means({k: curves[k] for k in ("deletion_auc", "insertion_auc")})
+            return scores | {f"{k}_curve": _mean_curve(curves[k]) for k in ("deletion", "insertion")}
+
+        if memo is None or role != "teacher":
+            out[role] = compute()
+        else:
+            settings = {"maps": maps, "steps": steps, "baseline": removed, "keep": view.keep}
+            out[role] = memo.record("faithfulness", view.inputs, cmp.targets, settings, compute)
     return out
 
 
@@ -298,12 +361,19 @@ def _seed_option(method: str, view: ModelInputs, seed: int) -> dict[str, int]:
 
 
 def _sanity(
-    model: nn.Module, view: ModelInputs, target: Tensor, method: str, seed: int, layers: int | None, given: Mapping[str, Any]
+    model: nn.Module, view: ModelInputs, target: Tensor, method: str, seed: int, layers: int | None,
+    given: Mapping[str, Any], memo: TeacherMemo | None = None,
 ) -> dict[str, Any]:
-    """One model's cascading randomisation on its own inputs, without the repeated method name."""
+    """One model's cascading randomisation on its own inputs, without the repeated method name (through ``memo`` where given)."""
     opts = {**_seed_option(method, view, seed), **view.options(method), **given}
-    out = cascading_randomization(model, view.inputs, target, method, seed=seed, max_layers=layers, **opts)
-    return {k: v for k, v in out.items() if k != "method"}
+
+    def compute() -> dict[str, Any]:
+        out = cascading_randomization(model, view.inputs, target, method, seed=seed, max_layers=layers, **opts)
+        return {k: v for k, v in out.items() if k != "method"}
+
+    if memo is None:
+        return compute()
+    return memo.record("sanity", view.inputs, target, {"method": method, "seed": seed, "layers": layers, **opts}, compute)
 
 
 def explain_stage(
@@ -317,6 +387,7 @@ def explain_stage(
     seed: int = 0,
     skipped: Mapping[str, str] | None = None,
     others: Mapping[str, nn.Module] | None = None,
+    memo: TeacherMemo | None = None,
 ) -> dict[str, Any]:
     """The pipeline's explain stage: explain, score, keep the maps in ``folder``, return metrics.json's block.
 
@@ -335,6 +406,7 @@ def explain_stage(
         skipped: Methods left out at :func:`choose_methods`, with the reason; recorded.
         others: The controls and reference points to explain as well (role → model, see
             :func:`explain_models`): the run passes its label-only ``baseline``.
+        memo: The teacher's explanations kept by content (see :func:`explain_models`).
 
     Returns:
         The ``explanations`` block; ``{"methods": [], "skipped": {...}}`` when no method runs.
@@ -349,6 +421,7 @@ def explain_stage(
     comparisons, block = explain_models(
         teacher, student, inputs, methods, cfg.n_samples, seed=seed, steps=cfg.steps,
         sanity=cfg.sanity, sanity_samples=cfg.sanity_samples, sanity_layers=cfg.sanity_layers, others=others,
+        memo=memo,
     )
     rows = torch.tensor(block["sample_indices"], dtype=torch.long)
     inputs.align.take(rows).save(

@@ -8,6 +8,7 @@ way for every kind of data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -49,17 +50,27 @@ class ExplainResult:
 
 def explain_stage(
     ctx: RunContext, inputs: ExplainInputs, teacher: nn.Module, student: nn.Module, methods: list[str],
-    skipped: dict[str, str], others: dict[str, nn.Module] | None = None,
+    skipped: dict[str, str], others: dict[str, nn.Module] | None = None, *, reuse_teacher: bool = True,
 ) -> ExplainResult:
     """Explain with ``methods`` (chosen before training); the maps go into the run folder.
 
     ``others`` (role → model: the label-only ``baseline``, ``plain_kd``, ``teacher_reseed``,
     ``init``) are explained the same way against the same teacher maps (the evidence, issue 15).
+    The teacher's part (maps, faithfulness, sanity check) is read from the run's ``cache/`` or
+    ``distill.cache_dir`` when an earlier run computed it for the same teacher, samples and
+    settings, and is kept in both for the next run (:class:`~distilens.explain.TeacherMemo`);
+    ``reuse_teacher=False`` computes it afresh and keeps nothing (``distilens explain RUN``: a
+    run folder from elsewhere is explained again, not read back).
     The report draws the maps just saved, read back once (:meth:`Explanations.load`).
     """
     if not methods:
         return ExplainResult(None, skipped)
     cfg = ctx.config
+    memo = None
+    if reuse_teacher:
+        shared = [Path(cfg.distill.cache_dir)] if cfg.distill.cache_dir else []
+        memo = explain.TeacherMemo(teacher, directories=[ctx.staging / "cache", ctx.folder.final / "cache", *shared],
+                                   save_to=[ctx.staging / "cache", *shared])
     block = explain.explain_stage(teacher, student, inputs, methods, ctx.staging, config=cfg.explain, seed=cfg.seed,
-                                  skipped=skipped, others=others)
+                                  skipped=skipped, others=others, memo=memo)
     return ExplainResult(Explanations.load(block, ctx.staging, []), skipped)
