@@ -227,7 +227,7 @@ def _display(arch: str, size: tuple[tuple[str, int], ...]) -> str:
 def explain(args: argparse.Namespace) -> None:
     """Agreement with the teacher's maps, distilled student vs its label-only control, per seed and over seeds."""
     from distilens.explain import ExplainInputs, explain_models
-    from distilens.explain.stage import inapplicable_reason
+    from distilens.explain.methods import inapplicable_reason
     from distilens.summary import t_interval
 
     out = Path(args.out)

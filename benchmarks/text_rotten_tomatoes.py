@@ -29,6 +29,7 @@ table for ``--init``. ``--explain N``: word-level IG agreement with the teacher
 (Spearman, top-20% IoU over words) of each mode's seed-0 student on N test snippets.
 Cost: parameters, median forward latency at batch 1 and 64 (L = the data's length, one
 thread). ``--reference``: TF-IDF + logistic regression, C chosen on val (``reference.py``).
+``--latency``: only the latency of the teacher and every student, measured interleaved.
 Results go to ``--out``.
 """
 
@@ -52,7 +53,7 @@ from distilens.data.tokenize import TextTokenizer
 from distilens.distill import CE, KD, AttentionKD, SoftLabelCache, fit, fit_teacher
 from distilens.data.text_augment import mask_placeholder, tang_copies, with_transfer_copies
 from distilens.distill.teacher_fit import encode_split, teacher_bundle
-from distilens.evaluate import cost_metrics, measure_latency
+from distilens.evaluate import cost_metrics, measure_latencies, measure_latency
 from distilens.explain import attribute, special_token_mask, word_agreement
 from distilens.models import build_model, count_params
 from distilens.models.hf import minilm_tokenizer_path
@@ -301,6 +302,9 @@ def main() -> None:
     parser.add_argument("--init", choices=("random", "teacher_embeddings"), default="random",
                         help="the students' token embeddings: random, or from the teacher's (models/text_init.py)")
     parser.add_argument("--reference", action="store_true", help="also fit the TF-IDF + LR reference (reference.py)")
+    parser.add_argument("--latency", action="store_true",
+                        help="only measure batch-1 / batch-64 latency of the teacher and every student, interleaved "
+                             "(untrained weights: latency does not depend on them), on an idle machine")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -311,6 +315,11 @@ def main() -> None:
     print(f"data: {bundle.sizes()}, word L={bundle.spec.shape[0]} vocab={bundle.spec.vocab_size}, "
           f"wordpiece L={wordpiece.spec.shape[0]}")
     results: dict[str, Any] = {"students": {}}
+    if args.latency:
+        results["latency"] = latency_table(bundle, wordpiece)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        return
     if args.reference:
         ref = tfidf_logreg(bundle.texts["train"], bundle.train.targets, bundle.texts["val"], bundle.val.targets,
                            bundle.texts["test"], bundle.test.targets)
@@ -356,6 +365,29 @@ def main() -> None:
         earlier = json.loads(out.read_text(encoding="utf-8"))
         results = {**earlier, **{k: v for k, v in results.items() if v}, "students": {**earlier["students"], **results["students"]}}
     out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def latency_table(bundle: DataBundle, wordpiece: DataBundle) -> dict[str, Any]:
+    """Forward latency of the MiniLM teacher and every student at batch 1 and 64, measured interleaved.
+
+    Each model reads its own full-length input (L = 63 words or 64 WordPiece ids), in the
+    same rounds (:func:`measure_latencies`), so a burst of load hits all alike; the speed-up
+    is the teacher's median over the model's.
+    """
+    torch.manual_seed(0)
+    models = {"teacher (MiniLM-L6)": (build_model("minilm", wordpiece.spec, finetune="all").eval(), wordpiece.spec)}
+    for name, s in STUDENTS.items():
+        data = wordpiece if s["ids"] == "teacher" else bundle
+        models[name] = (build_model(s["arch"], data.spec, **s["args"]).eval(), data.spec)
+    lat = measure_latencies(models, rounds=40, budget_s=60.0)
+    teacher = lat["models"]["teacher (MiniLM-L6)"]["latency_ms"]
+    for name, m in lat["models"].items():
+        ms, iqr = m["latency_ms"], m["latency_iqr_ms"]
+        m["params"] = count_params(models[name][0])
+        m["speedup_batch1"] = teacher["batch1"] / ms["batch1"]
+        print(f"{name:26s} {m['params']:>12,} params  b1 {ms['batch1']:8.2f} ms [{iqr['batch1'][0]:.2f}, "
+              f"{iqr['batch1'][1]:.2f}] ({m['speedup_batch1']:5.1f}x)  b64 {ms['batch64']:9.2f} ms", flush=True)
+    return lat
 
 
 def train_students(args: argparse.Namespace, s: dict[str, Any], data: DataBundle, train_data: DataBundle,

@@ -27,7 +27,8 @@ from .hygiene import eval_mode, no_hook_leak, seeded
 from .inputs import ExplainInputs, ModelInputs
 from .localization import mass_in_mask, pointing_game
 from .sanity import cascading_randomization
-from .stage import choose_methods, explain_models, explain_stage, stratified_indices
+from .methods import choose_methods
+from .stage import explain_models, explain_stage, stratified_indices
 from .teacher_memo import TeacherMemo
 from .text_payload import TEXT_PAYLOAD, save_text_explanations, text_payload
 from .words import WORD_RE, special_token_mask, sum_into_words, token_to_word, word_agreement, word_scores, words

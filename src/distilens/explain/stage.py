@@ -1,6 +1,6 @@
-"""The explain stage of a run, for every kind of data: choose the methods, explain, score, save.
+"""The explain stage of a run, for every kind of data: explain, score, save.
 
-:func:`choose_methods` checks the configured methods before any training;
+:func:`~.methods.choose_methods` checks the configured methods before any training;
 :func:`explain_models` explains teacher and student on the same stratified samples and
 returns the :class:`~.comparison.Comparison` objects and the ``explanations`` block of
 metrics.json; :func:`explain_stage` does both halves of the stage on a run folder. The
@@ -21,23 +21,21 @@ from torch import Tensor, nn
 
 from ..config import ExplainConfig
 from ..data.bundle import Split
-from ..errors import ConfigError, DistilensError
+from ..errors import DistilensError
 from .attribute import attribute, predicted_class
 from .comparison import Comparison
 from .compare import compare
 from .evidence import CONTROLS, ROLES, TEACHER_VIEW_ROLES, agreement_scale, paired_differences
-from .explainers import explainers_for, get_explainer
+from .explainers import get_explainer
 from .faithfulness import deletion_insertion
 from .hygiene import model_device
 from .inputs import ExplainInputs, ModelInputs
 from .localization import mass_in_mask, pointing_game
+from .methods import split_methods
 from .sanity import cascading_randomization
 from .teacher_memo import TeacherMemo
 
-__all__ = ["stratified_indices", "inapplicable_reason", "choose_methods", "explain_models", "explain_stage", "FALLBACK_METHOD"]
-
-#: Run when none of the default methods applies: it needs only forward passes (a soft tree).
-FALLBACK_METHOD = "occlusion"
+__all__ = ["stratified_indices", "explain_models", "explain_stage"]
 
 
 def stratified_indices(targets: Tensor, n: int, seed: int = 0) -> Tensor:
@@ -60,78 +58,6 @@ def stratified_indices(targets: Tensor, n: int, seed: int = 0) -> Tensor:
                 chosen.append(int(pool[depth]))
         depth += 1
     return torch.tensor(sorted(chosen), dtype=torch.long)
-
-
-def inapplicable_reason(method: str, teacher: nn.Module, student: nn.Module, inputs: ExplainInputs) -> str | None:
-    """Why ``method`` cannot compare these models on these inputs, or ``None`` when it can.
-
-    Unknown names raise :class:`DistilensError` (did you mean …).
-    """
-    explainer = get_explainer(method)
-    if not explainer.comparable:
-        return "scores the units of one layer, which differ between teacher and student; use it with attribute()"
-    for model, view in ((teacher, inputs.teacher), (student, inputs.student)):
-        why = explainer.reason(model, view.inputs[:1])
-        if why is not None:
-            return why
-    return None
-
-
-def choose_methods(
-    methods: Sequence[str], teacher: nn.Module, student: nn.Module, inputs: ExplainInputs, *, explicit: bool
-) -> tuple[list[str], dict[str, str]]:
-    """The methods a run explains with, checked before any training, and those left out with the reason.
-
-    Args:
-        methods: ``explain.methods`` of the config.
-        teacher, student: The models, as they will be explained (weights need not be trained).
-        inputs: What the stage will explain (:class:`~.inputs.ExplainInputs`).
-        explicit: Whether the user named ``methods`` (else they are the default list).
-
-    Returns:
-        ``(run, skipped)``: names to run, in order, and ``{name: why not}``. From the
-        default list, methods that do not apply (gradcam on tables, text, MLPs or
-        TorchScript) are skipped; if none applies, :data:`FALLBACK_METHOD` runs where it can.
-
-    Raises:
-        ConfigError: an unknown name (with the closest valid ones), or an explicitly named
-            method that does not apply here: one line saying why and what would.
-    """
-    run, skipped = [], {}
-    for m in methods:
-        try:
-            why = inapplicable_reason(m, teacher, student, inputs)
-        except DistilensError as exc:
-            raise ConfigError(f"explain.methods: {exc}") from None
-        if why is None:
-            run.append(m)
-        elif explicit:
-            kind = inputs.kind
-            usable = [n for n in explainers_for(kind) if inapplicable_reason(n, teacher, student, inputs) is None]
-            raise ConfigError(f"explain.methods: '{m}' {why}; on this {kind} data use one of: {', '.join(usable)}")
-        else:
-            skipped[m] = why
-    if not run and not explicit and inapplicable_reason(FALLBACK_METHOD, teacher, student, inputs) is None:
-        run = [FALLBACK_METHOD]
-    return run, skipped
-
-
-def _split_methods(
-    methods: Sequence[str], teacher: nn.Module, student: nn.Module, inputs: ExplainInputs, skip_inapplicable: bool
-) -> tuple[list[str], dict[str, str]]:
-    """Methods to run now and ``{name: why not}``; an inapplicable one raises unless skipped, and so does none left."""
-    run, skipped = [], {}
-    for method in methods:
-        why = inapplicable_reason(method, teacher, student, inputs)
-        if why is None:
-            run.append(method)
-        elif skip_inapplicable:
-            skipped[method] = why
-        else:
-            raise DistilensError(f"explain method '{method}' {why}; pick another method or skip it")
-    if not run:
-        raise DistilensError(f"no explain method applies here ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
-    return run, skipped
 
 
 def _means(values: dict[str, Tensor]) -> dict[str, float | None]:
@@ -227,7 +153,7 @@ def explain_models(
     options = options or {}
     idx = stratified_indices(inputs.labels, n_samples, seed)
     sample = inputs.take(idx)
-    run, skipped = _split_methods(methods, teacher, student, sample, skip_inapplicable)
+    run, skipped = split_methods(methods, teacher, student, sample, skip_inapplicable)
     unknown = sorted(set(others or {}) - set(ROLES))
     if unknown:
         raise ValueError(f"explain_models: unknown roles {unknown}; known: {', '.join(ROLES)}")
