@@ -40,7 +40,7 @@ def test_run_writes_metrics_tokenizer_and_report(runs, student: str) -> None:
     assert (140 < copies <= 280) == (student == "text_cnn")  # most texts give two distinct copies
     with safe_open(str(run / "predictions.safetensors"), "pt") as f:
         assert f.get_slice("train/teacher").get_shape() == [140, 2]  # the report's soft labels: training texts only
-    (cache_file,) = (run / "cache").glob("*.safetensors")
+    (cache_file,) = (run / "cache").glob("softlabels-*.safetensors")
     with safe_open(str(cache_file), "pt") as f:  # the student learnt from the teacher's outputs on the copies too
         assert f.get_slice("top_class").get_shape()[0] == 140 + copies
     assert m["teacher"]["accuracy"] >= 0.75  # one sentiment word decides; the rest is filler

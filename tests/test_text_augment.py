@@ -196,3 +196,11 @@ def test_tang_copies_for_a_student_reading_the_teachers_ids(tmp_path) -> None:
     for k, c in enumerate(made):
         assert int((ids[k] == teacher_tok.unk_id).sum()) >= sum(w is None for w in c.words)  # + words it does not know
         assert int((ids[k] == teacher_tok.mask_id).sum()) == 0
+
+
+def test_the_baseline_gets_the_students_steps_when_copies_grow_the_transfer_set() -> None:
+    from distilens.pipeline.training import baseline_epochs
+
+    assert baseline_epochs(3, 8925 * 21, 8925) == 63  # 20 copies per text
+    assert baseline_epochs(10, 500, 500) == 10  # no copies: the student's epochs
+    assert baseline_epochs(2, 101, 100) == 2  # never fewer than the student's epochs

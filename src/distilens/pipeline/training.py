@@ -230,6 +230,8 @@ def students_stage(
 
     Both start from the same weights: with ``student.init: teacher_embeddings`` their token
     embeddings start from the trained teacher's, so the comparison isolates distillation.
+    With transfer copies the baseline, which trains on the training texts alone, gets as many
+    steps as the student (:func:`baseline_epochs`): the control is not short of training.
     """
     history: list[dict[str, Any]] = []
     with ctx.timings.timed("distill"):
@@ -242,8 +244,19 @@ def students_stage(
         with ctx.timings.timed("baseline"):
             baseline = build_student(ctx.config, data)
             initialise(ctx, data, baseline, teacher)
-            train_student(ctx, ModelFiles("baseline", ctx.staging), baseline, data.bundle, None, None, history)
+            train_student(ctx, ModelFiles("baseline", ctx.staging), baseline, data.bundle, None, None, history,
+                          epochs=baseline_epochs(ctx.config.distill.epochs, len(data.transfer.train), len(data.bundle.train)))
     return StudentsResult(plan.student, baseline, history, init, augmentation_record(ctx.config))
+
+
+def baseline_epochs(epochs: int, n_transfer: int, n_train: int) -> int:
+    """Epochs of the label-only baseline on ``n_train`` samples: the student's steps over its ``n_transfer``.
+
+    Example:
+        >>> baseline_epochs(3, 8925 * 21, 8925)   # 20 copies per text: 3 epochs of the student are 63 of the baseline
+        63
+    """
+    return max(epochs, round(epochs * n_transfer / max(n_train, 1)))
 
 
 def initialise(ctx: RunContext, data: DataResult, student: nn.Module, teacher: nn.Module) -> dict[str, Any] | None:
@@ -259,11 +272,13 @@ def initialise(ctx: RunContext, data: DataResult, student: nn.Module, teacher: n
 def train_student(
     ctx: RunContext, files: ModelFiles, model: nn.Module, bundle: DataBundle, objectives: list[Objective] | None,
     cache: SoftLabelCache | None, history: list[dict[str, Any]], online_teacher: nn.Module | None = None,
+    *, epochs: int | None = None,
 ) -> None:
     """Train ``model`` with ``objectives`` (``None``: labels alone) and save it; a finished one is read back.
 
     With ``data.augment`` it trains on augmented views: the stored views of ``cache``, or
     fresh ones every epoch labelled by ``online_teacher`` (or by nobody: labels alone).
+    ``epochs`` overrides ``distill.epochs`` (the baseline's, with transfer copies).
     """
     if files.finished():
         model.load_state_dict(load_model(files.weights)[0].state_dict())
@@ -271,12 +286,13 @@ def train_student(
         history.extend(files.previous_history())
         return
     d, opt = ctx.config.distill, ctx.config.distill.optimizer
+    epochs = d.epochs if epochs is None else epochs
     result = fit(
-        model, bundle, objectives=objectives, teacher_cache=cache, epochs=d.epochs, batch_size=d.batch_size,
+        model, bundle, objectives=objectives, teacher_cache=cache, epochs=epochs, batch_size=d.batch_size,
         optimizer=opt.name, lr=opt.lr, weight_decay=opt.weight_decay, momentum=opt.momentum,
         warmup_epochs=opt.warmup_epochs, schedule=opt.schedule, milestones=opt.milestones, gamma=opt.gamma,
         augment=run_augment(ctx.config), online_teacher=online_teacher,
-        seed=ctx.config.seed + 1, on_epoch=(bar := ctx.on_epoch(files.role, d.epochs)), progress=bar.step,
+        seed=ctx.config.seed + 1, on_epoch=(bar := ctx.on_epoch(files.role, epochs)), progress=bar.step,
         early_stopping=d.early_stopping, monitor=d.monitor, checkpoint_path=files.checkpoint, resume=True,
         tensorboard_dir=files.tensorboard, device=ctx.device, precision=ctx.config.runtime.precision,
     )
