@@ -22,8 +22,10 @@ with ``--transfer-copies K`` also on the training texts plus up to K perturbed c
 each (``distill.transfer_copies``; ``--transfer-method drop`` as in round 2 or ``tang``, Tang
 et al.'s mask / same-class replacement / n-gram window): ``labels+copies`` (the source's
 label) and ``kd+copies`` (the teacher labels the copies); ``--modes`` and ``--copies-epochs``
-pick modes and the +copies epochs. ``--init teacher_embeddings`` starts every student's
-token table from the teacher's input embeddings (``models/text_init.py``).
+pick modes and the +copies epochs. ``--modes kd+hint1 kd+hint10`` (opt-in) add FitNets hints
+(weight 1 or 10) from the student's pooled features to the teacher's pooled embedding.
+``--init teacher_embeddings`` starts every student's token table from the teacher's input
+embeddings (``models/text_init.py``).
 ``--teacher-finetune none`` trains no teacher: label modes only, the packaged MiniLM's
 table for ``--init``. ``--explain N``: word-level IG agreement with the teacher
 (Spearman, top-20% IoU over words) of each mode's seed-0 student on N test snippets.
@@ -50,7 +52,7 @@ from torch import Tensor
 
 from distilens.data import DataBundle, load_dataset
 from distilens.data.tokenize import TextTokenizer
-from distilens.distill import CE, KD, AttentionKD, SoftLabelCache, fit, fit_teacher
+from distilens.distill import CE, KD, AttentionKD, Hint, SoftLabelCache, fit, fit_teacher
 from distilens.data.text_augment import mask_placeholder, tang_copies, with_transfer_copies
 from distilens.distill.teacher_fit import encode_split, teacher_bundle
 from distilens.evaluate import cost_metrics, measure_latencies, measure_latency
@@ -62,6 +64,7 @@ from distilens.models.tap import group_heads
 from distilens.models.text_init import init_embeddings_from_teacher
 from distilens.reference import tfidf_logreg
 
+HINT_WEIGHTS = (1.0, 10.0)  # kd+hint modes, opt-in through --modes
 NEST = 20  # tang copies: a labelled 20-copy set also labels the 4- and 10-copy sets
 STUDENTS: dict[str, dict[str, Any]] = {  # arch, args, ids ("word" | "teacher"), lr, epochs
     "embedding_bag": {"arch": "embedding_bag", "args": {"dim": 32}, "ids": "word", "lr": 3e-3, "epochs": 15},
@@ -234,7 +237,9 @@ def build_teacher(args: argparse.Namespace, bundle: DataBundle, wordpiece: DataB
     t_cost = {"params": count_params(teacher), "latency_ms": measure_latency(teacher, wordpiece.spec, repeats=5, warmup=1)}
     print(f"teacher: test accuracy {100 * teacher_acc:.1f}%, fit {teacher_fit_s:.1f}s, {t_cost['params']} params, "
           f"latency b1 {t_cost['latency_ms']['batch1']:.1f} ms, b64 {t_cost['latency_ms']['batch64']:.1f} ms")
-    cache = SoftLabelCache(t_train, f"bench-{key}", features={"attention:1": enc["attention/train"].float()})
+    # the teacher's pooled embedding per training text: the target of the opt-in kd+hint modes
+    cache = SoftLabelCache(t_train, f"bench-{key}",
+                           features={"attention:1": enc["attention/train"].float(), "pooled": enc["features/train"]})
     summary = {"accuracy": teacher_acc, "params": t_cost["params"], "latency_ms": t_cost["latency_ms"],
                "fit_s": teacher_fit_s, "encode_snippets_per_s": float(enc["encode_rate"])}
     return Teacher(teacher, t_train, t_test, cache, summary)
@@ -345,6 +350,9 @@ def main() -> None:
         modes = {"labels": [CE()], "kd": [KD(temperature=4.0), CE(weight=0.1)]}
         if s["arch"] == "tiny_transformer" and s["ids"] == "teacher":  # attention_kd: the same token sequences
             modes["kd+attention_kd"] = [KD(temperature=4.0), CE(weight=0.1), AttentionKD(weight=1.0, heads=1)]
+        for w in HINT_WEIGHTS:  # opt-in (--modes kd+hint1 ...): FitNets on the pooled features, Linear(D_s, 384)
+            if args.modes and f"kd+hint{w:g}" in args.modes:
+                modes[f"kd+hint{w:g}"] = [KD(temperature=4.0), CE(weight=0.1), Hint(weight=w, teacher_layer="pooled")]
         if grown:  # labels / kd only: attention_kd has no teacher attention for the copies
             modes.update({"labels+copies": modes["labels"], "kd+copies": modes["kd"]})
         if teacher.cache is None:
@@ -429,11 +437,13 @@ def train_students(args: argparse.Namespace, s: dict[str, Any], data: DataBundle
 
 
 def _options(objective: torch.nn.Module) -> dict[str, Any]:
-    """The constructor options of a KD / CE / AttentionKD objective (to build a fresh one)."""
+    """The constructor options of a KD / CE / AttentionKD / Hint objective (to build a fresh one)."""
     if isinstance(objective, KD):
         return {"weight": objective.weight, "temperature": objective.temperature}
     if isinstance(objective, AttentionKD):
         return {"weight": objective.weight, "heads": objective.heads}
+    if isinstance(objective, Hint):
+        return {"weight": objective.weight, "student_layer": objective.student_layer, "teacher_layer": objective.teacher_layer}
     return {"weight": objective.weight}
 
 
