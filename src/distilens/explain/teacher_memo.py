@@ -6,9 +6,9 @@ weights, the samples as the teacher reads them and the explain settings; for a t
 teacher it is almost all of the stage's time. Runs that share a teacher (several students,
 a rerun) read it back instead of computing it again, as they read the soft labels.
 
-Every entry is named by a SHA-256 over the teacher's state dict, the inputs, the targets and
-the settings that shape the result, so a changed weight, sample or option is a miss, never a
-stale hit. Entries are data: maps in safetensors, scores in JSON, both written atomically.
+Every entry is named by a SHA-256 over the teacher's state dict and module tree, the inputs,
+the targets, the settings that shape the result and the distilens version, so a changed
+weight, sample, option or explainer is a miss, never a stale hit. Entries are data: maps in safetensors, scores in JSON, both written atomically.
 
 Example:
     >>> memo = TeacherMemo(teacher, directories=["cache"], save_to=["runs/a/cache"])
@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from .._version import __version__
 from ..io import atomic_write
 from ..models.io import state_dict_digest, tensors_digest
 
@@ -40,7 +41,7 @@ class TeacherMemo:
     """Read-or-compute store for the teacher's explanations, keyed by content.
 
     Args:
-        teacher: The explained teacher; its state dict enters every key.
+        teacher: The explained teacher; its state dict and module tree enter every key.
         directories: Where to look for entries, in order (the run's cache, ``distill.cache_dir``).
         save_to: Where every entry used (computed or read) is written; missing folders are made.
 
@@ -49,7 +50,9 @@ class TeacherMemo:
     """
 
     def __init__(self, teacher: nn.Module, *, directories: Sequence[str | Path], save_to: Sequence[str | Path]) -> None:
-        self._teacher = state_dict_digest(teacher)
+        self._teacher = hashlib.sha256(
+            f"{__version__}|{type(teacher).__qualname__}|{teacher!r}|{state_dict_digest(teacher)}".encode()
+        ).hexdigest()
         self._directories = [Path(d) for d in directories]
         self._save_to = [Path(d) for d in save_to]
         self.hits = 0
