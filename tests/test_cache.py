@@ -155,3 +155,23 @@ def test_load_validates_key_and_shape(digits, tmp_path) -> None:
     with pytest.raises(ValueError, match="not finite in fp16"):
         SoftLabelCache(torch.full((2, 3), 1e6), key="k", dtype="fp16")
     assert get_layer(teacher, "features.4") is not None and math.isfinite(cache.logits.sum().item())
+
+
+def test_a_text_teachers_rows_run_by_length_and_come_back_in_order() -> None:
+    """Token ids are labelled in batches of similar length cut to their longest row: each row's logits as alone."""
+    from distilens.data import Split
+    from distilens.testing.text import TinyAttention
+
+    teacher = TinyAttention(vocab=12, seed=2).train()
+    g = torch.Generator().manual_seed(0)
+    lengths = [7, 1, 12, 3, 3, 9, 16, 2]
+    ids = torch.zeros(len(lengths), 16, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.randint(1, 12, (n,), generator=g)
+    split = Split(ids, torch.zeros(len(lengths), dtype=torch.long))
+    cache = SoftLabelCache.build(teacher, split, batch_size=3)
+    assert teacher.training  # mode restored
+    teacher.eval()
+    with torch.no_grad():
+        for i, n in enumerate(lengths):
+            torch.testing.assert_close(cache[torch.tensor([i])], teacher(ids[i : i + 1, :n]), rtol=0, atol=1e-6)

@@ -11,7 +11,9 @@ from torch import Tensor
 
 from .split import SplitInfo
 
-__all__ = ["InputSpec", "Split", "DataBundle", "TeacherView", "LazyInputs", "iterate_batches", "count_batches"]
+__all__ = [
+    "InputSpec", "Split", "DataBundle", "TeacherView", "LazyInputs", "iterate_batches", "count_batches", "by_length",
+]
 
 
 @runtime_checkable
@@ -248,3 +250,27 @@ def count_batches(n: int, batch_size: int, world_size: int = 1) -> int:
     steps = -(-n // batch_size)
     rest = n % batch_size
     return steps - 1 if world_size > 1 and 0 < rest < world_size else steps
+
+
+def by_length(ids: Tensor, pad_id: int, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """Yield ``(rows, ids[rows, :cut])``: rows of similar length, each batch cut to its longest row.
+
+    Token ids padded to a common length L are mostly padding when texts are short (a review
+    snippet of 20 tokens at L = 64; an n-gram copy of 3 words). A text model's output does not
+    depend on trailing pads, so running rows sorted by length, each batch only as wide as its
+    longest row (its last non-pad token), gives the same outputs at a fraction of the cost.
+
+    Args:
+        ids: (N, L) int64 token ids.
+        pad_id: The padding id.
+        batch_size: Rows per batch.
+
+    Example:
+        >>> out = torch.empty(len(ids), num_classes)
+        >>> for rows, x in by_length(ids, model.pad_id, 256):
+        ...     out[rows] = model(x)
+    """
+    n, width = ids.shape
+    length = ((ids != pad_id) * torch.arange(1, width + 1, device=ids.device)).amax(1) if width else ids.new_zeros(n)
+    for rows in length.argsort(stable=True).split(batch_size):
+        yield rows, ids[rows, : max(int(length[rows].max()), 1)]

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from ..data.bundle import by_length
 from ..errors import DistilensError
 from ..models.capabilities import TokenModel, unwrap
 from .explainers import Kind, get_explainer, input_kind
@@ -131,16 +132,13 @@ def _attribute_tokens(
     keep = is_pad if keep is None else keep.to(device).bool() | is_pad
     if keep.shape != x.shape:
         raise DistilensError(f"keep mask of shape {tuple(keep.shape)} does not match ids of shape {tuple(x.shape)}")
-    b, n = x.shape
+    b = x.shape[0]
     if isinstance(target, Tensor):
         target = target.to(device).expand(b) if target.dim() == 0 else target.to(device)
-    positions = torch.arange(1, n + 1, device=device)
-    length = ((~is_pad) * positions).amax(1) if n else torch.zeros(b, dtype=torch.long, device=device)  # last real token + 1
     out = torch.zeros(x.shape, dtype=torch.float32, device=device)
     with eval_mode(model), no_hook_leak(model):
-        for rows in length.argsort(stable=True).split(TOKEN_ROWS):
-            cut = max(int(length[rows].max()), 1)
-            xr = x[rows, :cut]
+        for rows, xr in by_length(x, pad, TOKEN_ROWS):
+            cut = xr.shape[1]
             if target is None:
                 t: Tensor | int = predicted_class(model, xr)
             else:

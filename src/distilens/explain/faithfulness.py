@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..data.bundle import by_length
 from ..errors import DistilensError
 from ..models.capabilities import unwrap
 from .explainers import Kind, input_kind
@@ -189,20 +190,14 @@ def deletion_insertion(
 
 
 def _probabilities(model: nn.Module, flat: Tensor, batch_size: int, pad: int | None) -> Tensor:
-    """(N, C) softmax of ``model`` on ``flat``; token ids sorted by length and each batch cut to its longest row.
-
-    A text model's output does not depend on trailing padding (see :func:`~.attribute.attribute`),
-    and most texts are far shorter than the padded length: the cut saves most of the cost.
-    """
+    """(N, C) softmax of ``model`` on ``flat``; token ids in batches of similar length cut to their longest row."""
     if pad is None:
         return torch.cat([model(chunk).float().softmax(1) for chunk in flat.split(batch_size)])
-    n, width = flat.shape
-    length = ((flat != pad) * torch.arange(1, width + 1, device=flat.device)).amax(1)  # last real token + 1
     out: Tensor | None = None
-    for rows in length.argsort(stable=True).split(batch_size):
-        probs = model(flat[rows, : max(int(length[rows].max()), 1)]).float().softmax(1)
+    for rows, x in by_length(flat, pad, batch_size):
+        probs = model(x).float().softmax(1)
         if out is None:
-            out = probs.new_empty(n, probs.shape[1])
+            out = probs.new_empty(len(flat), probs.shape[1])
         out[rows] = probs
     if out is None:
         raise DistilensError("faithfulness: no samples to perturb")
