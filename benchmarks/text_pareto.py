@@ -5,7 +5,8 @@
 
 Reads the ``students`` rows that ``benchmarks/text_rotten_tomatoes.py --out`` writes (one
 file per job; a row name is ``student[+init]/mode``) and the interleaved latencies of its
-``--latency`` mode, and prints one Markdown row per student and mode: test accuracy mean ±
+``--latency`` mode (rows of one student and mode in several files, e.g. more seeds with
+``--first-seed``, are joined), and prints one Markdown row per student and mode: test accuracy mean ±
 std over seeds, the gap to the teacher, the paired difference from the same student's
 label-only row (same seeds; mean and 95% t-interval), agreement with the teacher, the
 seed-0 student's word-level IG agreement (Spearman / top-20% IoU) and the cost columns.
@@ -38,6 +39,14 @@ def _versus(row: dict[str, Any], control: dict[str, Any] | None) -> str:
     return f"{mean:+.1f}" if lo is None else f"{mean:+.1f} [{lo:+.1f}, {hi:+.1f}]"
 
 
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """One row from two files of the same student and mode (more seeds, ``--first-seed``): per-seed lists joined."""
+    out = {**b, **a}
+    for key in ("accuracy", "agreement", "train_s"):
+        out[key] = list(a.get(key, [])) + list(b.get(key, []))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", help="result files of text_rotten_tomatoes.py")
@@ -50,7 +59,8 @@ def main() -> None:
     latency: dict[str, Any] = {}
     for path in args.results:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-        rows.update(data.get("students", {}))
+        for name, row in data.get("students", {}).items():
+            rows[name] = _merge(rows[name], row) if name in rows else row
         teacher = data.get("teacher") or teacher
     if args.latency:
         latency = json.loads(Path(args.latency).read_text(encoding="utf-8"))["latency"]["models"]

@@ -280,6 +280,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="/work/shared/data/rotten_tomatoes.csv")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run: first-seed … first-seed + seeds − 1")
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--max-vocab", type=int, default=10000)
     parser.add_argument("--cache", default="/work/bench-text",
@@ -403,7 +404,7 @@ def train_students(args: argparse.Namespace, s: dict[str, Any], data: DataBundle
                    explain: "WordAgreement | None", row_name: str) -> dict[str, Any]:
     """Train one student configuration for ``--seeds`` seeds; print and return its row."""
     accs, agrees, times, words, init = [], [], [], None, None
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         torch.manual_seed(seed)
         student = build_model(s["arch"], data.spec, **s["args"])
         if s.get("init") == "teacher_layers":
@@ -419,9 +420,9 @@ def train_students(args: argparse.Namespace, s: dict[str, Any], data: DataBundle
         with torch.no_grad():
             pred = student(data.test.inputs).argmax(1)
         accs.append(float((pred == data.test.targets).float().mean()))
-        if explain is not None and seed == 0:
+        if explain is not None and seed == args.first_seed:
             words = explain(student, data.tokenizer, data.spec.shape[0])
-            print(f"  {row_name} seed 0: word-level IG agreement {words}")
+            print(f"  {row_name} seed {seed}: word-level IG agreement {words}")
         agrees.append(float((pred == teacher.t_test.argmax(1)).float().mean()) if teacher.t_test is not None else float("nan"))
         print(f"  {row_name} seed {seed}: {100 * accs[-1]:.1f}% (agreement {100 * agrees[-1]:.1f}%, {times[-1]:.0f}s)",
               flush=True)
