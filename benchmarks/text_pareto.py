@@ -77,13 +77,15 @@ def main() -> None:
         arch = student.removesuffix("+init")
         control = rows.get(f"{student}/labels")
         b1 = latency.get(arch, {}).get("latency_ms", {}).get("batch1")
-        cost_b1 = "–" if b1 is None else f"{b1:.2f}" + ("" if t_b1 is None else f" ({t_b1 / b1:.0f}×)")
+        speedup = None if b1 is None or t_b1 is None else t_b1 / b1
+        cost_b1 = "–" if b1 is None else f"{b1:.2f}" + ("" if speedup is None else f" ({speedup:.{1 if speedup < 10 else 0}f}×)")
         acc = statistics.fmean(row["accuracy"])
         gap = "–" if t_acc is None else f"{100 * (acc - t_acc):+.1f}"
         agree = "–" if any(a != a for a in row["agreement"]) else _mean_std(row["agreement"])
         words = row.get("word_ig_agreement_seed0")
         ig = "–" if not words else f"{words['spearman']:.2f} / {words['topk_iou']:.2f}"
-        print(f"| {student} | {mode} | {row['params']:,} ({t_params / row['params']:.0f}×) | {cost_b1} | "
+        fewer = t_params / row["params"]
+        print(f"| {student} | {mode} | {row['params']:,} ({fewer:.{1 if fewer < 10 else 0}f}×) | {cost_b1} | "
               f"{_mean_std(row['accuracy'])} | {gap} | {_versus(row, control) if mode != 'labels' else ''} | "
               f"{agree} | {ig} |")
 
