@@ -71,7 +71,8 @@ def test_a_broken_entry_is_computed_again_and_replaced(cnn_pair, tmp_path) -> No
     entry.write_bytes(entry.read_bytes()[:20])  # cut short mid-write
     compute, calls = _counting(value)
     memo = _memo(teacher, tmp_path)
-    assert torch.equal(memo.tensor("maps", x, y, {}, compute), value) and len(calls) == 1
+    with pytest.warns(UserWarning, match="computing it again"):
+        assert torch.equal(memo.tensor("maps", x, y, {}, compute), value) and len(calls) == 1
     assert torch.equal(_memo(teacher, tmp_path).tensor("maps", x, y, {}, lambda: pytest.fail("recomputed")), value)
 
 
@@ -87,7 +88,18 @@ def test_a_record_reads_back_as_it_was_returned(cnn_pair, tmp_path) -> None:
     stored["key"] = "0" * 64  # an entry under the wrong name is not trusted
     entry.write_text(json.dumps(stored))
     compute, calls = _counting({"a": 1.0})
-    assert _memo(teacher, tmp_path).record("sanity", x, y, {}, compute) == {"a": 1.0} and len(calls) == 1
+    with pytest.warns(UserWarning, match="not the record it is named after"):
+        assert _memo(teacher, tmp_path).record("sanity", x, y, {}, compute) == {"a": 1.0} and len(calls) == 1
+
+
+def test_maps_of_the_wrong_shape_are_not_served(cnn_pair, tmp_path) -> None:
+    teacher, _ = cnn_pair
+    x, y = torch.randn(3, 4), torch.tensor([0, 1, 0])
+    _memo(teacher, tmp_path).tensor("maps", x, y, {}, lambda: torch.ones(3, 4))
+    (entry,) = tmp_path.glob("explain-*.safetensors")
+    save_file({"value": torch.ones(2, 4)}, str(entry))  # a forged entry under the right name, for 2 samples
+    with pytest.warns(UserWarning, match="no maps for these 3 samples"):
+        assert torch.equal(_memo(teacher, tmp_path).tensor("maps", x, y, {}, lambda: torch.zeros(3, 4)), torch.zeros(3, 4))
 
 
 def test_an_entry_found_elsewhere_is_copied_into_every_save_folder(cnn_pair, tmp_path) -> None:

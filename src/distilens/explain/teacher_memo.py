@@ -8,7 +8,9 @@ a rerun) read it back instead of computing it again, as they read the soft label
 
 Every entry is named by a SHA-256 over the teacher's state dict and module tree, the inputs,
 the targets, the settings that shape the result and the distilens version, so a changed
-weight, sample, option or explainer is a miss, never a stale hit. Entries are data: maps in safetensors, scores in JSON, both written atomically.
+weight, sample, option or explainer is a miss, never a stale hit. Entries are data: maps in safetensors, scores in JSON, both written atomically and
+read through the bounded readers; an entry that is cut short, too large or not what its name
+says is warned about and computed again.
 
 Example:
     >>> memo = TeacherMemo(teacher, directories=["cache"], save_to=["runs/a/cache"])
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -29,7 +32,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .._version import __version__
+from ..errors import DistilensError
 from ..io import atomic_write
+from ..limits import check_safetensors, read_json
 from ..models.io import state_dict_digest, tensors_digest
 
 __all__ = ["TeacherMemo"]
@@ -80,9 +85,13 @@ class TeacherMemo:
 
         def read(path: Path) -> Tensor | None:
             try:
-                return load_file(str(path)).get("value")
-            except (SafetensorError, OSError):  # cut short or unreadable: computed again and overwritten
-                return None
+                check_safetensors(path, error=DistilensError)  # header against size, before torch maps it
+                value = load_file(str(path)).get("value")
+            except (DistilensError, SafetensorError, OSError) as exc:
+                return _broken(path, str(exc))
+            if value is None or not value.is_floating_point() or value.shape[:1] != inputs.shape[:1]:
+                return _broken(path, f"'{path}' holds no maps for these {len(inputs)} samples")
+            return value
 
         value, source = self._read(name, read)
         if value is None:
@@ -105,11 +114,12 @@ class TeacherMemo:
 
         def read(path: Path) -> dict[str, Any] | None:
             try:
-                stored = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                return None
-            ok = isinstance(stored, dict) and stored.get("key") == key and isinstance(stored.get("value"), dict)
-            return stored["value"] if ok else None
+                stored = read_json(path, error=DistilensError)  # bounded size and depth
+            except DistilensError as exc:
+                return _broken(path, str(exc))
+            if not (isinstance(stored, dict) and stored.get("key") == key and isinstance(stored.get("value"), dict)):
+                return _broken(path, f"'{path}' is not the record it is named after")
+            return stored["value"]
 
         value, source = self._read(name, read)
         if value is None:
@@ -143,6 +153,12 @@ class TeacherMemo:
         if self.misses and not self.hits:
             return "computed"
         return "partial" if self.hits else "unused"
+
+
+def _broken(path: Path, why: str) -> None:
+    """Warn that an entry cannot be used (it is computed again and replaced); no value."""
+    warnings.warn(f"teacher explanation cache: {why}; computing it again", stacklevel=3)
+    return None
 
 
 def _dumps(obj: Any) -> str:

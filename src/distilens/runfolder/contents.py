@@ -34,7 +34,7 @@ RUN_FILES = re.compile(
       | preprocessing\.json | (teacher_)?tokenizer\.json
       | student(-int8)?\.(onnx|pt)
       | heatmaps/\d+\.png
-      | cache/softlabels-[0-9a-f]+\.safetensors
+      | cache/softlabels-[0-9a-f]+\.safetensors | cache/explain-[0-9a-f]+\.(safetensors|json)
       | checkpoints/{_ROLE}(\.prev)?\.pt(\.sha256)? | checkpoints/\.{_ROLE}(\.prev)?\.pt\.link
       | tb/{_ROLE}/events\.out\.tfevents\.[^/]+
       | ([^/]+/)*\.[^/]+\.tmp
@@ -171,7 +171,8 @@ def check_files(folder: Path) -> None:
                 obj = read_json(folder / name, f"'{folder / name}'", error=RunFolderError)
                 if not isinstance(obj, dict):
                     raise RunFolderError(f"'{folder / name}' is a JSON {type(obj).__name__}, not an object")
-        for extra in [folder / "explanations" / "text.json", *sorted(folder.glob("checkpoints/*.sha256"))]:
+        for extra in [folder / "explanations" / "text.json", *sorted(folder.glob("checkpoints/*.sha256")),
+                      *sorted(folder.glob("cache/explain-*.json"))]:
             if extra.is_file():
                 read_json(extra, error=RunFolderError)
         for tensors in [*sorted(folder.glob("*.safetensors")), *sorted(folder.glob("cache/*.safetensors"))]:
