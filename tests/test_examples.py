@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 from pathlib import Path
@@ -46,3 +47,7 @@ def test_the_text_recipe_runs_on_a_users_csv(tmp_path: Path) -> None:
     assert cfg.distill.transfer.method == "tang" and cfg.student.arch == "bilstm"
     assert m["explanations"]["level"] == "word" and m["reference"]["name"] == "tfidf_logreg"
     assert {"student", "baseline"} <= set(m["explanations"]["models"])
+    with open(tmp_path / "runs" / "r" / "history.csv", newline="", encoding="utf-8") as f:
+        baseline_epochs = sum(row["model"] == "baseline" for row in csv.DictReader(f))
+    n, copies = m["dataset"]["n_train"], m["dataset"]["transfer_copies"]
+    assert baseline_epochs == round((n + copies) / n)  # the label-only control got the student's steps
