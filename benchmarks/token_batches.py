@@ -7,7 +7,7 @@ weights) labels the first ``--texts`` Rotten Tomatoes snippets and ``--copies`` 
 each (``data/text_augment.py``), at L = 64 WordPiece ids, batch 512 — what
 ``SoftLabelCache.build`` does for a run with ``distill.transfer_copies``. Two ways, alternated
 ``--repeats`` times in one process: every batch at the full length L (the old build), and
-``data.bundle.by_length`` (rows sorted by length, each batch cut to its longest row, the new
+``data.bundle.map_by_length`` (rows sorted by length, each batch cut to its longest row, the new
 build). Prints the median seconds of each, their ratio, the mean real length, and the largest
 difference between the two ways' logits.
 """
@@ -21,7 +21,7 @@ import time
 import torch
 
 from distilens.data import load_dataset
-from distilens.data.bundle import by_length
+from distilens.data.bundle import map_by_length
 from distilens.data.text_augment import mask_placeholder, tang_copies
 from distilens.data.tokenize import TextTokenizer
 from distilens.distill.teacher_fit import teacher_bundle
@@ -36,10 +36,7 @@ def full_length(model: torch.nn.Module, ids: torch.Tensor, batch: int) -> torch.
 
 @torch.no_grad()
 def cut(model: torch.nn.Module, ids: torch.Tensor, batch: int) -> torch.Tensor:
-    out = torch.empty(len(ids), 2)
-    for rows, x in by_length(ids, model.pad_id, batch):
-        out[rows] = model(x)
-    return out
+    return map_by_length(model, ids, model.pad_id, batch)
 
 
 def main() -> None:

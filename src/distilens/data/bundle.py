@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Literal, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Iterator, Literal, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -13,6 +13,7 @@ from .split import SplitInfo
 
 __all__ = [
     "InputSpec", "Split", "DataBundle", "TeacherView", "LazyInputs", "iterate_batches", "count_batches", "by_length",
+    "map_by_length",
 ]
 
 
@@ -266,11 +267,30 @@ def by_length(ids: Tensor, pad_id: int, batch_size: int) -> Iterator[tuple[Tenso
         batch_size: Rows per batch.
 
     Example:
-        >>> out = torch.empty(len(ids), num_classes)
         >>> for rows, x in by_length(ids, model.pad_id, 256):
-        ...     out[rows] = model(x)
+        ...     scores[rows, : x.shape[1]] = explain(model, x)
     """
     n, width = ids.shape
     length = ((ids != pad_id) * torch.arange(1, width + 1, device=ids.device)).amax(1) if width else ids.new_zeros(n)
     for rows in length.argsort(stable=True).split(batch_size):
         yield rows, ids[rows, : max(int(length[rows].max()), 1)]
+
+
+def map_by_length(fn: Callable[[Tensor], Tensor], ids: Tensor, pad_id: int, batch_size: int) -> Tensor:
+    """(N, ...) ``fn`` of every row of ``ids``, run on :func:`by_length` batches and put back in row order.
+
+    ``fn`` maps a (B, l) batch to one output row per text of a shape that does not depend on l
+    (logits, probabilities, pooled features).
+
+    Example:
+        >>> logits = map_by_length(teacher, ids, teacher.pad_id, 512)   # (N, C), the rows' own order
+    """
+    out: Tensor | None = None
+    for rows, x in by_length(ids, pad_id, batch_size):
+        y = fn(x)
+        if out is None:
+            out = y.new_empty(len(ids), *y.shape[1:])
+        out[rows] = y
+    if out is None:
+        raise ValueError("map_by_length: no rows to run")
+    return out

@@ -43,7 +43,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from ..data.augment import Augment
-from ..data.bundle import Split, by_length, iterate_batches
+from ..data.bundle import Split, iterate_batches, map_by_length
 from ..explain import differentiable as _diff
 from ..io import atomic_write
 from ..models.capabilities import unwrap
@@ -98,25 +98,6 @@ def _view_options(augment: Augment | None, views: int | None, view_seed: int) ->
     if int(views) < 1:
         raise ValueError(f"views must be at least 1, got {views}")
     return {"augment": augment.to_config(), "views": int(views), "view_seed": int(view_seed)}
-
-
-@torch.no_grad()
-def _token_logits(teacher: nn.Module, ids: Tensor, pad_id: int, batch_size: int) -> Tensor:
-    """(N, C) logits of a text teacher, rows in batches of similar length cut to their longest row (:func:`by_length`).
-
-    Transfer copies are mostly short (an n-gram window of a few words at L = 64), so this is
-    several times cheaper than running every row at the full length, with the same logits.
-    """
-    out: Tensor | None = None
-    with eval_mode(teacher):
-        for rows, x in by_length(ids, pad_id, batch_size):
-            logits = teacher(x).float()
-            if out is None:
-                out = logits.new_empty(len(ids), logits.shape[1])
-            out[rows] = logits
-    if out is None:
-        raise ValueError("cannot build a soft-label cache of an empty split")
-    return out.cpu()
 
 
 class SoftLabelCache:
@@ -277,7 +258,10 @@ class SoftLabelCache:
         layers = sorted(set(feat_names.values()))
         pad = getattr(unwrap(teacher), "pad_id", None)
         if pad is not None and not (layers or cam_names or input_gradients) and not split.lazy:
-            return cls(_token_logits(teacher, split.inputs.to(device), int(pad), batch_size), key, dtype=dtype, top_k=top_k)
+            # Text: rows by length, each batch cut to its longest row (transfer copies are mostly short).
+            with eval_mode(teacher), torch.no_grad():
+                logits = map_by_length(lambda x: teacher(x).float(), split.inputs.to(device), int(pad), batch_size)
+            return cls(logits.cpu(), key, dtype=dtype, top_k=top_k)
         chunks: dict[str, list[Tensor]] = {}
         with eval_mode(teacher):
             for x, _, _ in iterate_batches(split, batch_size):

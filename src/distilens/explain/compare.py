@@ -29,6 +29,7 @@ def compare(
     topk: float | None = None,
     others: Mapping[str, tuple[nn.Module, Tensor | ModelInputs]] | None = None,
     teacher_maps: Tensor | None = None,
+    teacher_pred: Tensor | None = None,
     progress: ProgressArg = None,
     **options: Any,
 ) -> Comparison:
@@ -55,6 +56,8 @@ def compare(
             the student or the teacher does (text: the token ids of its own tokenizer).
         teacher_maps: The teacher's maps for ``target``, computed before (read back by
             :class:`~.teacher_memo.TeacherMemo`); needs ``target``.
+        teacher_pred: (N,) the teacher's predicted classes on ``inputs``, when the caller has
+            them (one forward pass saved per call).
         progress: The models explained so far on a bar (``None``: when stderr is a terminal),
             or a ``(label, done, total)`` callback (:mod:`distilens.progress`).
         **options: Passed to the explainer for both models.
@@ -73,7 +76,7 @@ def compare(
     s_view = s_view if isinstance(s_view, ModelInputs) else ModelInputs(s_view)
     align = align if align is not None else default_aligner(t_view.inputs)
     t_x = t_view.inputs
-    t_pred = predicted_class(teacher, t_x.to(model_device(teacher))).cpu()
+    t_pred = predicted_class(teacher, t_x.to(model_device(teacher))).cpu() if teacher_pred is None else teacher_pred.cpu()
     target = t_pred if target is None else torch.as_tensor(target).cpu()
     k = align.topk if topk is None else topk
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.bundle import by_length
+from ..data.bundle import map_by_length
 from ..errors import DistilensError
 from ..models.capabilities import unwrap
 from .explainers import Kind, input_kind
@@ -193,12 +193,4 @@ def _probabilities(model: nn.Module, flat: Tensor, batch_size: int, pad: int | N
     """(N, C) softmax of ``model`` on ``flat``; token ids in batches of similar length cut to their longest row."""
     if pad is None:
         return torch.cat([model(chunk).float().softmax(1) for chunk in flat.split(batch_size)])
-    out: Tensor | None = None
-    for rows, x in by_length(flat, pad, batch_size):
-        probs = model(x).float().softmax(1)
-        if out is None:
-            out = probs.new_empty(len(flat), probs.shape[1])
-        out[rows] = probs
-    if out is None:
-        raise DistilensError("faithfulness: no samples to perturb")
-    return out
+    return map_by_length(lambda x: model(x).float().softmax(1), flat, pad, batch_size)

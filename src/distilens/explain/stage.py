@@ -11,10 +11,8 @@ nothing here depends on the kind of data.
 from __future__ import annotations
 
 import math
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +20,7 @@ from torch import Tensor, nn
 from ..config import ExplainConfig
 from ..data.bundle import Split
 from ..errors import DistilensError
+from ..timings import Timings
 from .attribute import attribute, predicted_class
 from .comparison import Comparison
 from .compare import compare
@@ -161,19 +160,18 @@ def explain_models(
 
     models = {"teacher": (teacher, sample.teacher), "student": (student, sample.student)}
     faithful = {**models, **{role: views[role] for role in CONTROLS if role in views}}
-    clock = _Clock()
-    target = sample.targets
-    if target is None:
-        target = predicted_class(teacher, sample.teacher.inputs.to(model_device(teacher))).cpu()
+    clock = Timings()
+    t_pred = predicted_class(teacher, sample.teacher.inputs.to(model_device(teacher))).cpu()  # once for every method
+    target = t_pred if sample.targets is None else sample.targets
     comparisons = []
     for method in run:
         opts = {**_seed_option(method, sample.teacher, seed), **options.get(method, {})}
-        with clock("teacher_attributions"):
+        with clock.timed("teacher_attributions"):
             t_maps = _teacher_maps(teacher, sample.teacher, target, method, opts, memo)
-        with clock("attributions"):
+        with clock.timed("attributions"):
             comparisons.append(compare(
                 teacher, student, sample.teacher, student_inputs=sample.student, align=sample.align, method=method,
-                target=target, topk=topk, others=views, teacher_maps=t_maps, progress=False, **opts,
+                target=target, topk=topk, others=views, teacher_maps=t_maps, teacher_pred=t_pred, progress=False, **opts,
             ))
     blocks = []
     for cmp in comparisons:
@@ -182,7 +180,7 @@ def explain_models(
             block["paired"] = paired_differences(cmp, seed=seed)
             if any(role not in CONTROLS for role in views):
                 block["scale"] = agreement_scale(block["models"])
-        with clock("faithfulness"):
+        with clock.timed("faithfulness"):
             block["faithfulness"] = _faithfulness(cmp, faithful, steps, faithfulness_baseline, memo)
         if sample.masks is not None and cmp.teacher_maps.dim() == 4:
             block["localization"] = _localization(cmp, sample.masks, pointing_tolerance)
@@ -198,7 +196,7 @@ def explain_models(
             out[key] = first[key]
     if sanity:
         method, rows = run[0], torch.arange(min(sanity_samples, len(sample)))
-        with clock("sanity"):
+        with clock.timed("sanity"):
             out["sanity"] = {"method": method} | {
                 role: _sanity(model, view.take(rows), target[rows], method, seed, sanity_layers, options.get(method, {}),
                               memo if role == "teacher" else None)
@@ -208,25 +206,10 @@ def explain_models(
     out["methods"] = blocks
     out["sample_indices"] = idx.tolist()
     out["skipped"] = skipped
-    out["timing_s"] = clock.seconds
+    out["timing_s"] = clock.to_json()
     if memo is not None:
         out["teacher_memo"] = memo.status
     return comparisons, out
-
-
-class _Clock:
-    """Seconds per part of the stage, rounded to milliseconds."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, part: str) -> Iterator[None]:
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[part] = round(self.seconds.get(part, 0.0) + time.perf_counter() - t0, 3)
 
 
 def _teacher_maps(

@@ -29,32 +29,9 @@ from ..errors import ConfigError, DistilensError
 from ..interrupt import check_interrupt, deferred_interrupts
 from ..modalities import modality_for
 from ..runfolder import RunFolder
+from ..timings import Timings
 
 __all__ = ["RunContext", "Timings", "with_defaults"]
-
-
-@dataclass
-class Timings:
-    """Wall-clock seconds per stage, summed over its visits (``timing_s`` of metrics.json)."""
-
-    seconds: dict[str, float] = field(default_factory=dict)
-    start: float = field(default_factory=time.perf_counter)
-
-    @contextmanager
-    def timed(self, name: str) -> Iterator[None]:
-        """Add the time spent in the block to ``seconds[name]``."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
-
-    def finish(self) -> None:
-        """Record ``total``: the time since the run started."""
-        self.seconds["total"] = time.perf_counter() - self.start
-
-    def to_json(self) -> dict[str, float]:
-        return {k: round(v, 3) for k, v in self.seconds.items()}
 
 
 def with_defaults(cfg: RunConfig) -> RunConfig:
@@ -125,6 +102,13 @@ class RunContext:
     def staging(self) -> Path:
         """Where the run writes until it is committed."""
         return self.folder.staging
+
+    def cache_folders(self) -> tuple[list[Path], list[Path]]:
+        """``(read, write)``: where the teacher's stored outputs are looked for, in order (this run's
+        ``cache/``, the committed folder's, ``distill.cache_dir``), and where they are kept (this
+        run's ``cache/`` and ``distill.cache_dir``). The soft labels and the teacher's explanations use both."""
+        shared = [Path(self.config.distill.cache_dir)] if self.config.distill.cache_dir else []
+        return [self.staging / "cache", self.folder.final / "cache", *shared], [self.staging / "cache", *shared]
 
     @contextmanager
     def staged(self) -> Iterator[Path]:

@@ -8,7 +8,6 @@ way for every kind of data.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -68,9 +67,8 @@ def explain_stage(
     cfg = ctx.config
     memo = None
     if reuse_teacher:
-        shared = [Path(cfg.distill.cache_dir)] if cfg.distill.cache_dir else []
-        memo = explain.TeacherMemo(teacher, directories=[ctx.staging / "cache", ctx.folder.final / "cache", *shared],
-                                   save_to=[ctx.staging / "cache", *shared])
+        read, write = ctx.cache_folders()
+        memo = explain.TeacherMemo(teacher, directories=read, save_to=write)
     block = explain.explain_stage(teacher, student, inputs, methods, ctx.staging, config=cfg.explain, seed=cfg.seed,
                                   skipped=skipped, others=others, memo=memo)
     return ExplainResult(Explanations.load(block, ctx.staging, []), skipped)

@@ -196,18 +196,17 @@ def cache_stage(ctx: RunContext, data: DataResult, teacher: nn.Module, objective
     each augmented batch during distillation.
     """
     cfg, train = ctx.config, data.transfer.for_teacher().train
-    cache_dir = [Path(cfg.distill.cache_dir)] if cfg.distill.cache_dir else []
+    read, (here, *shared) = ctx.cache_folders()
     augment = run_augment(cfg)
     k = cfg.distill.stored_views(augment is not None)
     views = {"augment": augment, "views": k, "view_seed": cfg.seed} if k is not None else {}
 
     def build() -> tuple[SoftLabelCache, bool]:
         cache, hit = SoftLabelCache.load_or_build(
-            teacher, train, directories=[ctx.staging / "cache", ctx.folder.final / "cache", *cache_dir],
-            save_to=ctx.staging / "cache", dtype=cfg.distill.cache.dtype, top_k=cfg.distill.cache.top_k,
+            teacher, train, directories=read, save_to=here, dtype=cfg.distill.cache.dtype, top_k=cfg.distill.cache.top_k,
             **teacher_cache_options(objectives), **views,
         )
-        for folder in cache_dir:
+        for folder in shared:
             cache.save(folder)
         return cache, hit
 
